@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Idempotent set-up for factorysat: Debian packages, the project venv (.venv, CPython 3.11) with
+# pinned dependencies, Debian's Mininet made visible inside the venv, and the Open vSwitch daemons.
+# Safe to run again: every step checks first. Needs root; re-executes itself through sudo if not.
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")"
+
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || { echo "bootstrap: needs root and sudo is not installed" >&2; exit 1; }
+  exec sudo -E "$0" "$@"
+fi
+
+say() { printf 'bootstrap: %s\n' "$*"; }
+export DEBIAN_FRONTEND=noninteractive
+
+# --- Debian packages ------------------------------------------------------------------------
+apt_pkgs=(mininet openvswitch-switch iperf3 iputils-ping ethtool iproute2 nftables kmod
+          python3 python3-venv python3-dev gcc make)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- Python venv ------------------------------------------------------------------------------
+py=/usr/bin/python3.11
+[ -x "$py" ] || py=$(command -v python3.11)
+stamp=.venv/.factorysat-installed
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; assert sys.version_info[:2]==(3,11)' 2>/dev/null; then
+  say "creating .venv with $py"
+  rm -rf .venv
+  "$py" -m venv .venv
+fi
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  say "installing Python dependencies (pinned in pyproject.toml)"
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  .venv/bin/pip install -q -e '.[test]'
+  touch "$stamp"
+fi
+# Debian's Mininet (2.3.0) is the maintained one; PyPI's is a 2020 snapshot. Expose only that
+# package to the venv through a .pth pointing at a folder holding one symlink.
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+mkdir -p .venv/debian-mininet
+ln -sfn /usr/lib/python3/dist-packages/mininet .venv/debian-mininet/mininet
+echo "$PWD/.venv/debian-mininet" > "$site/debian-mininet.pth"
+.venv/bin/python -c 'import mininet.net' || { echo "bootstrap: mininet does not import in .venv" >&2; exit 1; }
+
+# --- Open vSwitch daemons ---------------------------------------------------------------------
+# With systemd (a normal VM) the service runs already. Without (containers, CI) start both
+# daemons by hand with pidfiles under /var/run/openvswitch; they are system services, not run
+# state of ours, and are left running like the service would be.
+rundir=/var/run/openvswitch
+alive() { [ -f "$rundir/$1.pid" ] && kill -0 "$(cat "$rundir/$1.pid")" 2>/dev/null; }
+if ! alive ovsdb-server || ! alive ovs-vswitchd; then
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    say "starting openvswitch-switch service"
+    systemctl start openvswitch-switch
+  else
+    mkdir -p "$rundir" /etc/openvswitch /var/log/openvswitch
+    db=/etc/openvswitch/conf.db
+    [ -f "$db" ] || ovsdb-tool create "$db" /usr/share/openvswitch/vswitch.ovsschema
+    if ! alive ovsdb-server; then
+      say "starting ovsdb-server"
+      ovsdb-server "$db" --remote=punix:$rundir/db.sock \
+        --remote=db:Open_vSwitch,Open_vSwitch,manager_options \
+        --pidfile=$rundir/ovsdb-server.pid --detach --log-file=/var/log/openvswitch/ovsdb-server.log
+      ovs-vsctl --no-wait init
+    fi
+    if ! alive ovs-vswitchd; then
+      say "starting ovs-vswitchd"
+      ovs-vswitchd unix:$rundir/db.sock --pidfile=$rundir/ovs-vswitchd.pid --detach \
+        --log-file=/var/log/openvswitch/ovs-vswitchd.log
+    fi
+  fi
+fi
+ovs-vsctl --timeout=10 show >/dev/null
+say "ready"

@@ -1,0 +1,153 @@
+"""A record of every kernel object and process a run creates, so cleanup touches nothing else.
+
+Each run owns one JSON file under ``STATE_ROOT`` (``/run/factorysat/<tag>.json``). Entries are
+appended *before* the object is created (so a crash in between leaves a harmless stale entry,
+never an orphan), and removed objects are dropped from the file. ``factorysat clean`` replays
+the files of runs whose owner process is gone. Nothing is ever matched by pattern.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATE_ROOT = Path(os.environ.get("FACTORYSAT_STATE_DIR", "/run/factorysat"))
+
+KINDS = ("process", "ovs_bridge", "netns", "link")
+# Removal order: stop processes first, then bridges, namespaces, and root-namespace links.
+_ORDER = {kind: i for i, kind in enumerate(KINDS)}
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Kernel start time of ``pid`` (clock ticks since boot), used to detect pid reuse."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+@dataclass
+class Manifest:
+    """The objects one run created. Thread-unsafe; one per run."""
+
+    tag: str
+    path: Path = field(init=False)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.path = STATE_ROOT / f"{self.tag}.json"
+
+    @classmethod
+    def create(cls, tag: str) -> Manifest:
+        manifest = cls(tag)
+        if manifest.path.exists():
+            raise FileExistsError(f"{manifest.path} exists: run tag {tag!r} is in use")
+        manifest._save()
+        return manifest
+
+    @classmethod
+    def load(cls, path: Path) -> Manifest:
+        data = json.loads(path.read_text())
+        manifest = cls(data["tag"])
+        manifest.path = path
+        manifest.entries = data["entries"]
+        return manifest
+
+    def _save(self) -> None:
+        STATE_ROOT.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"tag": self.tag, "owner_pid": os.getpid(),
+                                   "owner_start": proc_start_time(os.getpid()),
+                                   "entries": self.entries}, indent=1))
+        os.replace(tmp, self.path)
+
+    # --- recording ---------------------------------------------------------------------------
+    def add(self, kind: str, name: str, **extra: Any) -> None:
+        """Record an object about to be created (``kind`` in KINDS)."""
+        if kind not in KINDS:
+            raise ValueError(f"manifest kind {kind!r}; allowed: {', '.join(KINDS)}")
+        self.entries.append({"kind": kind, "name": name, **extra})
+        self._save()
+
+    def add_process(self, name: str, pid: int) -> None:
+        """Record a started process by pid and kernel start time."""
+        self.add("process", name, pid=pid, start=proc_start_time(pid))
+
+    def discard(self, kind: str, name: str) -> None:
+        self.entries = [e for e in self.entries if not (e["kind"] == kind and e["name"] == name)]
+        self._save()
+
+    # --- removal -----------------------------------------------------------------------------
+    def remove_all(self) -> list[str]:
+        """Remove every recorded object still present; return what could not be removed."""
+        failures: list[str] = []
+        for entry in sorted(self.entries, key=lambda e: _ORDER[e["kind"]]):
+            try:
+                remove_entry(entry)
+            except Exception as exc:  # keep going: remove as much as possible
+                failures.append(f"{entry['kind']} {entry['name']}: {exc}")
+        if not failures:
+            self.entries = []
+            self.path.unlink(missing_ok=True)
+        else:
+            self._save()
+        return failures
+
+    def owner_alive(self) -> bool:
+        data = json.loads(self.path.read_text())
+        pid, start = data.get("owner_pid"), data.get("owner_start")
+        return pid is not None and proc_start_time(pid) == start and start is not None
+
+
+def remove_entry(entry: dict[str, Any]) -> None:
+    """Remove one recorded object if it still exists (idempotent)."""
+    kind, name = entry["kind"], entry["name"]
+    if kind == "process":
+        stop_process(entry["pid"], entry.get("start"))
+    elif kind == "ovs_bridge":
+        subprocess.run(["ovs-vsctl", "--timeout=10", "--if-exists", "del-br", name],
+                       check=True, capture_output=True)
+    elif kind == "netns":
+        if Path(f"/run/netns/{name}").exists():
+            subprocess.run(["ip", "netns", "delete", name], check=True, capture_output=True)
+    elif kind == "link":
+        if Path(f"/sys/class/net/{name}").exists():
+            subprocess.run(["ip", "link", "delete", name], check=True, capture_output=True)
+
+
+def stop_process(pid: int, start: int | None, timeout_s: float = 3.0) -> None:
+    """SIGTERM then SIGKILL ``pid`` if it is still the process we started."""
+    if start is None or proc_start_time(pid) != start:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc_start_time(pid) != start:
+            return
+        time.sleep(0.02)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def leftover_manifests() -> list[Manifest]:
+    """Manifests of runs whose owning process is gone (killed runs)."""
+    if not STATE_ROOT.is_dir():
+        return []
+    found = []
+    for path in sorted(STATE_ROOT.glob("*.json")):
+        manifest = Manifest.load(path)
+        if not manifest.owner_alive():
+            found.append(manifest)
+    return found
