@@ -1,0 +1,26 @@
+# factorysat: the two commands of the README, plus helpers. Every target sets up what is missing
+# (./bootstrap.sh is idempotent) and escalates with sudo when not run as root.
+SHELL := /bin/bash
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PY := .venv/bin/python
+
+.PHONY: demo test unit lint bench clean setup
+
+setup:
+	@./bootstrap.sh
+
+demo: setup
+	$(SUDO) $(PY) -m experiments run demo
+
+test: setup
+	$(PY) -m ruff check topologies controllers experiments tests
+	$(SUDO) CI=$(CI) $(PY) -m pytest -q -ra tests
+
+unit: setup
+	$(PY) -m pytest -q tests/unit
+
+bench: setup
+	$(SUDO) $(PY) -m experiments bench links
+
+clean:
+	$(SUDO) $(PY) -m experiments clean

@@ -1,0 +1,186 @@
+"""OpenFlow 1.3 app: proactive L2 forwarding plus per-slice DSCP marking from a policy file.
+
+Configuration (set by ``controllers.launcher``, or by hand when running the app another way):
+
+- ``FACTORYSAT_CTL_POLICY``: path of the policy JSON (``controllers.policy.SlicePolicy``).
+- ``FACTORYSAT_CTL_STATUS``: path of the status JSON this app writes atomically:
+  ``{"ready_dpids": [int, ...], "pid": int, "errors": {"<dpid>": "message", ...}}``.
+  A dpid is ready once its flows are installed and a barrier reply confirmed them; it leaves the
+  list when the switch disconnects. ``errors`` lists switches that rejected a flow or are unknown.
+
+On every switch (re)connect the app deletes the flows carrying its cookie, installs
+``slice_rules(policy, dpid)``, then sends a barrier. No packet-in is used for forwarding.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from os_ken.base import app_manager
+from os_ken.controller import ofp_event
+from os_ken.controller.handler import (
+    CONFIG_DISPATCHER,
+    DEAD_DISPATCHER,
+    HANDSHAKE_DISPATCHER,
+    MAIN_DISPATCHER,
+    set_ev_cls,
+)
+from os_ken.ofproto import ofproto_v1_3
+
+from controllers.policy import (
+    COOKIE_APP,
+    COOKIE_APP_MASK,
+    Flood,
+    FlowRule,
+    GotoTable,
+    Meter,
+    Output,
+    SetField,
+    SlicePolicy,
+    UnknownDatapathError,
+    slice_rules,
+)
+
+ENV_POLICY = "FACTORYSAT_CTL_POLICY"
+ENV_STATUS = "FACTORYSAT_CTL_STATUS"
+
+
+def build_flow_mod(datapath: Any, rule: FlowRule) -> Any:
+    """Translate a ``FlowRule`` into an ``OFPFlowMod`` (OFPFC_ADD) for ``datapath``.
+
+    Instructions are emitted in the OF1.3 execution order: meter, apply-actions, goto-table.
+    """
+    ofp, parser = datapath.ofproto, datapath.ofproto_parser
+    actions = []
+    for action in rule.actions:
+        if isinstance(action, SetField):
+            actions.append(parser.OFPActionSetField(**{action.field: action.value}))
+        elif isinstance(action, Output):
+            actions.append(parser.OFPActionOutput(action.port))
+        elif isinstance(action, Flood):
+            actions.append(parser.OFPActionOutput(ofp.OFPP_FLOOD))
+    inst = [parser.OFPInstructionMeter(a.meter_id) for a in rule.actions if isinstance(a, Meter)]
+    if actions:
+        inst.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions))
+    inst += [parser.OFPInstructionGotoTable(a.table_id) for a in rule.actions if isinstance(a, GotoTable)]
+    return parser.OFPFlowMod(
+        datapath=datapath, cookie=rule.cookie, table_id=rule.table_id, command=ofp.OFPFC_ADD,
+        priority=rule.priority, match=parser.OFPMatch(**dict(rule.match)), instructions=inst,
+    )
+
+
+def build_delete_own_flows(datapath: Any, cookie: int = COOKIE_APP,
+                           cookie_mask: int = COOKIE_APP_MASK) -> Any:
+    """An ``OFPFlowMod`` deleting, in every table, the flows whose cookie matches under the mask."""
+    ofp, parser = datapath.ofproto, datapath.ofproto_parser
+    return parser.OFPFlowMod(
+        datapath=datapath, cookie=cookie, cookie_mask=cookie_mask, table_id=ofp.OFPTT_ALL,
+        command=ofp.OFPFC_DELETE, out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, match=parser.OFPMatch(),
+    )
+
+
+def write_status_atomic(path: Path, status: dict[str, Any]) -> None:
+    """Write ``status`` as JSON to ``path`` via a temporary file and ``os.replace``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(status, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+class SliceSwitch(app_manager.OSKenApp):
+    """Installs the slice policy on each switch and reports readiness in the status file."""
+
+    OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.policy_path = Path(_required_env(ENV_POLICY))
+        self.status_path = Path(_required_env(ENV_STATUS))
+        self.policy = SlicePolicy.from_json(self.policy_path)
+        self.ready_dpids: set[int] = set()
+        self.errors: dict[int, str] = {}
+        self.pending_barrier: dict[int, int] = {}  # dpid -> xid of the barrier awaited
+        self.logger.info("policy %s: %d slices, %d hosts, %d switches", self.policy_path,
+                         len(self.policy.slices), len(self.policy.hosts), len(self.policy.switches))
+        self._write_status()
+
+    # --- flow installation -----------------------------------------------------------------
+    def add_flow(self, datapath: Any, rule: FlowRule) -> None:
+        """Send one flow rule to ``datapath``."""
+        datapath.send_msg(build_flow_mod(datapath, rule))
+
+    def install_policy(self, datapath: Any) -> None:
+        """Replace this app's flows on ``datapath`` and ask for a barrier to confirm them."""
+        dpid = datapath.id
+        try:
+            rules = slice_rules(self.policy, dpid)
+        except UnknownDatapathError as exc:
+            self.logger.error("%s", exc)
+            self.errors[dpid] = str(exc)
+            self._write_status()
+            return
+        datapath.send_msg(build_delete_own_flows(datapath))
+        for rule in rules:
+            self.add_flow(datapath, rule)
+        # Hook: SLA enforcement adds OFPMeterMod messages here, before the barrier.
+        barrier = datapath.ofproto_parser.OFPBarrierRequest(datapath)
+        datapath.send_msg(barrier)  # sets barrier.xid
+        self.pending_barrier[dpid] = barrier.xid
+        self.logger.info("dpid %#x: sent %d flows, awaiting barrier xid %d", dpid, len(rules), barrier.xid)
+
+    # --- events ----------------------------------------------------------------------------
+    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
+    def switch_features_handler(self, ev: Any) -> None:
+        datapath = ev.msg.datapath
+        self.ready_dpids.discard(datapath.id)
+        self.errors.pop(datapath.id, None)
+        self.install_policy(datapath)
+        self._write_status()
+
+    @set_ev_cls(ofp_event.EventOFPBarrierReply, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def barrier_reply_handler(self, ev: Any) -> None:
+        dpid, xid = ev.msg.datapath.id, ev.msg.xid
+        if self.pending_barrier.get(dpid) != xid:
+            return
+        del self.pending_barrier[dpid]
+        if dpid in self.errors:
+            self.logger.error("dpid %#x: flows rejected, not ready: %s", dpid, self.errors[dpid])
+        else:
+            self.ready_dpids.add(dpid)
+            self.logger.info("dpid %#x: ready", dpid)
+        self._write_status()
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, [HANDSHAKE_DISPATCHER, CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def error_msg_handler(self, ev: Any) -> None:
+        msg = ev.msg
+        text = f"OFPErrorMsg type={msg.type} code={msg.code} xid={msg.xid}"
+        self.logger.error("dpid %s: %s", msg.datapath.id, text)
+        if msg.datapath.id is not None:
+            self.errors.setdefault(msg.datapath.id, text)
+            self._write_status()
+
+    @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
+    def state_change_handler(self, ev: Any) -> None:
+        dpid = ev.datapath.id
+        if dpid is None:
+            return
+        self.logger.info("dpid %#x: disconnected", dpid)
+        self.ready_dpids.discard(dpid)
+        self.pending_barrier.pop(dpid, None)
+        self._write_status()
+
+    def _write_status(self) -> None:
+        write_status_atomic(self.status_path, {
+            "ready_dpids": sorted(self.ready_dpids),
+            "pid": os.getpid(),
+            "errors": {str(k): v for k, v in sorted(self.errors.items())},
+        })
+
+
+def _required_env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise RuntimeError(f"environment variable {name} is not set (controllers.launcher sets it)")
+    return value

@@ -1,0 +1,236 @@
+"""Start the os-ken controller (os-ken 4 ships no ``osken-manager``).
+
+Command line (listens on a loopback address only)::
+
+    python -m controllers.launcher --policy FILE --status FILE --port N [--host 127.0.0.1]
+
+The launcher validates the policy, exports ``FACTORYSAT_CTL_POLICY`` / ``FACTORYSAT_CTL_STATUS`` for
+``controllers.apps.slice_switch``, sets os-ken's ``ofp_listen_host`` / ``ofp_tcp_listen_port`` and runs
+the app with ``AppManager.run_apps``. os-ken 4 uses its native (threading) hub by default, so no
+eventlet monkey-patching is needed. Logs go to stderr; ``ControllerProcess`` sends them to a file.
+
+From Python (the runner)::
+
+    ctl = ControllerProcess()
+    ctl.start(policy_path, status_path, log_path)   # ctl.pid, ctl.port are set on return
+    ctl.wait_ready([1, 2], timeout_s=10)
+    ...
+    ctl.stop()
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from controllers.policy import SlicePolicy
+from topologies.validate import ConfigError
+
+APP_MODULES = ["controllers.apps.slice_switch"]
+REPO_ROOT = Path(__file__).resolve().parents[1]
+_POLL_S = 0.02
+
+
+def run_controller(policy_path: Path, status_path: Path, port: int, host: str = "127.0.0.1") -> None:
+    """Run os-ken in this process until it is killed (blocks)."""
+    # Import os-ken here so `import controllers.launcher` stays light for the runner.
+    from os_ken import cfg
+    from os_ken.base.app_manager import AppManager
+    from os_ken.controller import controller  # noqa: F401  (registers the ofp-* options)
+
+    os.environ["FACTORYSAT_CTL_POLICY"] = str(policy_path)
+    os.environ["FACTORYSAT_CTL_STATUS"] = str(status_path)
+    cfg.CONF(args=["--ofp-listen-host", host, "--ofp-tcp-listen-port", str(port)],
+             project="os_ken", default_config_files=[])
+    AppManager.run_apps(APP_MODULES)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m controllers.launcher",
+                                     description="Run the factorysat os-ken controller.")
+    parser.add_argument("--policy", type=Path, required=True, help="slice policy JSON")
+    parser.add_argument("--status", type=Path, required=True, help="status JSON the app writes")
+    parser.add_argument("--port", type=int, required=True, help="OpenFlow TCP listen port")
+    parser.add_argument("--host", default="127.0.0.1", help="loopback listen address (default 127.0.0.1)")
+    args = parser.parse_args(argv)
+    try:
+        if not ipaddress.ip_address(args.host).is_loopback:
+            parser.error(f"--host {args.host}: only a loopback address is allowed")
+    except ValueError:
+        parser.error(f"--host {args.host!r}: not an IP address")
+    if not 1 <= args.port <= 65535:
+        parser.error(f"--port {args.port}: allowed 1..65535")
+    try:
+        SlicePolicy.from_json(args.policy)
+    except (OSError, ConfigError) as exc:
+        print(f"policy {args.policy}: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def on_term(signum: int, _frame: Any) -> None:
+        logging.getLogger("controllers.launcher").info("signal %d: exiting", signum)
+        logging.shutdown()
+        os._exit(0)  # os-ken's hub threads cannot be joined cleanly; the OS closes the sockets
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    logging.getLogger("controllers.launcher").info(
+        "pid %d starting, OpenFlow on %s:%d, policy %s, status %s", os.getpid(), args.host, args.port,
+        args.policy, args.status)
+    run_controller(args.policy.resolve(), args.status.resolve(), args.port, args.host)
+    return 0
+
+
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the kernel's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tcp_listening(port: int) -> bool:
+    """True if some socket listens on TCP ``port`` in this network namespace."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
+class ControllerProcess:
+    """The controller as a child process, for the runner. Record ``.pid`` in the Manifest."""
+
+    def __init__(self, python: str = sys.executable) -> None:
+        self.python = python
+        self.port: int | None = None
+        self.pid: int | None = None
+        self.log_path: Path | None = None
+        self.status_path: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, policy_path: Path, status_path: Path, log_path: Path, port: int | None = None,
+              listen_timeout_s: float = 15.0) -> None:
+        """Validate the policy, start the controller and return once it listens on ``self.port``.
+
+        Raises ``ConfigError`` for a bad policy (before starting anything) and ``RuntimeError``
+        (with the log path) if the process exits or does not listen within ``listen_timeout_s``.
+        """
+        if self._proc is not None:
+            raise RuntimeError(f"controller already started (pid {self.pid})")
+        SlicePolicy.from_json(policy_path)
+        self.port = port if port is not None else free_loopback_port()
+        self.log_path, self.status_path = Path(log_path), Path(status_path)
+        self.status_path.unlink(missing_ok=True)  # never mistake an old run's status for ours
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+        cmd = [self.python, "-m", "controllers.launcher", "--policy", str(Path(policy_path).resolve()),
+               "--status", str(self.status_path.resolve()), "--port", str(self.port)]
+        with open(self.log_path, "ab") as log:
+            # New session: a Ctrl-C in the runner's terminal does not reach the controller, so the
+            # runner's cleanup decides when it stops.
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                          env=env, start_new_session=True)
+        self.pid = self._proc.pid
+        try:
+            self._wait_listening(listen_timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_listening(self, timeout_s: float) -> None:
+        assert self._proc is not None and self.port is not None
+        deadline = time.monotonic() + timeout_s
+        while not _tcp_listening(self.port):
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"controller pid {self.pid} not listening on 127.0.0.1:{self.port} "
+                                   f"after {timeout_s} s; see log {self.log_path}")
+            time.sleep(_POLL_S)
+        self._check_alive()  # the port may be someone else's if our process just died
+
+    def _check_alive(self) -> None:
+        if self._proc is None:
+            raise RuntimeError("controller not started")
+        code = self._proc.poll()
+        if code is not None:
+            raise RuntimeError(f"controller pid {self.pid} exited with code {code}; see log {self.log_path}")
+
+    def read_status(self) -> dict[str, Any] | None:
+        """The status file's content if this process wrote it, else None."""
+        if self.status_path is None:
+            return None
+        try:
+            status = json.loads(self.status_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return status if status.get("pid") == self.pid else None
+
+    def wait_ready(self, dpids: Iterable[int], timeout_s: float) -> None:
+        """Block until every dpid has its flows installed (barrier confirmed).
+
+        Raises ``TimeoutError`` naming the missing dpids and the log path, ``RuntimeError`` if the
+        controller exits or reports an error for one of the dpids.
+        """
+        wanted = set(dpids)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._check_alive()
+            status = self.read_status() or {}
+            errors = {int(k): v for k, v in status.get("errors", {}).items() if int(k) in wanted}
+            if errors:
+                raise RuntimeError(f"controller reports errors for dpids {_fmt(errors)}: {errors}; "
+                                   f"see log {self.log_path}")
+            missing = wanted - set(status.get("ready_dpids", []))
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"controller pid {self.pid} (port {self.port}) not ready after "
+                                   f"{timeout_s} s for dpids {_fmt(missing)}; see log {self.log_path}")
+            time.sleep(_POLL_S)
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self, timeout_s: float = 3.0) -> None:
+        """SIGTERM the controller, SIGKILL it after ``timeout_s``; safe to call repeatedly."""
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def __enter__(self) -> ControllerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _fmt(dpids: Iterable[int]) -> str:
+    return "[" + ", ".join(f"{d} ({d:#x})" for d in sorted(dpids)) + "]"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,308 @@
+"""Slice policy (written by the runner as JSON) and the flow rules it implies, as pure data.
+
+Nothing here imports os-ken: ``slice_rules`` turns a validated ``SlicePolicy`` into a list of
+``FlowRule`` values that ``controllers.apps.slice_switch`` translates to OpenFlow 1.3 flow mods.
+
+Pipeline per switch (OpenFlow 1.3):
+
+- table 0 (classify): IPv4 from a slice host attached at this switch -> set ip_dscp to the slice's
+  DSCP, goto table 1 (priority 100); anything else -> goto table 1 (priority 0).
+- table 1 (forward): eth_dst = known MAC -> output port (priority 10); broadcast / multicast ->
+  FLOOD (priority 5); table-miss -> drop (priority 0, no packet-in).
+
+Later SLA work adds meters (``Meter`` instruction) and queues between the two tables.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from topologies.validate import ConfigError, Table
+
+# --- OpenFlow constants used by the rules (values from the OpenFlow 1.3.5 spec, ONF TS-023) -------
+ETH_TYPE_IPV4 = 0x0800
+OFPP_MAX = 0xFFFFFF00  # highest physical port number
+MAX_TABLE_ID = 254  # 255 is OFPTT_ALL
+MAX_PRIORITY = 0xFFFF
+BROADCAST_MAC = "ff:ff:ff:ff:ff:ff"
+MULTICAST_MAC_MASKED = ("01:00:00:00:00:00", "01:00:00:00:00:00")  # I/G bit set
+
+# Tables and priorities of this app's pipeline.
+TABLE_CLASSIFY = 0
+TABLE_FORWARD = 1
+PRIO_SLICE_MARK = 100
+PRIO_UNICAST = 10
+PRIO_FLOOD = 5
+PRIO_DEFAULT = 0
+
+# Cookies: the upper 16 bits identify this app (0xFAC5 = "factorysat"), the low bits the rule kind,
+# so `dump-flows` is readable and the app deletes exactly its own flows on (re)connect.
+COOKIE_APP = 0xFAC5 << 48
+COOKIE_APP_MASK = 0xFFFF << 48
+COOKIE_SLICE_MARK = COOKIE_APP | 0x1
+COOKIE_CLASSIFY_DEFAULT = COOKIE_APP | 0x2
+COOKIE_UNICAST = COOKIE_APP | 0x3
+COOKIE_FLOOD = COOKIE_APP | 0x4
+COOKIE_MISS = COOKIE_APP | 0x5
+
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+# --- flow rules ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SetField:
+    """Apply-action: set one OXM field (os-ken OFPMatch keyword, e.g. ``ip_dscp``)."""
+
+    field: str
+    value: int | str
+
+
+@dataclass(frozen=True)
+class Output:
+    """Apply-action: output to a port number."""
+
+    port: int
+
+
+@dataclass(frozen=True)
+class Flood:
+    """Apply-action: output to OFPP_FLOOD (all ports but the ingress port)."""
+
+
+@dataclass(frozen=True)
+class GotoTable:
+    """Instruction: continue in a later table."""
+
+    table_id: int
+
+
+@dataclass(frozen=True)
+class Meter:
+    """Instruction: pass the packet through an OF1.3 meter first (hook for SLA enforcement)."""
+
+    meter_id: int
+
+
+Action = SetField | Output | Flood | GotoTable | Meter
+
+
+@dataclass(frozen=True)
+class FlowRule:
+    """One flow entry. ``match`` uses os-ken ``OFPMatch`` keyword names; a masked field is a
+    ``(value, mask)`` tuple. An empty ``actions`` tuple means drop."""
+
+    table_id: int
+    priority: int
+    match: Mapping[str, Any]
+    actions: tuple[Action, ...]
+    cookie: int = COOKIE_APP
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.table_id <= MAX_TABLE_ID:
+            raise ValueError(f"FlowRule.table_id {self.table_id}: allowed 0..{MAX_TABLE_ID}")
+        if not 0 <= self.priority <= MAX_PRIORITY:
+            raise ValueError(f"FlowRule.priority {self.priority}: allowed 0..{MAX_PRIORITY}")
+        if not 0 <= self.cookie < 1 << 64:
+            raise ValueError(f"FlowRule.cookie {self.cookie:#x}: allowed a 64-bit unsigned value")
+        gotos = [a for a in self.actions if isinstance(a, GotoTable)]
+        meters = [a for a in self.actions if isinstance(a, Meter)]
+        if len(gotos) > 1 or len(meters) > 1:
+            raise ValueError("FlowRule: at most one GotoTable and one Meter")
+        if gotos and gotos[0].table_id <= self.table_id:
+            raise ValueError(f"FlowRule: GotoTable({gotos[0].table_id}) must go to a later table "
+                             f"than {self.table_id}")
+
+
+# --- policy ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SliceSpec:
+    name: str
+    dscp: int
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    name: str
+    ip: str
+    mac: str  # lower case aa:bb:cc:dd:ee:ff
+    slice: str | None  # None for servers (edge, cloud)
+
+
+@dataclass(frozen=True)
+class SwitchSpec:
+    name: str
+    dpid: int
+    access_hosts: tuple[str, ...]
+    mac_to_port: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class SlicePolicy:
+    """The controller's whole input: slices, hosts and per-switch forwarding tables."""
+
+    slices: Mapping[str, SliceSpec]
+    hosts: tuple[HostSpec, ...]
+    switches: tuple[SwitchSpec, ...]
+    _hosts_by_name: Mapping[str, HostSpec] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hosts_by_name", {h.name: h for h in self.hosts})
+
+    @classmethod
+    def from_json(cls, path: Path | str) -> SlicePolicy:
+        """Load and validate a policy file; errors name the file and the key path."""
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(str(path), None, f"valid JSON ({exc})") from exc
+        return cls.from_dict(raw)
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> SlicePolicy:
+        """Validate a policy dict (the JSON shape documented in the module docstring)."""
+        with Table(raw, "") as top:
+            slices = _parse_slices(top.table("slices"))
+            hosts = _parse_hosts(top.tables("hosts"), slices)
+            switches = _parse_switches(top.tables("switches"), {h.name for h in hosts})
+        return cls(slices=slices, hosts=hosts, switches=switches)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready dict that ``from_dict`` accepts (for the runner to write)."""
+        return {
+            "slices": {s.name: {"dscp": s.dscp} for s in self.slices.values()},
+            "hosts": [{"name": h.name, "ip": h.ip, "mac": h.mac, "slice": h.slice} for h in self.hosts],
+            "switches": [{"name": s.name, "dpid": s.dpid, "access_hosts": list(s.access_hosts),
+                          "mac_to_port": dict(s.mac_to_port)} for s in self.switches],
+        }
+
+    def host(self, name: str) -> HostSpec:
+        return self._hosts_by_name[name]
+
+    def switch(self, dpid: int) -> SwitchSpec:
+        """The switch with this datapath id; ``UnknownDatapathError`` if none."""
+        for sw in self.switches:
+            if sw.dpid == dpid:
+                return sw
+        known = ", ".join(f"{s.name}={s.dpid:#x}" for s in self.switches) or "none"
+        raise UnknownDatapathError(f"dpid {dpid:#x} is not in the policy's switches (known: {known})")
+
+
+class UnknownDatapathError(LookupError):
+    """A switch connected whose dpid the policy does not list."""
+
+
+def _parse_slices(t: Table) -> dict[str, SliceSpec]:
+    slices: dict[str, SliceSpec] = {}
+    for name in list(t.raw):
+        if not isinstance(name, str) or not name:
+            raise ConfigError(t.key(str(name)), name, "a non-empty slice name")
+        with t.table(name) as s:
+            slices[name] = SliceSpec(name, s.int("dscp", min=0, max=63))
+    if not slices:
+        raise ConfigError("slices", {}, "at least one slice")
+    return slices
+
+
+def _parse_hosts(tables: list[Table], slices: Mapping[str, SliceSpec]) -> tuple[HostSpec, ...]:
+    hosts: list[HostSpec] = []
+    seen: dict[str, dict[str, str]] = {"name": {}, "ip": {}, "mac": {}}
+    for t in tables:
+        with t:
+            name = t.str("name")
+            if not name:
+                raise ConfigError(t.key("name"), name, "a non-empty host name")
+            ip = _ipv4(t.key("ip"), t.get("ip"))
+            mac = _mac(t.key("mac"), t.get("mac"), unicast=True)
+            slice_name = t.get("slice", None)
+            if slice_name is not None and slice_name not in slices:
+                raise ConfigError(t.key("slice"), slice_name,
+                                  "null or one of " + ", ".join(map(repr, slices)))
+        for key, value in (("name", name), ("ip", ip), ("mac", mac)):
+            if value in seen[key]:
+                raise ConfigError(t.key(key), value, f"a value not already used by {seen[key][value]}")
+            seen[key][value] = t.path
+        hosts.append(HostSpec(name, ip, mac, slice_name))
+    return tuple(hosts)
+
+
+def _parse_switches(tables: list[Table], host_names: set[str]) -> tuple[SwitchSpec, ...]:
+    switches: list[SwitchSpec] = []
+    seen: dict[object, str] = {}
+    for t in tables:
+        with t:
+            name = t.str("name")
+            dpid = t.int("dpid", min=1, max=(1 << 64) - 1)
+            access = t.get("access_hosts", [])
+            if not isinstance(access, list) or not all(isinstance(a, str) for a in access):
+                raise ConfigError(t.key("access_hosts"), access, "a list of host names")
+            for i, host in enumerate(access):
+                if host not in host_names:
+                    raise ConfigError(f"{t.key('access_hosts')}[{i}]", host, "a name from hosts[]")
+            raw_ports = t.get("mac_to_port")
+            if not isinstance(raw_ports, Mapping):
+                raise ConfigError(t.key("mac_to_port"), raw_ports, 'an object {"<mac>": <port>}')
+            ports: dict[str, int] = {}
+            for raw_mac, port in raw_ports.items():
+                key = f"{t.key('mac_to_port')}[{raw_mac!r}]"
+                mac = _mac(key, raw_mac, unicast=True)
+                if mac in ports:
+                    raise ConfigError(key, raw_mac, "a MAC listed once")
+                if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= OFPP_MAX:
+                    raise ConfigError(key, port, f"a port number 1..{OFPP_MAX}")
+                ports[mac] = port
+        for key, value in (("name", name), ("dpid", dpid)):
+            if (key, value) in seen:
+                raise ConfigError(t.key(key), value, f"a value not already used by {seen[(key, value)]}")
+            seen[(key, value)] = t.path
+        switches.append(SwitchSpec(name, dpid, tuple(access), ports))
+    return tuple(switches)
+
+
+def _ipv4(path: str, value: Any) -> str:
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except (ipaddress.AddressValueError, ValueError, TypeError):
+        raise ConfigError(path, value, "an IPv4 address like '10.0.0.1'") from None
+
+
+def _mac(path: str, value: Any, unicast: bool) -> str:
+    if not isinstance(value, str) or not _MAC_RE.match(value.lower()):
+        raise ConfigError(path, value, "a MAC address like '00:00:00:00:00:01'")
+    mac = value.lower()
+    if unicast and int(mac[:2], 16) & 1:
+        raise ConfigError(path, value, "a unicast MAC (lowest bit of the first octet 0)")
+    return mac
+
+
+# --- rules -------------------------------------------------------------------------------------
+def slice_rules(policy: SlicePolicy, dpid: int) -> list[FlowRule]:
+    """All flow rules for switch ``dpid``: DSCP marking in table 0, L2 forwarding in table 1."""
+    sw = policy.switch(dpid)
+    rules: list[FlowRule] = []
+    for host_name in sw.access_hosts:
+        host = policy.host(host_name)
+        if host.slice is None:
+            continue
+        dscp = policy.slices[host.slice].dscp
+        rules.append(FlowRule(
+            TABLE_CLASSIFY, PRIO_SLICE_MARK,
+            {"eth_type": ETH_TYPE_IPV4, "ipv4_src": host.ip},
+            (SetField("ip_dscp", dscp), GotoTable(TABLE_FORWARD)),
+            COOKIE_SLICE_MARK,
+        ))
+    rules.append(FlowRule(TABLE_CLASSIFY, PRIO_DEFAULT, {}, (GotoTable(TABLE_FORWARD),),
+                          COOKIE_CLASSIFY_DEFAULT))
+    for mac, port in sorted(sw.mac_to_port.items()):
+        rules.append(FlowRule(TABLE_FORWARD, PRIO_UNICAST, {"eth_dst": mac}, (Output(port),), COOKIE_UNICAST))
+    rules.append(FlowRule(TABLE_FORWARD, PRIO_FLOOD, {"eth_dst": BROADCAST_MAC}, (Flood(),), COOKIE_FLOOD))
+    rules.append(FlowRule(TABLE_FORWARD, PRIO_FLOOD, {"eth_dst": MULTICAST_MAC_MASKED}, (Flood(),),
+                          COOKIE_FLOOD))
+    rules.append(FlowRule(TABLE_FORWARD, PRIO_DEFAULT, {}, (), COOKIE_MISS))
+    return rules

@@ -1,0 +1,37 @@
+"""``factorysat figures RUN_DIR...``: regenerate figures from a run's stored tidy tables."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("figures", help="regenerate figures from stored results",
+                              description="Redraw the figures of complete run folders from their "
+                                          "Parquet tables (no emulation needed, no root).")
+    p.add_argument("run_dirs", nargs="+", type=Path, help="results/<experiment>/<run_id> folders")
+    p.set_defaults(func=figures_cmd)
+
+
+def figures_cmd(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from experiments import figures
+    from experiments.results import is_complete
+
+    status = 0
+    for run_dir in args.run_dirs:
+        if not is_complete(run_dir):
+            print(f"factorysat figures: {run_dir} is not a complete run folder (no COMPLETE marker)",
+                  file=sys.stderr)
+            status = 2
+            continue
+        packets = pd.read_parquet(run_dir / "packets.parquet")
+        summary = json.loads((run_dir / "summary.json").read_text())
+        bounds = {name: s["latency_bound_ms"] for name, s in summary.items()}
+        paths = figures.save(figures.owd_cdf(packets, bounds), run_dir / "owd_cdf")
+        print("\n".join(str(p) for p in paths))
+    return status

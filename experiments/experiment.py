@@ -1,0 +1,56 @@
+"""Experiment definitions: ``experiments/<name>/experiment.toml`` validated into a typed object."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from topologies.scenario import Scenario, load_scenario
+from topologies.validate import ConfigError, Table
+
+EXPERIMENTS_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    description: str
+    scenario_ref: str
+    duration_s: float
+    drain_s: float
+    folder: Path
+
+    def load_scenario(self) -> Scenario:
+        if self.scenario_ref == "default":
+            return load_scenario(None)
+        return load_scenario(self.folder / self.scenario_ref)
+
+
+def available_experiments() -> list[str]:
+    return sorted(p.parent.name for p in EXPERIMENTS_DIR.glob("*/experiment.toml"))
+
+
+def load_experiment(ref: str) -> Experiment:
+    """``ref`` is a built-in experiment name or a folder/file path holding experiment.toml."""
+    path = Path(ref)
+    if path.is_dir():
+        path = path / "experiment.toml"
+    elif not path.is_file():
+        path = EXPERIMENTS_DIR / ref / "experiment.toml"
+        if not path.is_file():
+            raise ConfigError("experiment", ref, "one of " + ", ".join(available_experiments())
+                              + " or a path to an experiment.toml")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("experiment", str(path), f"valid TOML ({exc})") from None
+    with Table(raw, "") as root, root.table("experiment") as t:
+        return Experiment(
+            name=t.str("name"),
+            description=t.str("description", ""),
+            scenario_ref=t.str("scenario", "default"),
+            duration_s=t.number("duration_s", min=1, max=3600),
+            drain_s=t.number("drain_s", 2.0, min=0, max=60),
+            folder=path.parent,
+        )

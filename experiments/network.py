@@ -1,0 +1,194 @@
+"""Build and tear down the emulated factory network for one run.
+
+:class:`EmulatedNetwork` owns everything a run creates: the link engine, the controller process,
+the Mininet hosts, switches and links. Every object is recorded in the run's
+:class:`~topologies.manifest.Manifest` before it is created, and :meth:`EmulatedNetwork.stop`
+removes exactly those, so a crash, Ctrl-C or ``factorysat clean`` after SIGKILL leaves nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import socket
+import string
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from mininet.log import setLogLevel
+from mininet.net import Mininet
+from mininet.node import RemoteController
+
+from controllers.launcher import ControllerProcess
+from experiments.results import write_json
+from topologies.factory import FactoryTopo
+from topologies.links import LinkEngine, select_backend
+from topologies.manifest import STATE_ROOT, Manifest
+from topologies.scenario import Scenario
+from topologies.switches import OvsNotRunning, ovs_running, select_datapath, switch_class
+
+log = logging.getLogger(__name__)
+_TAG_CHARS = string.ascii_lowercase + string.digits
+
+
+def new_tag() -> str:
+    """A 2-character run tag not used by a live or leftover run on this machine."""
+    for _ in range(200):
+        tag = "".join(secrets.choice(_TAG_CHARS) for _ in range(2))
+        if not (STATE_ROOT / f"fs{tag}.json").exists():
+            return tag
+    raise RuntimeError(f"no free run tag: too many manifests in {STATE_ROOT}; run `factorysat clean`")
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class EmulatedNetwork:
+    """The factory network of ``scenario`` on Mininet, with link engine and controller."""
+
+    def __init__(self, scenario: Scenario, link_backend: str | None = None,
+                 ovs_datapath: str | None = None) -> None:
+        self.scenario = scenario
+        self.run_dir = Path()
+        # Resolve choices first: a bad choice fails before anything is created.
+        self.backend = select_backend(link_backend or scenario.link_backend)
+        self.datapath = select_datapath(ovs_datapath or scenario.ovs_datapath)
+        if not ovs_running():
+            raise OvsNotRunning("the Open vSwitch daemons do not answer (ovs-vsctl show failed); "
+                                "run ./bootstrap.sh, which starts them")
+        self.tag = new_tag()
+        self.prefix = f"fs{self.tag}"
+        self.manifest: Manifest | None = None
+        self.engine: LinkEngine | None = None
+        self.controller: ControllerProcess | None = None
+        self.net: Mininet | None = None
+        self.topo: FactoryTopo | None = None
+
+    # --- bring-up ----------------------------------------------------------------------------
+    def start(self, run_dir: Path) -> None:
+        """Create everything (logs under ``run_dir``); on failure remove what was created, re-raise."""
+        self.run_dir = run_dir
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        setLogLevel("warning")
+        self.manifest = Manifest.create(self.prefix)
+        logs = self.run_dir / "logs"
+        self.engine = LinkEngine(self.backend, self.tag, self.manifest, logs)
+        self.engine.start()
+
+        self.topo = FactoryTopo(scenario=self.scenario, switch_prefix=self.prefix)
+        for name in self.topo.switches():
+            self.manifest.add("ovs_bridge", name)
+        for node1, node2, info in self.topo.links(withInfo=True):
+            for node, port in ((node1, info["port1"]), (node2, info["port2"])):
+                if self.topo.isSwitch(node):  # switch ports live in the root namespace
+                    self.manifest.add("link", f"{node}-eth{port}")
+
+        port = free_loopback_port()
+        self.net = Mininet(topo=self.topo, switch=switch_class(self.datapath), controller=None,
+                           link=self.engine.link_class, build=False, autoSetMacs=False,
+                           waitConnected=False)
+        self.net.build()
+        for host in self.net.hosts:
+            self.manifest.add_process(f"host:{host.name}", host.pid)
+        self.net.staticArp()
+
+        policy_path = self.run_dir / "controller_policy.json"
+        write_json(policy_path, self.controller_policy())
+        self.controller = ControllerProcess()
+        self.controller.start(policy_path, self.run_dir / "controller_status.json",
+                              logs / "controller.log", port=port)
+        self.manifest.add_process("controller", self.controller.pid)
+        self.net.addController(RemoteController("c0", ip="127.0.0.1", port=port))
+        self.net.start()
+        self.controller.wait_ready([int(s.dpid, 16) for s in self.net.switches], timeout_s=30)
+
+    def controller_policy(self) -> dict[str, Any]:
+        """The slice policy file the controller app reads (see controllers/policy.py)."""
+        assert self.net is not None and self.topo is not None
+        ue_slice = {ue.name: ue.slice for ue in self.scenario.ues}
+        hosts = [{"name": h.name, "ip": h.IP(), "mac": h.MAC(), "slice": ue_slice.get(h.name)}
+                 for h in self.net.hosts]
+        switches = []
+        for switch in self.net.switches:
+            access = [intf.link.intf1.node.name if intf.link.intf2.node is switch
+                      else intf.link.intf2.node.name
+                      for intf in switch.intfList() if intf.link]
+            switches.append({
+                "name": switch.name,
+                "dpid": int(switch.dpid, 16),
+                "access_hosts": [n for n in access if n in ue_slice or n in self.scenario.servers()],
+                "mac_to_port": self._mac_to_port(switch),
+            })
+        return {"slices": {s.name: {"dscp": s.dscp} for s in self.scenario.slices},
+                "hosts": hosts, "switches": switches}
+
+    def _mac_to_port(self, switch: Any) -> dict[str, int]:
+        """For each host MAC, the port of ``switch`` on the (tree) path towards it (BFS)."""
+        table: dict[str, int] = {}
+        seen = {switch.name}
+        queue: deque = deque()
+        for intf in switch.intfList():
+            if intf.link:
+                peer = intf.link.intf2 if intf.link.intf1 is intf else intf.link.intf1
+                queue.append((peer.node, switch.ports[intf]))
+        while queue:
+            node, port = queue.popleft()
+            if node.name in seen:
+                continue
+            seen.add(node.name)
+            if node in self.net.hosts:
+                table[node.MAC()] = port
+                continue
+            for intf in node.intfList():
+                if intf.link:
+                    peer = intf.link.intf2 if intf.link.intf1 is intf else intf.link.intf1
+                    queue.append((peer.node, port))
+        return table
+
+    def host(self, name: str) -> Any:
+        assert self.net is not None
+        return self.net.get(name)
+
+    def metadata(self) -> dict[str, Any]:
+        return {"link_backend": self.backend, "ovs_datapath": self.datapath, "run_tag": self.prefix,
+                "link_engine": self.engine.metadata() if self.engine else None,
+                "controller_port": self.controller.port if self.controller else None}
+
+    # --- teardown ----------------------------------------------------------------------------
+    def stop(self) -> list[str]:
+        """Remove everything this run created (idempotent); return what could not be removed."""
+        problems: list[str] = []
+        for step in (self._stop_net, self._stop_controller, self._stop_engine):
+            try:
+                step()
+            except Exception as exc:  # keep tearing down
+                problems.append(f"{step.__name__}: {exc}")
+                log.warning("teardown step %s failed: %s", step.__name__, exc)
+        if self.manifest is not None:
+            problems += self.manifest.remove_all()
+        return problems
+
+    def _stop_net(self) -> None:
+        net, self.net = self.net, None
+        if net is not None:
+            net.stop()
+
+    def _stop_controller(self) -> None:
+        controller, self.controller = self.controller, None
+        if controller is not None:
+            controller.stop()
+
+    def _stop_engine(self) -> None:
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            engine.stop()

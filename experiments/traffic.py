@@ -1,0 +1,127 @@
+"""Per-slice UDP flows: planned from the scenario (pure), run in the emulated hosts."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from topologies.scenario import Scenario
+
+RECEIVER_PORT = 5001
+
+
+@dataclass(frozen=True)
+class FlowPlan:
+    flow_id: int
+    ue: str
+    kind: str
+    slice: str
+    destination: str
+    payload_bytes: int
+    interval_ms: float
+    latency_bound_ms: float
+    dscp_expected: int
+
+
+def plan_flows(scenario: Scenario) -> list[FlowPlan]:
+    """One flow per UE, numbered from 1 in UE order."""
+    flows = []
+    for flow_id, ue in enumerate(scenario.ues, start=1):
+        s = scenario.slice(ue.slice)
+        flows.append(FlowPlan(flow_id, ue.name, ue.kind, ue.slice, ue.traffic.destination,
+                              ue.traffic.payload_bytes, ue.traffic.interval_ms, s.latency_bound_ms,
+                              s.dscp))
+    return flows
+
+
+def flows_table(flows: list[FlowPlan], raw_dir: Path) -> pd.DataFrame:
+    """Flow plans joined with what each sender reports it scheduled and sent."""
+    rows = []
+    for flow in flows:
+        sent = json.loads((raw_dir / f"send-{flow.ue}.json").read_text())
+        rows.append({**flow.__dict__, "packets_scheduled": sent["packets_scheduled"],
+                     "packets_sent": sent["packets_sent"], "send_errors": sent["send_errors"]})
+    return pd.DataFrame(rows)
+
+
+class TrafficRun:
+    """Receivers on the destination hosts and one sender per UE, all inside their hosts."""
+
+    def __init__(self, network: Any, flows: list[FlowPlan], raw_dir: Path, log_dir: Path) -> None:
+        self.network = network
+        self.flows = flows
+        self.raw_dir = raw_dir
+        self.log_dir = log_dir
+        self.receivers: dict[str, subprocess.Popen] = {}
+        self.senders: dict[str, subprocess.Popen] = {}
+
+    def _popen(self, host_name: str, args: list[str], log_name: str) -> subprocess.Popen:
+        host = self.network.host(host_name)
+        with open(self.log_dir / log_name, "w") as log_file:
+            proc = host.popen([sys.executable, "-m", "experiments.traffic_agent", *args],
+                              stdout=log_file, stderr=subprocess.STDOUT)
+        self.network.manifest.add_process(f"traffic:{log_name}", proc.pid)
+        return proc
+
+    def start_receivers(self, timeout_s: float = 10.0) -> None:
+        for dest in sorted({f.destination for f in self.flows}):
+            out = self.raw_dir / f"recv-{dest}.bin"
+            self.receivers[dest] = self._popen(dest, ["recv", "--port", str(RECEIVER_PORT),
+                                                      "--out", str(out)], f"recv-{dest}.txt")
+        deadline = time.monotonic() + timeout_s
+        for dest, proc in self.receivers.items():
+            ready = self.raw_dir / f"recv-{dest}.bin.ready"
+            while not ready.exists():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"receiver on {dest} exited with {proc.returncode}; "
+                                       f"see {self.log_dir / f'recv-{dest}.txt'}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"receiver on {dest} not ready after {timeout_s} s")
+                time.sleep(0.02)
+
+    def start_senders(self, start_ns: int, duration_s: float) -> None:
+        for flow in self.flows:
+            dest_ip = self.network.host(flow.destination).IP()
+            self.senders[flow.ue] = self._popen(flow.ue, [
+                "send", "--dest", dest_ip, "--port", str(RECEIVER_PORT),
+                "--flow-id", str(flow.flow_id), "--payload-bytes", str(flow.payload_bytes),
+                "--interval-ms", repr(flow.interval_ms), "--start-ns", str(start_ns),
+                "--duration-s", repr(duration_s),
+                "--summary", str(self.raw_dir / f"send-{flow.ue}.json")], f"send-{flow.ue}.txt")
+
+    def wait_senders(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        for ue, proc in self.senders.items():
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                code = proc.wait(timeout=remaining)
+            except subprocess.TimeoutExpired:
+                raise TimeoutError(f"sender on {ue} still running {timeout_s} s after start") from None
+            if code != 0:
+                raise RuntimeError(f"sender on {ue} exited with {code}; "
+                                   f"see {self.log_dir / f'send-{ue}.txt'}")
+
+    def stop_receivers(self, timeout_s: float = 10.0) -> None:
+        for dest, proc in self.receivers.items():
+            proc.send_signal(signal.SIGTERM)
+            try:
+                code = proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise TimeoutError(f"receiver on {dest} did not stop; its data may be partial") from None
+            if code != 0:
+                raise RuntimeError(f"receiver on {dest} exited with {code}")
+
+    def kill_all(self) -> None:
+        for proc in [*self.senders.values(), *self.receivers.values()]:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

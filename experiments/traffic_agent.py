@@ -1,0 +1,132 @@
+"""UDP traffic sender and receiver that run *inside* an emulated host (standard library only).
+
+Sender: ``python -m experiments.traffic_agent send --dest IP --port N --flow-id F
+--payload-bytes B --interval-ms I --start-ns T --duration-s D --summary FILE``. Packets carry
+(flow id, sequence number, send time); the send time is CLOCK_REALTIME in ns, taken just before
+``sendto``. Packets leave on an absolute schedule ``T + k * interval`` (no drift).
+
+Receiver: ``python -m experiments.traffic_agent recv --port N --out FILE``. It logs every
+packet: the sender's fields, the kernel receive timestamp (SO_TIMESTAMPNS, CLOCK_REALTIME, the
+same clock the sender used: every emulated host shares the machine's kernel clock) and the
+TOS byte as received (DSCP marking). It stops on SIGTERM/SIGINT after flushing everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import struct
+import time
+
+HEADER = struct.Struct("!IIQ")  # flow_id, seq, send_ns (network order, in the payload)
+RECORD = struct.Struct("<IIQQIB3x")  # flow_id, seq, send_ns, recv_ns, bytes, tos (raw file)
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("@qq")
+
+
+def send(args: argparse.Namespace) -> int:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    padding = bytes(max(0, args.payload_bytes - HEADER.size))
+    interval_ns = int(args.interval_ms * 1e6)
+    start_ns = args.start_ns
+    end_ns = start_ns + int(args.duration_s * 1e9)
+    dest = (args.dest, args.port)
+    sent = errors = 0
+    seq = 0
+    next_ns = start_ns
+    while next_ns < end_ns:
+        wait_ns = next_ns - time.time_ns()
+        if wait_ns > 0:
+            time.sleep(wait_ns / 1e9)
+        try:
+            sock.sendto(HEADER.pack(args.flow_id, seq, time.time_ns()) + padding, dest)
+            sent += 1
+        except OSError:
+            errors += 1  # counted as lost by the analysis (never received)
+        seq += 1
+        next_ns = start_ns + seq * interval_ns
+    with open(args.summary, "w") as out:
+        json.dump({"flow_id": args.flow_id, "packets_scheduled": seq, "packets_sent": sent,
+                   "send_errors": errors, "start_ns": start_ns, "end_ns": end_ns}, out)
+    return 0
+
+
+def recv(args: argparse.Namespace) -> int:
+    stop = False
+
+    def _stop(_signum: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
+    sock.bind(("0.0.0.0", args.port))
+    sock.settimeout(0.1)
+    ancillary_size = socket.CMSG_SPACE(_TIMESPEC.size) + socket.CMSG_SPACE(4)
+    buffer = bytearray()
+    received = 0
+    with open(args.out, "wb") as out:
+        with open(args.out + ".ready", "w"):
+            pass  # tells the runner the socket is bound
+        while not stop:
+            try:
+                data, ancdata, _flags, _addr = sock.recvmsg(2048, ancillary_size)
+            except TimeoutError:
+                continue
+            except InterruptedError:
+                continue
+            recv_ns = 0
+            tos = 0
+            for level, ctype, cdata in ancdata:
+                if level == socket.SOL_SOCKET and ctype == SO_TIMESTAMPNS:
+                    sec, nsec = _TIMESPEC.unpack_from(cdata)
+                    recv_ns = sec * 1_000_000_000 + nsec
+                elif level == socket.IPPROTO_IP and ctype == socket.IP_TOS:
+                    tos = cdata[0]
+            if recv_ns == 0:
+                recv_ns = time.time_ns()
+            if len(data) < HEADER.size:
+                continue
+            flow_id, seq, send_ns = HEADER.unpack_from(data)
+            buffer += RECORD.pack(flow_id, seq, send_ns, recv_ns, len(data), tos)
+            received += 1
+            if len(buffer) >= 1 << 20:
+                out.write(buffer)
+                buffer.clear()
+        out.write(buffer)
+        out.flush()
+        os.fsync(out.fileno())
+    with open(args.out + ".done", "w") as done:
+        json.dump({"packets_received": received}, done)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="traffic_agent")
+    sub = parser.add_subparsers(dest="mode", required=True)
+    s = sub.add_parser("send")
+    s.add_argument("--dest", required=True)
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--flow-id", type=int, required=True)
+    s.add_argument("--payload-bytes", type=int, required=True)
+    s.add_argument("--interval-ms", type=float, required=True)
+    s.add_argument("--start-ns", type=int, required=True)
+    s.add_argument("--duration-s", type=float, required=True)
+    s.add_argument("--summary", required=True)
+    r = sub.add_parser("recv")
+    r.add_argument("--port", type=int, required=True)
+    r.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    return send(args) if args.mode == "send" else recv(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

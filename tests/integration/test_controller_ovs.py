@@ -1,0 +1,166 @@
+"""The slice controller on a real userspace OVS bridge: forwarding, DSCP marking, clean stop.
+
+Needs root and the OVS daemons (started by bootstrap.sh). Every bridge, link and process is
+recorded in a Manifest before (or, for pids, right after) it is created and removed by name/pid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from controllers.launcher import ControllerProcess, _tcp_listening
+from controllers.policy import COOKIE_SLICE_MARK
+from topologies.manifest import Manifest, proc_start_time
+
+pytestmark = pytest.mark.root
+
+UDP_PORT = 40046
+# Receives N datagrams and prints, per datagram, the sender and the TOS byte the kernel delivered
+# (IP_RECVTOS ancillary data), so the check sees the packet as it arrived, after the switch.
+RECEIVER = textwrap.dedent("""
+    import json, socket, sys
+    n, port = int(sys.argv[1]), int(sys.argv[2])
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
+    s.bind(("0.0.0.0", port)); s.settimeout(10)
+    print("READY", flush=True)
+    for _ in range(n):
+        data, anc, _flags, addr = s.recvmsg(2048, socket.CMSG_SPACE(1))
+        tos = [c[2][0] for c in anc if c[0] == socket.IPPROTO_IP and c[1] == socket.IP_TOS]
+        print(json.dumps({"src": addr[0], "tos": tos[0] if tos else None, "data": data.decode()}), flush=True)
+""")
+SENDER = textwrap.dedent("""
+    import socket, sys
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for i in range(int(sys.argv[3])):
+        s.sendto(sys.argv[4].encode(), (sys.argv[1], int(sys.argv[2])))
+""")
+
+
+def _check_environment() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    try:
+        from mininet.net import Mininet  # noqa: F401
+    except ImportError:
+        pytest.fail("mininet is not importable in this venv (run make test / bootstrap.sh)")
+    if subprocess.run(["ovs-vsctl", "--timeout=5", "show"], capture_output=True).returncode != 0:
+        pytest.fail("OVS daemons are not running: run /work/main/bootstrap.sh")
+
+
+def _bridges() -> set[str]:
+    out = subprocess.run(["ovs-vsctl", "--timeout=10", "list-br"], check=True, capture_output=True, text=True)
+    return set(out.stdout.split())
+
+
+def _send(host, dst_ip: str, count: int) -> None:
+    proc = host.popen([sys.executable, "-c", SENDER, dst_ip, str(UDP_PORT), str(count), host.name])
+    assert proc.wait(10) == 0
+
+
+def test_slice_switch_on_userspace_ovs(tmp_path: Path) -> None:
+    _check_environment()
+    from mininet.link import TCLink
+    from mininet.net import Mininet
+    from mininet.node import OVSSwitch, RemoteController
+
+    tag = secrets.token_hex(2)
+    sw_name, stray_name = f"fc{tag}s1", f"fc{tag}s2"
+    dpid, stray_dpid = 0xFC000000 + int(tag, 16), 0xFD000000 + int(tag, 16)
+    # (name, ip, mac, slice, switch port)
+    hosts = [(f"fc{tag}a1", "10.0.0.1", "02:fc:00:00:00:01", "urllc", 1),
+             (f"fc{tag}c1", "10.0.0.2", "02:fc:00:00:00:02", "embb", 2),
+             (f"fc{tag}e1", "10.0.0.3", "02:fc:00:00:00:03", None, 3)]
+    policy = {
+        "slices": {"urllc": {"dscp": 46}, "embb": {"dscp": 34}, "mmtc": {"dscp": 10}},
+        "hosts": [{"name": n, "ip": ip, "mac": mac, "slice": sl} for n, ip, mac, sl, _ in hosts],
+        "switches": [{"name": sw_name, "dpid": dpid, "access_hosts": [h[0] for h in hosts],
+                      "mac_to_port": {mac: port for _, _, mac, _, port in hosts}}],
+    }
+    policy_path, status_path, log_path = tmp_path / "policy.json", tmp_path / "status.json", tmp_path / "ctl.log"
+    policy_path.write_text(json.dumps(policy))
+
+    manifest = Manifest.create(f"test-ctl-{tag}")
+    ctl = ControllerProcess()
+    net = None
+    try:
+        ctl.start(policy_path, status_path, log_path)
+        assert ctl.pid is not None
+        manifest.add_process("controller", ctl.pid)
+        net = Mininet(topo=None, build=False, controller=None, switch=OVSSwitch, link=TCLink,
+                      autoSetMacs=False, waitConnected=False)
+        switch_opts = {"cls": OVSSwitch, "datapath": "user", "protocols": "OpenFlow13"}
+        for name in (sw_name, stray_name):
+            manifest.add("ovs_bridge", name)
+        sw = net.addSwitch(sw_name, dpid=f"{dpid:016x}", **switch_opts)
+        stray = net.addSwitch(stray_name, dpid=f"{stray_dpid:016x}", **switch_opts)  # not in the policy
+        for node in (sw, stray):
+            manifest.add_process(f"shell:{node.name}", node.pid)
+        for name, ip, mac, _slice, port in hosts:
+            manifest.add("link", f"{sw_name}-eth{port}")
+            manifest.add("link", f"{name}-eth0")
+            host = net.addHost(name, ip=f"{ip}/24", mac=mac)
+            manifest.add_process(name, host.pid)
+            net.addLink(host, sw, port2=port, txo=False)  # TX checksum off for the userspace datapath
+        c0 = net.addController(f"fc{tag}c0", controller=RemoteController, ip="127.0.0.1", port=ctl.port)
+        manifest.add_process(f"shell:{c0.name}", c0.pid)
+        net.start()
+
+        ctl.wait_ready([dpid], timeout_s=15)
+        with pytest.raises(RuntimeError, match=f"{stray_dpid:#x}"):
+            ctl.wait_ready([stray_dpid], timeout_s=15)
+
+        agv, cam, edge = (net.get(h[0]) for h in hosts)
+        # Forwarding: ARP floods, unicast follows mac_to_port.
+        for src, dst in ((agv, edge), (cam, agv), (edge, cam)):
+            out = src.cmd(f"ping -c 3 -i 0.2 -W 1 {dst.IP()}")
+            assert " 3 received" in out, out
+
+        # Marking: each host sends with TOS 0; the receiver sees the slice's DSCP (TOS = DSCP << 2).
+        count = 3
+        receiver = edge.popen([sys.executable, "-c", RECEIVER, str(2 * count), str(UDP_PORT)], text=True)
+        assert receiver.stdout.readline().strip() == "READY"
+        for src in (agv, cam):
+            _send(src, edge.IP(), count)
+        got = [json.loads(line) for line in receiver.stdout]
+        assert receiver.wait(10) == 0, receiver.stderr.read()
+        assert sorted((g["data"], g["src"], g["tos"]) for g in got) == sorted(
+            [(agv.name, agv.IP(), 46 << 2)] * count + [(cam.name, cam.IP(), 34 << 2)] * count)
+
+        # The server has no slice: its packets keep TOS 0.
+        receiver = agv.popen([sys.executable, "-c", RECEIVER, str(count), str(UDP_PORT)], text=True)
+        assert receiver.stdout.readline().strip() == "READY"
+        _send(edge, agv.IP(), count)
+        got = [json.loads(line) for line in receiver.stdout]
+        assert receiver.wait(10) == 0
+        assert [(g["src"], g["tos"]) for g in got] == [(edge.IP(), 0)] * count
+
+        flows = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", sw_name],
+                               check=True, capture_output=True, text=True).stdout
+        marks = [f for f in flows.splitlines() if f"cookie={COOKIE_SLICE_MARK:#x}" in f]
+        assert len(marks) == 2, flows
+        assert all("n_packets=0," not in f for f in marks), flows
+    finally:
+        if net is not None:
+            net.stop()
+            for controller in net.controllers:
+                controller.terminate()  # RemoteController.stop() leaves Mininet's helper shell running
+        ctl.stop()
+        failures = manifest.remove_all()
+    assert failures == []
+    assert not ctl.running()
+    assert proc_start_time(ctl.pid) is None or not Path(f"/proc/{ctl.pid}/cmdline").read_bytes().count(
+        b"controllers.launcher")
+    assert not _tcp_listening(ctl.port)
+    assert not {sw_name, stray_name} & _bridges()
+    for name, *_ in hosts:
+        assert not Path(f"/sys/class/net/{name}-eth0").exists()
+    assert not any(Path(f"/sys/class/net/{sw_name}-eth{h[4]}").exists() for h in hosts)

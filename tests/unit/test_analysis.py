@@ -1,0 +1,70 @@
+"""Raw records -> tidy packets -> per-slice summary, on synthetic data with known answers."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from experiments import analysis, figures
+from experiments.traffic import FlowPlan, flows_table, plan_flows
+from experiments.traffic_agent import RECORD
+from topologies.scenario import load_scenario
+
+
+def _write_raw(path, rows) -> None:
+    path.write_bytes(b"".join(RECORD.pack(*row) for row in rows))
+
+
+def _flows(tmp_path, plans: list[FlowPlan], scheduled: dict[str, int]) -> pd.DataFrame:
+    for plan in plans:
+        (tmp_path / f"send-{plan.ue}.json").write_text(json.dumps(
+            {"packets_scheduled": scheduled[plan.ue], "packets_sent": scheduled[plan.ue],
+             "send_errors": 0}))
+    return flows_table(plans, tmp_path)
+
+
+def test_summary_counts_loss_and_deadline_from_sent_packets(tmp_path) -> None:
+    plans = [FlowPlan(1, "agv1", "agv", "urllc", "edge1", 100, 10.0, 10.0, 46),
+             FlowPlan(2, "sensor1", "sensor", "mmtc", "cloud1", 200, 50.0, 100.0, 10)]
+    flows = _flows(tmp_path, plans, {"agv1": 10, "sensor1": 4})
+    ms = 1_000_000
+    # agv1: 8 of 10 received; delays 1..8 ms, one (8 ms) DSCP-marked wrong, one duplicate.
+    agv = [(1, k, 1000 * ms, 1000 * ms + (k + 1) * ms, 100, 46 << 2 if k != 7 else 0) for k in range(8)]
+    agv.append(agv[0])
+    # sensor1: all 4 received; 150 ms is beyond the 100 ms bound.
+    sensor = [(2, k, 0, d * ms, 200, 10 << 2) for k, d in enumerate((20, 30, 40, 150))]
+    _write_raw(tmp_path / "recv-edge1.bin", agv)
+    _write_raw(tmp_path / "recv-cloud1.bin", sensor)
+    packets = analysis.tidy_packets(sorted(tmp_path.glob("recv-*.bin")), flows)
+    assert len(packets) == 12  # duplicate dropped
+    summary = analysis.slice_summary(packets, flows)
+    urllc, mmtc = summary["urllc"], summary["mmtc"]
+    assert urllc["packets"] == 10 and urllc["packets_received"] == 8
+    assert urllc["loss_pct"] == pytest.approx(20.0)
+    assert urllc["deadline_met_pct"] == pytest.approx(80.0)  # lost packets miss the deadline
+    assert urllc["owd_ms_p50"] == pytest.approx(4.5)
+    assert urllc["dscp_marked_pct"] == pytest.approx(87.5)
+    assert mmtc["loss_pct"] == 0 and mmtc["deadline_met_pct"] == pytest.approx(75.0)
+    assert mmtc["owd_ms_max"] == pytest.approx(150.0)
+    table = analysis.format_table(summary)
+    assert "urllc" in table and "mmtc" in table
+    paths = figures.save(figures.owd_cdf(packets, {"urllc": 10.0, "mmtc": 100.0}), tmp_path / "f")
+    assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_truncated_raw_file_is_an_error(tmp_path) -> None:
+    path = tmp_path / "recv-x.bin"
+    path.write_bytes(b"\0" * (RECORD.size + 3))
+    with pytest.raises(ValueError, match="whole number"):
+        analysis.read_records(path)
+
+
+def test_plan_flows_matches_scenario() -> None:
+    scenario = load_scenario(None)
+    plans = plan_flows(scenario)
+    assert [p.flow_id for p in plans] == list(range(1, len(scenario.ues) + 1))
+    cam = next(p for p in plans if p.kind == "camera")
+    assert cam.payload_bytes * 8 / (cam.interval_ms * 1000) == pytest.approx(8.0)
+    assert cam.dscp_expected == 34 and cam.latency_bound_ms == 10.0

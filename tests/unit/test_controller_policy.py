@@ -1,0 +1,224 @@
+"""Slice policy validation and the flow rules it implies (pure functions, no switch)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from controllers.policy import (
+    COOKIE_APP,
+    COOKIE_APP_MASK,
+    ETH_TYPE_IPV4,
+    MULTICAST_MAC_MASKED,
+    Flood,
+    FlowRule,
+    GotoTable,
+    Output,
+    SetField,
+    SlicePolicy,
+    UnknownDatapathError,
+    slice_rules,
+)
+from topologies.validate import ConfigError
+
+
+def policy_dict() -> dict[str, Any]:
+    return {
+        "slices": {"urllc": {"dscp": 46}, "embb": {"dscp": 34}, "mmtc": {"dscp": 10}},
+        "hosts": [
+            {"name": "agv1", "ip": "10.0.0.1", "mac": "00:00:00:00:00:01", "slice": "urllc"},
+            {"name": "cam1", "ip": "10.0.0.2", "mac": "00:00:00:00:00:02", "slice": "embb"},
+            {"name": "sens1", "ip": "10.0.0.3", "mac": "00:00:00:00:00:03", "slice": "mmtc"},
+            {"name": "edge1", "ip": "10.0.0.100", "mac": "00:00:00:00:00:64", "slice": None},
+            {"name": "agv2", "ip": "10.0.1.1", "mac": "00:00:00:00:01:01", "slice": "urllc"},
+        ],
+        "switches": [
+            {"name": "fsab1gnb1", "dpid": 1, "access_hosts": ["agv1", "cam1", "sens1", "edge1"],
+             "mac_to_port": {"00:00:00:00:00:01": 1, "00:00:00:00:00:02": 2, "00:00:00:00:00:03": 3,
+                             "00:00:00:00:00:64": 4, "00:00:00:00:01:01": 5}},
+            {"name": "fsab1gnb2", "dpid": 0x20, "access_hosts": ["agv2"],
+             "mac_to_port": {"00:00:00:00:01:01": 1, "00:00:00:00:00:01": 2}},
+        ],
+    }
+
+
+def test_round_trip_dict_and_json(tmp_path):
+    raw = policy_dict()
+    policy = SlicePolicy.from_dict(raw)
+    assert policy.to_dict() == raw
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps(raw))
+    assert SlicePolicy.from_json(path) == policy
+    assert policy.slices["embb"].dscp == 34
+    assert policy.host("edge1").slice is None
+    assert policy.switch(0x20).name == "fsab1gnb2"
+
+
+def test_bad_json_names_the_file(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text("{not json")
+    with pytest.raises(ConfigError) as err:
+        SlicePolicy.from_json(path)
+    assert str(path) in str(err.value)
+
+
+def test_mac_is_normalised_to_lower_case():
+    raw = policy_dict()
+    raw["hosts"][0]["mac"] = "AA:00:00:00:00:01"
+    raw["switches"][0]["mac_to_port"] = {"AA:00:00:00:00:01": 7}
+    policy = SlicePolicy.from_dict(raw)
+    assert policy.host("agv1").mac == "aa:00:00:00:00:01"
+    rules = slice_rules(policy, 1)
+    assert [r.match for r in rules if Output(7) in r.actions] == [{"eth_dst": "aa:00:00:00:00:01"}]
+
+
+def _set(raw: dict, path: list, value: Any) -> dict:
+    target = raw
+    for key in path[:-1]:
+        target = target[key]
+    if value is _DELETE:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return raw
+
+
+_DELETE = object()
+
+BAD_CASES = [
+    # (where to change, new value, key path expected in the error)
+    (["slices"], _DELETE, "slices"),
+    (["slices"], {}, "slices"),
+    (["slices", "urllc", "dscp"], 64, "slices.urllc.dscp"),
+    (["slices", "urllc", "dscp"], -1, "slices.urllc.dscp"),
+    (["slices", "urllc", "dscp"], "46", "slices.urllc.dscp"),
+    (["slices", "urllc", "dscp"], True, "slices.urllc.dscp"),
+    (["slices", "urllc", "prio"], 1, "slices.urllc.prio"),
+    (["hosts"], {"agv1": {}}, "hosts"),
+    (["hosts", 0, "slice"], "gold", "hosts[0].slice"),
+    (["hosts", 1, "ip"], "10.0.0.256", "hosts[1].ip"),
+    (["hosts", 1, "ip"], 167772161, "hosts[1].ip"),
+    (["hosts", 1, "mac"], "00:00:00:00:02", "hosts[1].mac"),
+    (["hosts", 1, "mac"], "01:00:5e:00:00:01", "hosts[1].mac"),
+    (["hosts", 1, "name"], "agv1", "hosts[1].name"),
+    (["hosts", 1, "name"], "", "hosts[1].name"),
+    (["hosts", 1, "ip"], "10.0.0.1", "hosts[1].ip"),
+    (["hosts", 1, "mac"], "00:00:00:00:00:01", "hosts[1].mac"),
+    (["hosts", 1, "slcie"], "embb", "hosts[1].slcie"),
+    (["hosts", 2, "name"], _DELETE, "hosts[2].name"),
+    (["switches", 0, "dpid"], 0, "switches[0].dpid"),
+    (["switches", 0, "dpid"], 1 << 64, "switches[0].dpid"),
+    (["switches", 0, "dpid"], "1", "switches[0].dpid"),
+    (["switches", 1, "dpid"], 1, "switches[1].dpid"),
+    (["switches", 1, "name"], "fsab1gnb1", "switches[1].name"),
+    (["switches", 0, "access_hosts"], ["agv9"], "switches[0].access_hosts[0]"),
+    (["switches", 0, "access_hosts"], "agv1", "switches[0].access_hosts"),
+    (["switches", 0, "mac_to_port"], [1, 2], "switches[0].mac_to_port"),
+    (["switches", 0, "mac_to_port"], _DELETE, "switches[0].mac_to_port"),
+    (["switches", 0, "mac_to_port", "00:00:00:00:00:01"], 0, "switches[0].mac_to_port['00:00:00:00:00:01']"),
+    (["switches", 0, "mac_to_port", "00:00:00:00:00:01"], True,
+     "switches[0].mac_to_port['00:00:00:00:00:01']"),
+    (["switches", 0, "mac_to_port", "00:00:00:00:00:01"], 0xFFFFFFFB,
+     "switches[0].mac_to_port['00:00:00:00:00:01']"),
+    (["switches", 0, "mac_to_port", "ff:ff:ff:ff:ff:ff"], 3, "switches[0].mac_to_port['ff:ff:ff:ff:ff:ff']"),
+    (["extra"], 1, "extra"),
+]
+
+
+@pytest.mark.parametrize(("where", "value", "error_path"), BAD_CASES)
+def test_invalid_policy_names_the_field(where, value, error_path):
+    raw = _set(policy_dict(), where, value)
+    with pytest.raises(ConfigError) as err:
+        SlicePolicy.from_dict(raw)
+    assert err.value.path == error_path
+    assert str(err.value).startswith(error_path + ":")
+
+
+def test_duplicate_mac_differing_only_in_case_is_rejected():
+    raw = policy_dict()
+    raw["switches"][0]["mac_to_port"]["00:00:00:00:00:0A"] = 3
+    raw["switches"][0]["mac_to_port"]["00:00:00:00:00:0a"] = 4
+    with pytest.raises(ConfigError) as err:
+        SlicePolicy.from_dict(raw)
+    assert err.value.path == "switches[0].mac_to_port['00:00:00:00:00:0a']"
+
+
+def test_top_level_must_be_an_object():
+    with pytest.raises(ConfigError):
+        SlicePolicy.from_dict([policy_dict()])
+
+
+def test_policy_input_is_not_mutated():
+    raw = policy_dict()
+    before = copy.deepcopy(raw)
+    SlicePolicy.from_dict(raw)
+    assert raw == before
+
+
+# --- rules ---------------------------------------------------------------------------------------
+def _rules(dpid: int = 1) -> list[FlowRule]:
+    return slice_rules(SlicePolicy.from_dict(policy_dict()), dpid)
+
+
+def test_marking_rules_for_slice_hosts_at_this_switch_only():
+    marks = [r for r in _rules(1) if r.table_id == 0 and r.priority == 100]
+    got = {r.match["ipv4_src"]: r for r in marks}
+    # edge1 is attached here but has no slice; agv2 has a slice but is attached to the other switch.
+    assert set(got) == {"10.0.0.1", "10.0.0.2", "10.0.0.3"}
+    expected_dscp = {"10.0.0.1": 46, "10.0.0.2": 34, "10.0.0.3": 10}
+    for ip, rule in got.items():
+        assert rule.match == {"eth_type": ETH_TYPE_IPV4, "ipv4_src": ip}
+        assert rule.actions == (SetField("ip_dscp", expected_dscp[ip]), GotoTable(1))
+    other = [r for r in _rules(0x20) if r.table_id == 0 and r.priority == 100]
+    assert [(r.match["ipv4_src"], r.actions[0]) for r in other] == [("10.0.1.1", SetField("ip_dscp", 46))]
+
+
+def test_table0_default_goes_to_table1():
+    defaults = [r for r in _rules() if r.table_id == 0 and r.priority == 0]
+    assert len(defaults) == 1
+    assert defaults[0].match == {} and defaults[0].actions == (GotoTable(1),)
+
+
+def test_table1_unicast_flood_and_drop():
+    policy = SlicePolicy.from_dict(policy_dict())
+    for sw in policy.switches:
+        t1 = [r for r in slice_rules(policy, sw.dpid) if r.table_id == 1]
+        unicast = {r.match["eth_dst"]: r.actions for r in t1 if r.priority == 10}
+        assert unicast == {mac: (Output(port),) for mac, port in sw.mac_to_port.items()}
+        flood = [r.match["eth_dst"] for r in t1 if r.priority == 5 and r.actions == (Flood(),)]
+        assert sorted(flood, key=str) == sorted(["ff:ff:ff:ff:ff:ff", MULTICAST_MAC_MASKED], key=str)
+        miss = [r for r in t1 if r.priority == 0]
+        assert len(miss) == 1 and miss[0].match == {} and miss[0].actions == ()
+        assert len(t1) == len(sw.mac_to_port) + 3
+
+
+def test_rule_count_and_cookies():
+    rules = _rules(1)
+    assert len(rules) == 3 + 1 + 5 + 3
+    assert all(r.cookie & COOKIE_APP_MASK == COOKIE_APP for r in rules)
+    assert len({(r.table_id, r.priority, json.dumps(r.match, sort_keys=True)) for r in rules}) == len(rules)
+
+
+def test_no_marking_rule_without_slice_hosts():
+    raw = policy_dict()
+    raw["switches"][0]["access_hosts"] = ["edge1"]
+    rules = slice_rules(SlicePolicy.from_dict(raw), 1)
+    assert not [r for r in rules if any(isinstance(a, SetField) for a in r.actions)]
+
+
+def test_unknown_dpid():
+    with pytest.raises(UnknownDatapathError, match="0x99"):
+        _rules(0x99)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"table_id": 255}, {"priority": 65536}, {"priority": -1}, {"cookie": 1 << 64},
+    {"actions": (GotoTable(0),)}, {"actions": (GotoTable(2), GotoTable(3))},
+])
+def test_flow_rule_rejects_bad_values(kwargs):
+    base = {"table_id": 1, "priority": 1, "match": {}, "actions": ()}
+    with pytest.raises(ValueError):
+        FlowRule(**{**base, **kwargs})

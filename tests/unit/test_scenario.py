@@ -1,0 +1,83 @@
+"""Scenario model: the embedded default, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from importlib import resources
+
+import pytest
+
+from topologies.scenario import load_scenario, parse_scenario
+from topologies.validate import ConfigError
+
+
+@pytest.fixture()
+def raw() -> dict:
+    return tomllib.loads(resources.files("topologies").joinpath("default_scenario.toml").read_text())
+
+
+def test_default_scenario_loads_with_expected_parts() -> None:
+    s = load_scenario(None)
+    assert s.source == "embedded default"
+    assert [x.name for x in s.slices] == ["urllc", "embb", "mmtc"]
+    assert [c.name for c in s.cells] == ["gnb1", "gnb2"]
+    names = [u.name for u in s.ues]
+    assert names == ["agv1", "agv2", "agv3", "agv4", "cam1", "cam2",
+                     "sensor1", "sensor2", "sensor3", "sensor4"]
+    assert s.leo.link.uplink.delay_ms == 15.0 and s.leo.link.uplink.rate_mbps == 15.0
+    assert s.leo.link.downlink.rate_mbps == 100.0
+    cam = next(u for u in s.ues if u.kind == "camera")
+    assert cam.traffic.rate_mbps == pytest.approx(8.0)
+    assert all(u.traffic.destination == "cloud1" for u in s.ues if u.kind == "sensor")
+
+
+def test_file_round_trip(tmp_path, raw) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(resources.files("topologies").joinpath("default_scenario.toml").read_text())
+    assert load_scenario(path).ues == load_scenario(None).ues
+
+
+@pytest.mark.parametrize(
+    ("mutate", "path", "allowed"),
+    [
+        (lambda r: r["slices"][0].__setitem__("dscp", 64), "slices[0].dscp", "<= 63"),
+        (lambda r: r["slices"][1].__setitem__("latency_bound_ms", 0), "slices[1].latency_bound_ms", "> 0"),
+        (lambda r: r["ue_groups"][0].__setitem__("slice", "gold"), "ue_groups[0].slice", "'urllc'"),
+        (lambda r: r["ue_groups"][0].__setitem__("cell", "gnb9"), "ue_groups[0].cell", "'gnb1'"),
+        (lambda r: r["ue_groups"][0].__setitem__("kind", "drone"), "ue_groups[0].kind", "'agv'"),
+        (lambda r: r["ue_groups"][0]["traffic"].__setitem__("destination", "nas1"),
+         "ue_groups[0].traffic.destination", "'edge1'"),
+        (lambda r: r["site"].__setitem__("link_backend", "tc"), "site.link_backend", "'relay'"),
+        (lambda r: r["site"].__setitem__("colour", "red"), "site.colour", "no such key"),
+        (lambda r: r["leo"]["uplink"].__setitem__("delay_ms", -1), "leo.uplink.delay_ms", ">= 0"),
+        (lambda r: r["leo"]["uplink"].__setitem__("loss_pct", 150), "leo.uplink.loss_pct", "<= 100"),
+        (lambda r: r["cells"].append(dict(r["cells"][0])), "cells", "unique"),
+        (lambda r: r["cells"][0].__setitem__("name", "GNB 1"), "cells[0].name", "lowercase"),
+        (lambda r: r.pop("leo"), "leo", "required"),
+    ],
+)
+def test_bad_input_names_key_value_and_allowed(raw, mutate, path, allowed) -> None:
+    bad = copy.deepcopy(raw)
+    mutate(bad)
+    with pytest.raises(ConfigError) as info:
+        parse_scenario(bad)
+    assert info.value.path == path
+    assert allowed in info.value.allowed
+
+
+def test_unreadable_and_invalid_toml(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="readable TOML"):
+        load_scenario(tmp_path / "missing.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[site\nname = 1")
+    with pytest.raises(ConfigError, match="valid TOML"):
+        load_scenario(broken)
+
+
+def test_periodic_and_rate_keys_are_exclusive(raw) -> None:
+    bad = copy.deepcopy(raw)
+    bad["ue_groups"][0]["traffic"]["rate_mbps"] = 1.0  # periodic takes interval_ms only
+    with pytest.raises(ConfigError) as info:
+        parse_scenario(bad)
+    assert info.value.path == "ue_groups[0].traffic.rate_mbps"

@@ -1,0 +1,213 @@
+"""Typed, validated configuration of the LEO backhaul model (scenario table ``[leo.orbit]``).
+
+Every field has a default, so an empty table gives the reference case: Starlink shell 1 serving a
+factory near Munich through a gateway in northern Germany. Every literature constant carries its
+source beside it; values marked "assumption" have no published figure behind them and should be
+treated as knobs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from topologies.validate import ConfigError, Table
+
+POLICIES = ("highest_elevation", "longest_visibility")
+
+
+@dataclass(frozen=True)
+class WalkerShell:
+    """A Walker-delta shell i:T/P/F (circular orbits, RAAN spread over 360 degrees)."""
+
+    # Starlink shell 1 as authorised by the FCC: 1,584 satellites at 550 km, 53 deg, 72 planes x 22,
+    # minimum elevation 25 deg (SpaceX modification application IBFS SAT-MOD-20200417-00037,
+    # granted by FCC 21-48, April 2021; also DESIGN.md reference figures).
+    altitude_km: float = 550.0
+    inclination_deg: float = 53.0
+    planes: int = 72
+    sats_per_plane: int = 22
+    # Walker phasing factor F (0..P-1). SpaceX does not publish it: F = 1 is an assumption.
+    phasing_f: int = 1
+    min_elevation_deg: float = 25.0
+    # Secular J2 drift of RAAN and argument of latitude (keeps Walker close to sgp4 over hours).
+    j2_secular: bool = True
+
+    @property
+    def total_sats(self) -> int:
+        return self.planes * self.sats_per_plane
+
+
+@dataclass(frozen=True)
+class GroundPoint:
+    """A point on the (spherical) Earth: user terminal, gateway or point of presence.
+
+    ``min_elevation_deg`` is used for the gateway only; the terminal uses the shell's mask.
+    """
+
+    lat_deg: float
+    lon_deg: float
+    min_elevation_deg: float = 25.0
+
+
+# Default user terminal: a factory in Garching near Munich (48.25 N, 11.65 E); illustrative site.
+DEFAULT_SITE = GroundPoint(48.25, 11.65, 25.0)
+# Default gateway: illustrative location near Hanover, ~470 km north of the factory (NOT a surveyed
+# Starlink gateway). Its 25 deg mask assumes gateways use the same minimum elevation as terminals.
+DEFAULT_GROUND_STATION = GroundPoint(52.37, 9.73, 25.0)
+# Default point of presence: Frankfurt am Main (50.11 N, 8.68 E). Starlink customers in Germany are
+# seen behind a Frankfurt PoP (reverse-DNS names like *.frntdeu1.isp.starlink.com); city centre
+# coordinates, approximate.
+DEFAULT_POP = GroundPoint(50.11, 8.68, 0.0)
+
+
+@dataclass(frozen=True)
+class Terrestrial:
+    """Ground station -> point of presence -> cloud, over fibre."""
+
+    pop: GroundPoint = DEFAULT_POP
+    # Group index of standard single-mode fibre at 1550 nm is ~1.468 (Corning SMF-28 datasheet).
+    fibre_group_index: float = 1.468
+    # Fibre route length / great-circle distance. Assumption: real routes are longer than the
+    # geodesic; 1.5 is a round figure, not a measured value for this route.
+    route_factor: float = 1.5
+    # PoP -> cloud host in the same metro (one way). Assumption: same-city data centre.
+    pop_to_cloud_delay_ms: float = 0.5
+
+
+@dataclass(frozen=True)
+class Reconfiguration:
+    """The global scheduler's reconfiguration grid."""
+
+    # Every 15 s at seconds 12/27/42/57 of each minute: Tanveer et al., "Making Sense of
+    # Constellations", CoNEXT-SW 2023; Pan, Zhao, Cai, "Measuring a Low-Earth-Orbit Satellite
+    # Network", 2023 (arXiv:2307.06863); Mohan et al., WWW 2024.
+    interval_s: float = 15.0
+    offset_s: float = 12.0  # seconds after the minute of the first instant
+
+
+@dataclass(frozen=True)
+class Handover:
+    """Extra delay and a loss burst in short windows around each reconfiguration instant."""
+
+    # Boundary regions ~75 ms before and ~140 ms after each 15 s instant: Casparsen et al.,
+    # "Statistical Characterization and Prediction of E2E Latency over LEO Satellite Networks",
+    # arXiv:2601.08439 (2026), abstract (500 Hz one-way measurements).
+    before_s: float = 0.075
+    after_s: float = 0.140
+    # Magnitudes: assumption, chosen so boundary RTT lands inside the 75-140 ms spikes quoted in
+    # DESIGN.md. Uplink larger than downlink because uplink delay is the one more affected by the
+    # 15 s cycles (Garcia, Sundberg, Brunstrom, LEO-NET 2025).
+    uplink_extra_delay_ms: float = 40.0
+    downlink_extra_delay_ms: float = 20.0
+    # Loss inside the boundary window. Assumption; Kassem et al. (IMC 2022, "A browser-side view of
+    # Starlink connectivity") report loss bursts of up to 50 % correlated with handovers.
+    loss_pct: float = 10.0
+    # Measurements show the spike at every instant, not only on a satellite change (Mohan et al.).
+    only_on_satellite_change: bool = False
+
+
+@dataclass(frozen=True)
+class AccessDelay:
+    """Medium access / scheduling delay on the terminal<->satellite link, one way.
+
+    Drawn once per 15 s period from a log-normal (delay is stable inside a period and changes at
+    period edges: Casparsen et al. 2026), plus per-packet jitter inside the period.
+    Calibration: SpaceX's FCC filing (RDOF, Sept 2020) reports terminal<->PoP RTT median 30 ms and
+    95th percentile 42 ms; with ~10 ms bent-pipe propagation RTT and ~4 ms gateway->PoP fibre RTT
+    that leaves a median access RTT of ~18 ms and a p95/median ratio giving sigma ~0.3.
+    The uplink/downlink split (11/7 ms) is an assumption following Garcia et al. (LEO-NET 2025):
+    uplink delay is the direction more shaped by scheduling.
+    """
+
+    uplink_median_ms: float = 11.0
+    downlink_median_ms: float = 7.0
+    sigma: float = 0.3
+    # Per-packet jitter (standard deviation) inside a period. Assumption: small next to the
+    # period-to-period variation (Casparsen et al. 2026: stable intra-period regime).
+    uplink_jitter_ms: float = 2.0
+    downlink_jitter_ms: float = 1.0
+    baseline_loss_pct: float = 0.0  # assumption: loss is concentrated around handovers
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Per-direction capacity, drawn once per 15 s period from a log-normal around the median."""
+
+    # Starlink medians: uplink ~15-17, downlink ~100-120 Mbit/s (DESIGN.md reference figures;
+    # Mohan et al. WWW 2024, M-Lab speed tests).
+    uplink_median_mbps: float = 16.0
+    downlink_median_mbps: float = 110.0
+    sigma: float = 0.2  # assumption: period-to-period throughput variation
+
+
+@dataclass(frozen=True)
+class Weather:
+    """Optional rain fade that scales capacity during one window."""
+
+    enabled: bool = False
+    start_s: float = 0.0
+    duration_s: float = 60.0
+    # Rain cuts uplink capacity ~50 % (DESIGN.md reference figures).
+    uplink_rate_factor: float = 0.5
+    downlink_rate_factor: float = 1.0  # no published figure used; set it if you have one
+    extra_loss_pct: float = 0.0
+
+
+@dataclass(frozen=True)
+class Compute:
+    """In-orbit compute: a designated satellite reached over laser ISLs."""
+
+    # Satellite index (plane * sats_per_plane + slot); -1 = the serving satellite at t = 0.
+    sat_index: int = -1
+    # 100 Gbit/s laser ISLs as in ADA Space's "Three-Body Computing Constellation" (12 satellites
+    # launched May 2025, 744 TOPS each; DESIGN.md reference figures).
+    isl_rate_gbps: float = 100.0
+
+
+@dataclass(frozen=True)
+class LeoOrbitConfig:
+    """Everything the LEO schedule depends on; build with :meth:`from_table` or :meth:`default`."""
+
+    shell: WalkerShell = WalkerShell()
+    tle_file: Path | None = None
+    site: GroundPoint = DEFAULT_SITE
+    ground_station: GroundPoint = DEFAULT_GROUND_STATION
+    terrestrial: Terrestrial = Terrestrial()
+    epoch_utc: str = "2025-06-02T12:00:00Z"
+    step_s: float = 1.0
+    reconfiguration: Reconfiguration = Reconfiguration()
+    policy: str = "highest_elevation"
+    seed: int = 1
+    handover: Handover = Handover()
+    access: AccessDelay = AccessDelay()
+    rates: Rates = Rates()
+    weather: Weather = Weather()
+    compute: Compute = Compute()
+
+    @property
+    def epoch(self) -> datetime:
+        return parse_epoch(self.epoch_utc, "leo.orbit.epoch_utc")
+
+    @classmethod
+    def default(cls) -> LeoOrbitConfig:
+        return cls.from_table(Table({}, "leo.orbit"))
+
+    @classmethod
+    def from_table(cls, table: Table, base_dir: Path | None = None) -> LeoOrbitConfig:
+        """Validate ``[leo.orbit]``; relative ``tle_file`` paths resolve against ``base_dir``."""
+        from topologies.leo.config_parse import parse_orbit_table
+
+        return parse_orbit_table(cls, table, base_dir)
+
+
+def parse_epoch(text: str, path: str) -> datetime:
+    """Parse an ISO 8601 UTC timestamp (``2025-06-02T12:00:00Z``) into an aware datetime."""
+    try:
+        value = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise ConfigError(path, text, "an ISO 8601 UTC time such as '2025-06-02T12:00:00Z'") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)

@@ -1,0 +1,474 @@
+/* factorysat link relay: one process serving many emulated links over AF_PACKET sockets.
+ *
+ * Each link joins two interfaces of the relay's network namespace (A and B). Each direction
+ * (ab = A->B, ba = B->A) is a FIFO: a packet arriving at time t (kernel receive timestamp) is
+ * dropped if the direction is down or lost (Bernoulli or Gilbert-Elliott), otherwise it is
+ * serialised at rate_bps behind a drop-tail queue (tx_done = max(t, tx_free) + bits / rate) and
+ * leaves at dep = max(tx_done + delay + jitter_sample, previous dep), so order is always kept.
+ * Parameters come from a per-direction schedule of (t_ns CLOCK_MONOTONIC, params) rows, picked by
+ * the packet's arrival time, so schedule changes happen in the data path with no control lag.
+ *
+ * Control: one command per line on stdin, one reply line on stdout (see README.md next to this
+ * file). Build: gcc -O2 -o relay relay.c -lm
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/ethtool.h>
+#include <linux/if_packet.h>
+#include <linux/sockios.h>
+#include <math.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BATCH 64
+#define FRAME_MAX 9232           /* jumbo frame + VLAN headroom */
+#define MAX_MEM_BYTES (512LL << 20) /* all packets held by the relay, beyond this: dropped_queue */
+
+typedef int64_t ns_t;
+
+struct params {
+    ns_t delay_ns, jitter_ns;
+    int jdist;                 /* 0 uniform, 1 normal, 2 pareto */
+    double loss_p;             /* Bernoulli loss probability 0..1 */
+    int ge;                    /* Gilbert-Elliott on? */
+    double ge_p, ge_r, ge_lg, ge_lb;
+    double rate_bps;           /* 0 = unlimited */
+    long long qlim_pkts, qlim_bytes; /* 0 = unlimited */
+    int up;
+};
+
+struct row { ns_t t; struct params p; };
+
+struct pkt { struct pkt *next; ns_t dep; int len; unsigned char data[]; };
+
+struct qent { ns_t tx_done; int len; };
+
+struct dir {
+    int in_fd, out_fd;
+    struct row *sched; int nsched, sidx;
+    struct pkt *head, *tail;
+    ns_t last_dep, tx_free;
+    struct qent *q; int qcap, qhead, qn; long long qbytes; /* serialiser queue */
+    int ge_bad;
+    int heap_pos;              /* -1 when not in heap */
+    unsigned long long rx, tx, drop_loss, drop_queue, drop_down, drop_err, rx_bytes, tx_bytes;
+};
+
+struct link { int used; int id; int fda, fdb; struct dir d[2]; };
+
+static struct link *links; static int nlinks;
+static struct dir **heap; static int heapn, heapcap;
+static long long mem_bytes;
+static int epfd;
+static uint64_t rng_s[4] = {0x9E3779B97F4A7C15ULL, 0xBF58476D1CE4E5B9ULL, 0x94D049BB133111EBULL, 1};
+
+static ns_t mono_ns(void) {
+    struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (ns_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+static ns_t real_ns(void) {
+    struct timespec ts; clock_gettime(CLOCK_REALTIME, &ts);
+    return (ns_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* xoshiro256** (Blackman & Vigna 2018), seeded with splitmix64 */
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rng_next(void) {
+    uint64_t r = rotl(rng_s[1] * 5, 7) * 9, t = rng_s[1] << 17;
+    rng_s[2] ^= rng_s[0]; rng_s[3] ^= rng_s[1]; rng_s[1] ^= rng_s[2]; rng_s[0] ^= rng_s[3];
+    rng_s[2] ^= t; rng_s[3] = rotl(rng_s[3], 45);
+    return r;
+}
+static void rng_seed(uint64_t s) {
+    for (int i = 0; i < 4; i++) {
+        uint64_t z = (s += 0x9E3779B97F4A7C15ULL);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL; z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+        rng_s[i] = z ^ (z >> 31);
+    }
+}
+static double urand(void) { return (rng_next() >> 11) * (1.0 / 9007199254740992.0); } /* [0,1) */
+
+static ns_t jitter_sample(const struct params *p) {
+    if (p->jitter_ns <= 0) return 0;
+    double j = (double)p->jitter_ns, u;
+    switch (p->jdist) {
+    case 1: { /* normal, sigma = jitter (Box-Muller) */
+        double u1 = urand(), u2 = urand();
+        if (u1 < 1e-300) u1 = 1e-300;
+        return (ns_t)(j * sqrt(-2.0 * log(u1)) * cos(2 * M_PI * u2));
+    }
+    case 2: { /* zero-mean Pareto, shape 3, scaled so its standard deviation is jitter */
+        double xm = j / sqrt(0.75);
+        u = 1.0 - urand();
+        return (ns_t)(xm / cbrt(u) - 1.5 * xm);
+    }
+    default: /* uniform on [-jitter, +jitter] */
+        return (ns_t)(j * (2.0 * urand() - 1.0));
+    }
+}
+
+/* ---- heap of directions keyed by the departure time of their head packet ---- */
+static void heap_swap(int a, int b) {
+    struct dir *t = heap[a]; heap[a] = heap[b]; heap[b] = t;
+    heap[a]->heap_pos = a; heap[b]->heap_pos = b;
+}
+static void heap_up(int i) {
+    while (i > 0) { int p = (i - 1) / 2; if (heap[p]->head->dep <= heap[i]->head->dep) break; heap_swap(i, p); i = p; }
+}
+static void heap_down(int i) {
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < heapn && heap[l]->head->dep < heap[m]->head->dep) m = l;
+        if (r < heapn && heap[r]->head->dep < heap[m]->head->dep) m = r;
+        if (m == i) return;
+        heap_swap(i, m); i = m;
+    }
+}
+static void heap_push(struct dir *d) {
+    if (heapn == heapcap) { heapcap = heapcap ? heapcap * 2 : 64; heap = realloc(heap, heapcap * sizeof *heap); }
+    heap[heapn] = d; d->heap_pos = heapn++; heap_up(heapn - 1);
+}
+static void heap_remove(struct dir *d) {
+    int i = d->heap_pos; if (i < 0) return;
+    d->heap_pos = -1; heapn--;
+    if (i != heapn) { heap[i] = heap[heapn]; heap[i]->heap_pos = i; heap_up(i); heap_down(heap[i]->heap_pos); }
+}
+
+/* ---- per-direction data path ---- */
+static const struct params *cur_params(struct dir *d, ns_t t) {
+    while (d->sidx + 1 < d->nsched && d->sched[d->sidx + 1].t <= t) d->sidx++;
+    return &d->sched[d->sidx].p;
+}
+
+static int lost(struct dir *d, const struct params *p) {
+    if (p->ge) {
+        double pl = d->ge_bad ? p->ge_lb : p->ge_lg;
+        int l = pl > 0 && urand() < pl;
+        if (d->ge_bad) { if (urand() < p->ge_r) d->ge_bad = 0; }
+        else if (urand() < p->ge_p) d->ge_bad = 1;
+        return l;
+    }
+    return p->loss_p > 0 && urand() < p->loss_p;
+}
+
+static void enqueue(struct dir *d, const unsigned char *data, int len, ns_t t_arr) {
+    const struct params *p = cur_params(d, t_arr);
+    d->rx++; d->rx_bytes += len;
+    if (!p->up) { d->drop_down++; return; }
+    if (lost(d, p)) { d->drop_loss++; return; }
+    if (mem_bytes + len > MAX_MEM_BYTES) { d->drop_queue++; return; }
+    ns_t t = t_arr;
+    if (p->rate_bps > 0) {
+        while (d->qn > 0 && d->q[d->qhead].tx_done <= t_arr) {
+            d->qbytes -= d->q[d->qhead].len; d->qhead = (d->qhead + 1) % d->qcap; d->qn--;
+        }
+        if ((p->qlim_pkts > 0 && d->qn + 1 > p->qlim_pkts) || (p->qlim_bytes > 0 && d->qbytes + len > p->qlim_bytes)) {
+            d->drop_queue++; return;
+        }
+        if (d->qn == d->qcap) { /* grow ring */
+            int nc = d->qcap ? d->qcap * 2 : 256;
+            struct qent *nq = malloc(nc * sizeof *nq);
+            for (int i = 0; i < d->qn; i++) nq[i] = d->q[(d->qhead + i) % d->qcap];
+            free(d->q); d->q = nq; d->qcap = nc; d->qhead = 0;
+        }
+        ns_t start = t_arr > d->tx_free ? t_arr : d->tx_free;
+        t = start + (ns_t)(len * 8.0 * 1e9 / p->rate_bps);
+        d->tx_free = t;
+        d->q[(d->qhead + d->qn) % d->qcap] = (struct qent){t, len}; d->qn++; d->qbytes += len;
+    }
+    ns_t dep = t + p->delay_ns + jitter_sample(p);
+    if (dep < t) dep = t;
+    if (dep < d->last_dep) dep = d->last_dep;
+    d->last_dep = dep;
+    struct pkt *k = malloc(sizeof *k + len);
+    if (!k) { d->drop_queue++; return; }
+    k->next = NULL; k->dep = dep; k->len = len; memcpy(k->data, data, len);
+    mem_bytes += len;
+    if (d->tail) d->tail->next = k; else d->head = k;
+    d->tail = k;
+    if (d->heap_pos < 0) heap_push(d);
+}
+
+static void flush_dir(struct dir *d, ns_t now) {
+    struct mmsghdr mm[BATCH]; struct iovec iov[BATCH]; struct pkt *ks[BATCH];
+    while (d->head && d->head->dep <= now) {
+        int n = 0;
+        for (struct pkt *k = d->head; k && k->dep <= now && n < BATCH; k = k->next, n++) {
+            ks[n] = k; iov[n].iov_base = k->data; iov[n].iov_len = k->len;
+            memset(&mm[n], 0, sizeof mm[n]); mm[n].msg_hdr.msg_iov = &iov[n]; mm[n].msg_hdr.msg_iovlen = 1;
+        }
+        int sent = sendmmsg(d->out_fd, mm, n, MSG_DONTWAIT);
+        if (sent < 0) sent = 0;
+        for (int i = 0; i < n; i++) {
+            if (i < sent) { d->tx++; d->tx_bytes += ks[i]->len; }
+            else d->drop_err++; /* interface gone or full: count, never block */
+            d->head = ks[i]->next; mem_bytes -= ks[i]->len; free(ks[i]);
+        }
+        if (!d->head) d->tail = NULL;
+    }
+    heap_remove(d);
+    if (d->head) heap_push(d);
+}
+
+static void flush_due(ns_t now) {
+    while (heapn > 0 && heap[0]->head->dep <= now) flush_dir(heap[0], now);
+}
+
+static unsigned char rxbuf[BATCH][FRAME_MAX];
+
+static void read_socket(struct dir *d) {
+    struct mmsghdr mm[BATCH]; struct iovec iov[BATCH]; char cbuf[BATCH][64];
+    for (int i = 0; i < BATCH; i++) {
+        iov[i].iov_base = rxbuf[i]; iov[i].iov_len = FRAME_MAX;
+        memset(&mm[i].msg_hdr, 0, sizeof mm[i].msg_hdr);
+        mm[i].msg_hdr.msg_iov = &iov[i]; mm[i].msg_hdr.msg_iovlen = 1;
+        mm[i].msg_hdr.msg_control = cbuf[i]; mm[i].msg_hdr.msg_controllen = sizeof cbuf[i];
+    }
+    int n = recvmmsg(d->in_fd, mm, BATCH, MSG_DONTWAIT | MSG_TRUNC, NULL);
+    if (n <= 0) return;
+    ns_t off = real_ns() - mono_ns(), now = mono_ns();
+    for (int i = 0; i < n; i++) {
+        ns_t t = now;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mm[i].msg_hdr); c; c = CMSG_NXTHDR(&mm[i].msg_hdr, c))
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+                struct timespec ts; memcpy(&ts, CMSG_DATA(c), sizeof ts);
+                t = (ns_t)ts.tv_sec * 1000000000LL + ts.tv_nsec - off;
+                if (t > now) t = now;
+            }
+        int len = (int)mm[i].msg_len;
+        if (len > FRAME_MAX) { d->rx++; d->drop_err++; continue; }
+        enqueue(d, rxbuf[i], len, t);
+    }
+}
+
+/* ---- interfaces ---- */
+static int if_setup(const char *name, int *ifindex) {
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct ifreq ifr; memset(&ifr, 0, sizeof ifr); strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+    if (ioctl(s, SIOCGIFINDEX, &ifr) < 0) { close(s); return -1; }
+    *ifindex = ifr.ifr_ifindex;
+    /* offloads off: tx checksum, TSO, GSO, GRO (legacy ethtool ioctls; errors ignored) */
+    int cmds[] = {ETHTOOL_STXCSUM, ETHTOOL_STSO, ETHTOOL_SGSO, ETHTOOL_SGRO};
+    for (unsigned i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        struct ethtool_value ev = {.cmd = cmds[i], .data = 0};
+        ifr.ifr_data = (void *)&ev; ioctl(s, SIOCETHTOOL, &ifr);
+    }
+    memset(&ifr.ifr_ifru, 0, sizeof ifr.ifr_ifru);
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0) { ifr.ifr_flags |= IFF_UP; ioctl(s, SIOCSIFFLAGS, &ifr); }
+    close(s);
+    return 0;
+}
+
+static int open_pkt_socket(int ifindex) {
+    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK, 0);
+    if (fd < 0) return -1;
+    int one = 1, big = 8 << 20;
+    setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one);
+    setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big);
+    struct sockaddr_ll sll; memset(&sll, 0, sizeof sll);
+    sll.sll_family = AF_PACKET; sll.sll_protocol = htons(ETH_P_ALL); sll.sll_ifindex = ifindex;
+    if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0) { close(fd); return -1; }
+    return fd;
+}
+
+/* ---- control ---- */
+static struct link *find_link(int id) {
+    for (int i = 0; i < nlinks; i++) if (links[i].used && links[i].id == id) return &links[i];
+    return NULL;
+}
+
+static int parse_params(char **s, struct params *p) {
+    char *e = *s;
+    long long v[13]; double f[13];
+    for (int i = 0; i < 13; i++) {
+        f[i] = strtod(e, &e); v[i] = (long long)f[i];
+        if (!e || (*e && *e != ' ' && *e != '\n' && *e != '\t')) return -1;
+    }
+    p->delay_ns = v[0]; p->jitter_ns = v[1]; p->jdist = (int)v[2]; p->loss_p = f[3];
+    p->ge = (int)v[4]; p->ge_p = f[5]; p->ge_r = f[6]; p->ge_lg = f[7]; p->ge_lb = f[8];
+    p->rate_bps = f[9]; p->qlim_pkts = v[10]; p->qlim_bytes = v[11]; p->up = (int)v[12];
+    *s = e;
+    return 0;
+}
+
+static void free_dir(struct dir *d) {
+    heap_remove(d);
+    while (d->head) { struct pkt *k = d->head; d->head = k->next; mem_bytes -= k->len; free(k); }
+    d->tail = NULL; free(d->sched); d->sched = NULL; free(d->q); d->q = NULL;
+}
+
+static void epoll_add(int fd, int tag) {
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)tag};
+    epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+static void print_dir(const char *name, struct dir *d) {
+    printf("\"%s\":{\"rx\":%llu,\"tx\":%llu,\"dropped_loss\":%llu,\"dropped_queue\":%llu,"
+           "\"dropped_down\":%llu,\"dropped_error\":%llu,\"rx_bytes\":%llu,\"tx_bytes\":%llu,"
+           "\"queued\":%d}", name, d->rx, d->tx, d->drop_loss, d->drop_queue, d->drop_down,
+           d->drop_err, d->rx_bytes, d->tx_bytes, d->qn);
+}
+
+/* Control input: our own line buffer over fd 0 (stdio buffering would hide data from epoll). */
+static char *ctl_buf; static size_t ctl_len, ctl_cap, ctl_off;
+static int ctl_eof;
+
+static void ctl_fill(int blocking) {
+    if (ctl_off > 0) { memmove(ctl_buf, ctl_buf + ctl_off, ctl_len - ctl_off); ctl_len -= ctl_off; ctl_off = 0; }
+    if (ctl_cap - ctl_len < 65536) { ctl_cap = ctl_cap * 2 + 131072; ctl_buf = realloc(ctl_buf, ctl_cap); }
+    for (;;) {
+        ssize_t n = read(0, ctl_buf + ctl_len, ctl_cap - ctl_len - 1);
+        if (n > 0) { ctl_len += n; return; }
+        if (n == 0) { ctl_eof = 1; return; }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN && blocking) {
+            struct epoll_event e; int ep = epoll_create1(0);
+            struct epoll_event ad = {.events = EPOLLIN}; epoll_ctl(ep, EPOLL_CTL_ADD, 0, &ad);
+            epoll_wait(ep, &e, 1, -1); close(ep); continue;
+        }
+        return;
+    }
+}
+
+/* Next complete line (NUL-terminated, without newline) or NULL; blocks for more input if asked. */
+static char *read_line_mode(int blocking) {
+    for (;;) {
+        char *nl = memchr(ctl_buf + ctl_off, '\n', ctl_len - ctl_off);
+        if (nl) { char *line = ctl_buf + ctl_off; *nl = 0; ctl_off = nl + 1 - ctl_buf; return line; }
+        if (ctl_eof || !blocking) return NULL;
+        ctl_fill(1);
+    }
+}
+static char *read_line(void) { return read_line_mode(1); }
+
+static int handle_command(char *line) {
+    char cmd[16] = ""; int id = -1, dir = -1, used = 0;
+    if (sscanf(line, "%15s %n", cmd, &used) < 1) return 0;
+    char *rest = line + used;
+    if (!strcmp(cmd, "ping")) { printf("ok\n"); }
+    else if (!strcmp(cmd, "quit")) { printf("ok\n"); fflush(stdout); return -1; }
+    else if (!strcmp(cmd, "seed")) { rng_seed(strtoull(rest, NULL, 10)); printf("ok\n"); }
+    else if (!strcmp(cmd, "now")) { printf("ok %lld\n", (long long)mono_ns()); }
+    else if (!strcmp(cmd, "add")) {
+        char a[IFNAMSIZ + 1], b[IFNAMSIZ + 1]; int ia, ib;
+        if (sscanf(rest, "%d %16s %16s", &id, a, b) != 3) { printf("err usage: add ID IFA IFB\n"); goto out; }
+        if (find_link(id)) { printf("err link %d exists\n", id); goto out; }
+        if (if_setup(a, &ia) || if_setup(b, &ib)) { printf("err no such interface %s or %s\n", a, b); goto out; }
+        int fa = open_pkt_socket(ia), fb = open_pkt_socket(ib);
+        if (fa < 0 || fb < 0) { printf("err socket: %s\n", strerror(errno)); goto out; }
+        int slot = -1;
+        for (int i = 0; i < nlinks; i++) if (!links[i].used) { slot = i; break; }
+        if (slot < 0) {
+            /* grow: directions in the heap hold pointers, so the array must not move while used */
+            if (nlinks % 4096 == 0) {
+                if (nlinks) { printf("err too many links\n"); close(fa); close(fb); goto out; }
+                links = calloc(4096, sizeof *links);
+            }
+            slot = nlinks++;
+        }
+        struct link *L = &links[slot]; memset(L, 0, sizeof *L);
+        L->used = 1; L->id = id; L->fda = fa; L->fdb = fb;
+        for (int k = 0; k < 2; k++) {
+            struct dir *d = &L->d[k];
+            d->in_fd = k == 0 ? fa : fb; d->out_fd = k == 0 ? fb : fa; d->heap_pos = -1;
+            d->sched = calloc(1, sizeof *d->sched); d->nsched = 1; d->sched[0].p.up = 1;
+        }
+        epoll_add(fa, slot * 2); epoll_add(fb, slot * 2 + 1);
+        printf("ok\n");
+    } else if (!strcmp(cmd, "del")) {
+        struct link *L = find_link(atoi(rest));
+        if (!L) { printf("err no link\n"); goto out; }
+        free_dir(&L->d[0]); free_dir(&L->d[1]);
+        close(L->fda); close(L->fdb); L->used = 0;
+        printf("ok\n");
+    } else if (!strcmp(cmd, "set") || !strcmp(cmd, "sched")) {
+        int n = 1, u2 = 0;
+        if (sscanf(rest, "%d %d %n", &id, &dir, &u2) < 2 || dir < 0 || dir > 1) { printf("err usage\n"); goto out; }
+        rest += u2;
+        if (!strcmp(cmd, "sched")) n = atoi(rest);
+        struct row *rows = calloc(n > 0 ? n : 1, sizeof *rows);
+        int bad = n < 1;
+        for (int i = 0; i < n && !bad; i++) {
+            char *s = rest;
+            if (!strcmp(cmd, "sched")) { s = read_line(); if (!s) { free(rows); return -1; } rows[i].t = strtoll(s, &s, 10); }
+            if (parse_params(&s, &rows[i].p)) bad = 1;
+            if (i > 0 && rows[i].t < rows[i - 1].t) bad = 1;
+        }
+        struct link *L = find_link(id);
+        if (bad || !L) { free(rows); printf(bad ? "err bad rows\n" : "err no link\n"); goto out; }
+        struct dir *d = &L->d[dir];
+        free(d->sched); d->sched = rows; d->nsched = n; d->sidx = 0;
+        printf("ok\n");
+    } else if (!strcmp(cmd, "stats")) {
+        struct link *L = find_link(atoi(rest));
+        if (!L) { printf("err no link\n"); goto out; }
+        printf("ok {"); print_dir("ab", &L->d[0]); printf(","); print_dir("ba", &L->d[1]); printf("}\n");
+    } else printf("err unknown command %s\n", cmd);
+out:
+    fflush(stdout);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    ns_t early_ns = 30000; /* wake this long before a departure, then spin */
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--early-us") && i + 1 < argc) early_ns = atoll(argv[++i]) * 1000;
+        else if (!strcmp(argv[i], "--rt")) {
+            struct sched_param sp = {.sched_priority = 10};
+            if (sched_setscheduler(0, SCHED_FIFO, &sp) != 0) fprintf(stderr, "relay: SCHED_FIFO: %s\n", strerror(errno));
+        }
+    }
+    prctl(PR_SET_TIMERSLACK, 1UL);
+    prctl(PR_SET_PDEATHSIG, 15);
+    rng_seed((uint64_t)mono_ns());
+    const char *v6[] = {"/proc/sys/net/ipv6/conf/all/disable_ipv6", "/proc/sys/net/ipv6/conf/default/disable_ipv6"};
+    for (int i = 0; i < 2; i++) { FILE *f = fopen(v6[i], "w"); if (f) { fputs("1", f); fclose(f); } }
+    epfd = epoll_create1(0);
+    fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
+    epoll_add(0, -1);
+    printf("ok relay ready\n"); fflush(stdout);
+    struct epoll_event ev[64];
+    for (;;) {
+        ns_t now = mono_ns();
+        flush_due(now);
+        int n;
+        if (heapn == 0) n = epoll_wait(epfd, ev, 64, -1);
+        else {
+            ns_t wait = heap[0]->head->dep - now - early_ns;
+            if (wait > 0) {
+                struct timespec ts = {wait / 1000000000LL, wait % 1000000000LL};
+                n = epoll_pwait2(epfd, ev, 64, &ts, NULL);
+            } else n = epoll_wait(epfd, ev, 64, 0); /* spin until the departure */
+        }
+        for (int i = 0; i < n; i++) {
+            int64_t tag = (int64_t)ev[i].data.u64;
+            if (tag < 0) {
+                /* control: stdin is non-blocking; run every complete line */
+                ctl_fill(0);
+                char *line;
+                while ((line = read_line_mode(0)))
+                    if (handle_command(line) < 0) return 0;
+                if (ctl_eof) return 0;
+                continue;
+            }
+            struct link *L = &links[tag / 2];
+            if (L->used) read_socket(&L->d[tag % 2]);
+        }
+    }
+}

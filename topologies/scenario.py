@@ -1,0 +1,281 @@
+"""Scenario model v1: a commented TOML file validated into typed, frozen objects.
+
+``load_scenario(path)`` (or ``load_scenario(None)`` for the built-in default) either returns a
+complete :class:`Scenario` or raises :class:`~topologies.validate.ConfigError` naming the key
+path, the bad value and what is allowed; nothing is started before that.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from topologies.links import DirectionParams
+from topologies.validate import ConfigError, Table
+
+DEFAULT_SCENARIO = "default_scenario.toml"
+UE_KINDS = {"agv": "agv", "camera": "cam", "sensor": "sensor"}  # kind -> node name prefix
+TRAFFIC_PATTERNS = ("periodic", "constant_rate")
+LINK_BACKENDS = ("auto", "relay", "netem")
+OVS_DATAPATHS = ("auto", "kernel", "user")
+_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
+MAX_UES = 1000
+
+
+@dataclass(frozen=True)
+class LinkPair:
+    """Both directions of one link; ``uplink`` points towards the core/cloud."""
+
+    uplink: DirectionParams = DirectionParams()
+    downlink: DirectionParams = DirectionParams()
+
+
+@dataclass(frozen=True)
+class Slice:
+    name: str
+    dscp: int
+    latency_bound_ms: float
+    reliability_target_pct: float
+    radio: LinkPair
+
+
+@dataclass(frozen=True)
+class Cell:
+    name: str
+    backhaul: LinkPair
+
+
+@dataclass(frozen=True)
+class TrafficSpec:
+    """What one UE sends: ``periodic`` (payload every interval) or ``constant_rate``."""
+
+    pattern: str
+    payload_bytes: int
+    destination: str
+    interval_ms: float
+
+    @property
+    def rate_mbps(self) -> float:
+        return self.payload_bytes * 8 / (self.interval_ms * 1000)
+
+
+@dataclass(frozen=True)
+class UeGroup:
+    kind: str
+    count: int
+    cell: str
+    slice: str
+    traffic: TrafficSpec
+
+
+@dataclass(frozen=True)
+class Ue:
+    name: str
+    kind: str
+    cell: str
+    slice: str
+    traffic: TrafficSpec
+
+
+@dataclass(frozen=True)
+class Core:
+    upf: str
+    edge: str
+    edge_link: LinkPair
+
+
+@dataclass(frozen=True)
+class LeoUplink:
+    terminal: str
+    ground_station: str
+    link: LinkPair
+    orbit: Any = None  # topologies.leo LeoOrbitConfig when [leo.orbit] is present
+
+
+@dataclass(frozen=True)
+class Cloud:
+    name: str
+    terrestrial: LinkPair
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A whole factory site. ``source`` says where it was read from."""
+
+    name: str
+    seed: int
+    link_backend: str
+    ovs_datapath: str
+    slices: tuple[Slice, ...]
+    cells: tuple[Cell, ...]
+    ue_groups: tuple[UeGroup, ...]
+    core: Core
+    leo: LeoUplink
+    cloud: Cloud
+    source: str = "embedded default"
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def ues(self) -> tuple[Ue, ...]:
+        """UEs expanded from the groups, numbered per kind (agv1, agv2, cam1, ...)."""
+        counters: dict[str, int] = {}
+        ues = []
+        for group in self.ue_groups:
+            prefix = UE_KINDS[group.kind]
+            for _ in range(group.count):
+                counters[prefix] = counters.get(prefix, 0) + 1
+                ues.append(Ue(f"{prefix}{counters[prefix]}", group.kind, group.cell, group.slice,
+                              group.traffic))
+        return tuple(ues)
+
+    def slice(self, name: str) -> Slice:
+        return next(s for s in self.slices if s.name == name)
+
+    def servers(self) -> tuple[str, ...]:
+        return (self.core.edge, self.cloud.name)
+
+
+def load_scenario(path: str | Path | None = None) -> Scenario:
+    """Read and validate a scenario file; ``None`` means the built-in default."""
+    if path is None:
+        text = resources.files("topologies").joinpath(DEFAULT_SCENARIO).read_text()
+        source = "embedded default"
+    else:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError("scenario", str(path), f"a readable TOML file ({exc.strerror})") from None
+        source = str(path)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("scenario", source, f"valid TOML ({exc})") from None
+    return parse_scenario(raw, source)
+
+
+def parse_scenario(raw: dict, source: str = "<dict>") -> Scenario:
+    """Validate a parsed TOML document into a :class:`Scenario`."""
+    with Table(raw, "") as root:
+        with root.table("site") as site:
+            name = site.str("name")
+            seed = site.int("seed", 1, min=0)
+            link_backend = site.str("link_backend", "auto", choices=LINK_BACKENDS)
+            ovs_datapath = site.str("ovs_datapath", "auto", choices=OVS_DATAPATHS)
+        slices = tuple(_slice(t) for t in root.tables("slices"))
+        cells = tuple(_cell(t) for t in root.tables("cells"))
+        with root.table("core") as t:
+            core = Core(_node_name(t, "upf", "upf1"), _node_name(t, "edge", "edge1"),
+                        _link_pair(t, "edge_link"))
+        with root.table("leo") as t:
+            leo = LeoUplink(_node_name(t, "terminal", "ut1"), _node_name(t, "ground_station", "gs1"),
+                            LinkPair(_direction(t, "uplink"), _direction(t, "downlink")),
+                            _orbit(t))
+        with root.table("cloud") as t:
+            cloud = Cloud(_node_name(t, "name", "cloud1"), _link_pair(t, "terrestrial"))
+        groups_tables = root.tables("ue_groups")
+        servers = (core.edge, cloud.name)
+        groups = tuple(_ue_group(t, slices, cells, servers) for t in groups_tables)
+    _check_unique(root.key("slices"), [s.name for s in slices])
+    _check_unique(root.key("cells"), [c.name for c in cells])
+    if not slices:
+        raise ConfigError("slices", [], "at least one [[slices]] table")
+    if not cells:
+        raise ConfigError("cells", [], "at least one [[cells]] table")
+    total = sum(g.count for g in groups)
+    if total > MAX_UES:
+        raise ConfigError("ue_groups", total, f"at most {MAX_UES} UEs in all")
+    scenario = Scenario(name, seed, link_backend, ovs_datapath, slices, cells, groups, core, leo,
+                        cloud, source, raw)
+    names = ([c.name for c in cells] + [u.name for u in scenario.ues]
+             + [core.upf, core.edge, leo.terminal, leo.ground_station, cloud.name])
+    _check_unique("node names", names)
+    return scenario
+
+
+def _slice(t: Table) -> Slice:
+    with t:
+        return Slice(
+            name=_name(t, "name"),
+            dscp=t.int("dscp", min=0, max=63),
+            latency_bound_ms=t.number("latency_bound_ms", min=0, min_exclusive=True),
+            reliability_target_pct=t.number("reliability_target_pct", 99.9, min=0, max=100),
+            radio=_link_pair(t, "radio"),
+        )
+
+
+def _cell(t: Table) -> Cell:
+    with t:
+        return Cell(_name(t, "name"), _link_pair(t, "backhaul"))
+
+
+def _ue_group(t: Table, slices: tuple[Slice, ...], cells: tuple[Cell, ...],
+              servers: tuple[str, ...]) -> UeGroup:
+    with t:
+        kind = t.str("kind", choices=UE_KINDS)
+        count = t.int("count", min=1, max=MAX_UES)
+        cell = t.str("cell", choices=[c.name for c in cells])
+        slice_name = t.str("slice", choices=[s.name for s in slices])
+        with t.table("traffic") as tt:
+            pattern = tt.str("pattern", choices=TRAFFIC_PATTERNS)
+            payload = tt.int("payload_bytes", min=32, max=1400)
+            destination = tt.str("destination", choices=servers)
+            if pattern == "periodic":
+                interval_ms = tt.number("interval_ms", min=0.1, max=60_000)
+            else:
+                rate = tt.number("rate_mbps", min=0.001, max=1000)
+                interval_ms = payload * 8 / (rate * 1000)
+        return UeGroup(kind, count, cell, slice_name, TrafficSpec(pattern, payload, destination,
+                                                                   interval_ms))
+
+
+def _link_pair(t: Table, key: str) -> LinkPair:
+    if not t.has(key):
+        t.get(key, None)
+        return LinkPair()
+    with t.table(key) as lt:
+        return LinkPair(_direction(lt, "uplink"), _direction(lt, "downlink"))
+
+
+def _direction(t: Table, key: str) -> DirectionParams:
+    if not t.has(key):
+        t.get(key, None)
+        return DirectionParams()
+    with t.table(key) as dt:
+        return DirectionParams.from_table(dt)
+
+
+def _orbit(t: Table) -> Any:
+    if not t.has("orbit"):
+        t.get("orbit", None)
+        return None
+    from topologies.leo.config import LeoOrbitConfig  # only needed with an orbit model
+
+    with t.table("orbit") as ot:
+        return LeoOrbitConfig.from_table(ot)
+
+
+def _name(t: Table, key: str) -> str:
+    value = t.str(key)
+    if not _NAME_RE.match(value):
+        raise ConfigError(t.key(key), value, "1-10 lowercase letters/digits starting with a letter")
+    return value
+
+
+def _node_name(t: Table, key: str, default: str) -> str:
+    value = t.str(key, default)
+    if not _NAME_RE.match(value):
+        raise ConfigError(t.key(key), value, "1-10 lowercase letters/digits starting with a letter")
+    return value
+
+
+def _check_unique(path: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ConfigError(path, name, "unique names (this one appears twice)")
+        seen.add(name)
