@@ -4,10 +4,11 @@ Command line (listens on a loopback address only)::
 
     python -m controllers.launcher --policy FILE --status FILE --port N [--host 127.0.0.1]
 
-The launcher validates the policy, exports ``FACTORYSAT_CTL_POLICY`` / ``FACTORYSAT_CTL_STATUS`` for
-``controllers.apps.slice_switch``, sets os-ken's ``ofp_listen_host`` / ``ofp_tcp_listen_port`` and runs
-the app with ``AppManager.run_apps``. os-ken 4 uses its native (threading) hub by default, so no
-eventlet monkey-patching is needed. Logs go to stderr; ``ControllerProcess`` sends them to a file.
+The launcher validates the policy, exports ``FACTORYSAT_CTL_POLICY`` / ``FACTORYSAT_CTL_STATUS``
+for ``controllers.apps.slice_switch``, sets os-ken's ``ofp_listen_host`` / ``ofp_tcp_listen_port``
+and runs the app through os-ken's ``AppManager`` (see ``run_controller``). os-ken 4 uses its native
+(threading) hub by default (``OSKEN_HUB_TYPE`` unset), so no eventlet monkey-patching is needed.
+Logs go to stderr; ``ControllerProcess`` sends them to a file.
 
 From Python (the runner)::
 
@@ -43,17 +44,45 @@ _POLL_S = 0.02
 
 
 def run_controller(policy_path: Path, status_path: Path, port: int, host: str = "127.0.0.1") -> None:
-    """Run os-ken in this process until it is killed (blocks)."""
+    """Run os-ken in this process; never returns (exits the process if the OpenFlow server stops).
+
+    This is ``AppManager.run_apps`` minus its teardown: with os-ken 4.2.2's native hub,
+    ``HubThread`` swallows every exception of a service thread (its ``TaskExit`` is ``Exception``)
+    and ``run_apps``' cleanup calls a ``HubThread.kill`` that does not exist. So the listen port is
+    checked here first, and if the OpenFlow server thread ends the process exits with code 1.
+    """
     # Import os-ken here so `import controllers.launcher` stays light for the runner.
     from os_ken import cfg
     from os_ken.base.app_manager import AppManager
     from os_ken.controller import controller  # noqa: F401  (registers the ofp-* options)
+    from os_ken.lib import hub
 
+    log = logging.getLogger("controllers.launcher")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as os-ken's hub.listen does
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            log.error("cannot listen on %s:%d: %s", host, port, exc)
+            _exit(1)
     os.environ["FACTORYSAT_CTL_POLICY"] = str(policy_path)
     os.environ["FACTORYSAT_CTL_STATUS"] = str(status_path)
     cfg.CONF(args=["--ofp-listen-host", host, "--ofp-tcp-listen-port", str(port)],
              project="os_ken", default_config_files=[])
-    AppManager.run_apps(APP_MODULES)
+    app_mgr = AppManager.get_instance()
+    app_mgr.load_apps(APP_MODULES)
+    services = app_mgr.instantiate_apps(**app_mgr.create_contexts())
+    hub.joinall(services)  # returns only if the OpenFlow server thread ended
+    log.error("os-ken's OpenFlow server on %s:%d stopped (listen failed?); exiting", host, port)
+    _exit(1)
+
+
+def _exit(code: int) -> None:
+    """Flush the logs and end the process at once (os-ken's hub threads cannot be joined)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,15 +110,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def on_term(signum: int, _frame: Any) -> None:
         logging.getLogger("controllers.launcher").info("signal %d: exiting", signum)
-        logging.shutdown()
-        os._exit(0)  # os-ken's hub threads cannot be joined cleanly; the OS closes the sockets
+        _exit(0)
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     logging.getLogger("controllers.launcher").info(
         "pid %d starting, OpenFlow on %s:%d, policy %s, status %s", os.getpid(), args.host, args.port,
         args.policy, args.status)
-    run_controller(args.policy.resolve(), args.status.resolve(), args.port, args.host)
+    try:
+        run_controller(args.policy.resolve(), args.status.resolve(), args.port, args.host)
+    except Exception:
+        logging.getLogger("controllers.launcher").exception("controller failed")
+        _exit(1)
     return 0
 
 
@@ -100,8 +132,9 @@ def free_loopback_port() -> int:
         return s.getsockname()[1]
 
 
-def _tcp_listening(port: int) -> bool:
-    """True if some socket listens on TCP ``port`` in this network namespace."""
+def _listening_inodes(port: int) -> set[int]:
+    """Socket inodes listening on TCP ``port`` in this network namespace (from /proc/net/tcp*)."""
+    inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -110,7 +143,26 @@ def _tcp_listening(port: int) -> bool:
         for line in lines:
             fields = line.split()
             if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                return True
+                inodes.add(int(fields[9]))
+    return inodes
+
+
+def _tcp_listening(port: int, pid: int | None = None) -> bool:
+    """True if a socket listens on TCP ``port`` (owned by process ``pid`` if given)."""
+    inodes = _listening_inodes(port)
+    if pid is None or not inodes:
+        return bool(inodes)
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:[") and int(target[8:-1]) in inodes:
+            return True
     return False
 
 
@@ -140,6 +192,7 @@ class ControllerProcess:
         self.status_path.unlink(missing_ok=True)  # never mistake an old run's status for ours
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+        env["OSKEN_HUB_TYPE"] = "native"  # threads; the eventlet hub would need monkey-patching
         cmd = [self.python, "-m", "controllers.launcher", "--policy", str(Path(policy_path).resolve()),
                "--status", str(self.status_path.resolve()), "--port", str(self.port)]
         with open(self.log_path, "ab") as log:
@@ -157,13 +210,12 @@ class ControllerProcess:
     def _wait_listening(self, timeout_s: float) -> None:
         assert self._proc is not None and self.port is not None
         deadline = time.monotonic() + timeout_s
-        while not _tcp_listening(self.port):
+        while not _tcp_listening(self.port, self.pid):
             self._check_alive()
             if time.monotonic() > deadline:
                 raise RuntimeError(f"controller pid {self.pid} not listening on 127.0.0.1:{self.port} "
-                                   f"after {timeout_s} s; see log {self.log_path}")
+                                   f"after {timeout_s} s (port in use?); see log {self.log_path}")
             time.sleep(_POLL_S)
-        self._check_alive()  # the port may be someone else's if our process just died
 
     def _check_alive(self) -> None:
         if self._proc is None:

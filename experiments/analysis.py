@@ -37,7 +37,7 @@ def tidy_packets(raw_files: list[Path], flows: pd.DataFrame) -> pd.DataFrame:
     records = records.drop_duplicates(["flow_id", "seq"])
     packets = records.merge(flows, on="flow_id", how="inner", validate="many_to_one")
     packets["owd_ms"] = (packets["recv_ns"].astype("int64") - packets["send_ns"].astype("int64")) / 1e6
-    packets["dscp"] = (packets["tos"] >> 2).astype("uint8")
+    packets["dscp"] = (packets["tos"].to_numpy() >> 2).astype("uint8")
     packets["on_time"] = packets["owd_ms"] <= packets["latency_bound_ms"]
     columns = ["ue", "kind", "slice", "destination", "flow_id", "seq", "send_ns", "recv_ns",
                "owd_ms", "bytes", "dscp", "on_time"]
@@ -58,15 +58,12 @@ def slice_summary(packets: pd.DataFrame, flows: pd.DataFrame) -> dict[str, dict[
         owd = got["owd_ms"].to_numpy()
         expected_dscp = int(slice_flows["dscp_expected"].iloc[0])
 
-        def pct(q: float) -> float | None:
-            return round(float(np.percentile(owd, q)), 4) if owd.size else None
-
         summary[str(name)] = {
             "packets": sent,
             "packets_received": int(owd.size),
-            "owd_ms_p50": pct(50),
-            "owd_ms_p99": pct(99),
-            "owd_ms_p999": pct(99.9),
+            "owd_ms_p50": _percentile(owd, 50),
+            "owd_ms_p99": _percentile(owd, 99),
+            "owd_ms_p999": _percentile(owd, 99.9),
             "owd_ms_max": round(float(owd.max()), 4) if owd.size else None,
             "loss_pct": round(100.0 * (sent - owd.size) / sent, 4) if sent else None,
             "deadline_met_pct": round(100.0 * int(got["on_time"].sum()) / sent, 4) if sent else None,
@@ -75,6 +72,10 @@ def slice_summary(packets: pd.DataFrame, flows: pd.DataFrame) -> dict[str, dict[
             if owd.size else None,
         }
     return summary
+
+
+def _percentile(values: np.ndarray, q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 4) if values.size else None
 
 
 def write_tables(run_dir: Path, packets: pd.DataFrame, flows: pd.DataFrame,

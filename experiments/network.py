@@ -108,7 +108,8 @@ class EmulatedNetwork:
         self.controller.start(policy_path, self.run_dir / "controller_status.json",
                               logs / "controller.log", port=port)
         self.manifest.add_process("controller", self.controller.pid)
-        self.net.addController(RemoteController("c0", ip="127.0.0.1", port=port))
+        remote = self.net.addController(RemoteController("c0", ip="127.0.0.1", port=port))
+        self.manifest.add_process("host:c0", remote.pid)  # Mininet keeps a shell per controller
         self.net.start()
         self.controller.wait_ready([int(s.dpid, 16) for s in self.net.switches], timeout_s=30)
 
@@ -182,6 +183,8 @@ class EmulatedNetwork:
         net, self.net = self.net, None
         if net is not None:
             net.stop()
+            for controller in net.controllers:  # RemoteController.stop() leaves its shell running
+                controller.terminate()
 
     def _stop_controller(self) -> None:
         controller, self.controller = self.controller, None

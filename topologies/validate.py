@@ -6,7 +6,8 @@ allowed, so a user can fix a scenario file without reading code.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 
 class ConfigError(ValueError):
@@ -36,7 +37,7 @@ class Table:
         self.path = path
         self._seen: set[str] = set()
 
-    def __enter__(self) -> "Table":
+    def __enter__(self) -> Table:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -98,11 +99,11 @@ class Table:
             return None
         return self.number(name, **kwargs)
 
-    def table(self, name: str, default: Any = _MISSING) -> "Table":
+    def table(self, name: str, default: Any = _MISSING) -> Table:
         value = self.get(name, default)
         return Table(value, self.key(name))
 
-    def tables(self, name: str, default: Any = _MISSING) -> list["Table"]:
+    def tables(self, name: str, default: Any = _MISSING) -> list[Table]:
         value = self.get(name, default)
         if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
             raise ConfigError(self.key(name), value, "an array of tables ([[...]])")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from controllers.launcher import ControllerProcess, _tcp_listening
-from controllers.policy import COOKIE_SLICE_MARK
+from controllers.policy import COOKIE_APP, COOKIE_SLICE_MARK, SlicePolicy, slice_rules
 from topologies.manifest import Manifest, proc_start_time
 
 pytestmark = pytest.mark.root
@@ -61,6 +61,13 @@ def _bridges() -> set[str]:
     return set(out.stdout.split())
 
 
+def _own_flows(bridge: str) -> list[str]:
+    """This app's flows on ``bridge`` without counters, sorted."""
+    out = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "--no-stats", "dump-flows", bridge],
+                         check=True, capture_output=True, text=True).stdout
+    return sorted(line.strip() for line in out.splitlines() if f"cookie={COOKIE_APP >> 48:#x}" in line)
+
+
 def _send(host, dst_ip: str, count: int) -> None:
     proc = host.popen([sys.executable, "-c", SENDER, dst_ip, str(UDP_PORT), str(count), host.name])
     assert proc.wait(10) == 0
@@ -76,20 +83,21 @@ def test_slice_switch_on_userspace_ovs(tmp_path: Path) -> None:
     sw_name, stray_name = f"fc{tag}s1", f"fc{tag}s2"
     dpid, stray_dpid = 0xFC000000 + int(tag, 16), 0xFD000000 + int(tag, 16)
     # (name, ip, mac, slice, switch port)
-    hosts = [(f"fc{tag}a1", "10.0.0.1", "02:fc:00:00:00:01", "urllc", 1),
-             (f"fc{tag}c1", "10.0.0.2", "02:fc:00:00:00:02", "embb", 2),
-             (f"fc{tag}e1", "10.0.0.3", "02:fc:00:00:00:03", None, 3)]
+    hosts = [(f"fc{tag}a1", "10.0.0.1", "02:fa:c5:00:00:01", "urllc", 1),
+             (f"fc{tag}c1", "10.0.0.2", "02:fa:c5:00:00:02", "embb", 2),
+             (f"fc{tag}e1", "10.0.0.3", "02:fa:c5:00:00:03", None, 3)]
     policy = {
         "slices": {"urllc": {"dscp": 46}, "embb": {"dscp": 34}, "mmtc": {"dscp": 10}},
         "hosts": [{"name": n, "ip": ip, "mac": mac, "slice": sl} for n, ip, mac, sl, _ in hosts],
         "switches": [{"name": sw_name, "dpid": dpid, "access_hosts": [h[0] for h in hosts],
                       "mac_to_port": {mac: port for _, _, mac, _, port in hosts}}],
     }
-    policy_path, status_path, log_path = tmp_path / "policy.json", tmp_path / "status.json", tmp_path / "ctl.log"
+    policy_path, status_path = tmp_path / "policy.json", tmp_path / "status.json"
+    log_path = tmp_path / "controller.log"
     policy_path.write_text(json.dumps(policy))
 
     manifest = Manifest.create(f"test-ctl-{tag}")
-    ctl = ControllerProcess()
+    ctl, ctl2 = ControllerProcess(), ControllerProcess()
     net = None
     try:
         ctl.start(policy_path, status_path, log_path)
@@ -148,17 +156,28 @@ def test_slice_switch_on_userspace_ovs(tmp_path: Path) -> None:
         marks = [f for f in flows.splitlines() if f"cookie={COOKIE_SLICE_MARK:#x}" in f]
         assert len(marks) == 2, flows
         assert all("n_packets=0," not in f for f in marks), flows
+        before = _own_flows(sw_name)
+        assert len(before) == len(slice_rules(SlicePolicy.from_dict(policy), dpid)), before
+
+        # Restart on the same port: the switch reconnects, the app replaces its flows (no duplicates).
+        ctl.stop()
+        ctl2.start(policy_path, status_path, log_path, port=ctl.port)
+        manifest.add_process("controller2", ctl2.pid)
+        ctl2.wait_ready([dpid], timeout_s=20)
+        assert _own_flows(sw_name) == before
+        assert " 3 received" in agv.cmd(f"ping -c 3 -i 0.2 -W 1 {cam.IP()}")
     finally:
         if net is not None:
             net.stop()
             for controller in net.controllers:
                 controller.terminate()  # RemoteController.stop() leaves Mininet's helper shell running
         ctl.stop()
+        ctl2.stop()
         failures = manifest.remove_all()
     assert failures == []
-    assert not ctl.running()
-    assert proc_start_time(ctl.pid) is None or not Path(f"/proc/{ctl.pid}/cmdline").read_bytes().count(
-        b"controllers.launcher")
+    for c in (ctl, ctl2):
+        assert not c.running()
+        assert proc_start_time(c.pid) is None  # reaped: the pid no longer exists
     assert not _tcp_listening(ctl.port)
     assert not {sw_name, stray_name} & _bridges()
     for name, *_ in hosts:

@@ -65,6 +65,7 @@ struct dir {
     int ge_bad;
     int heap_pos;              /* -1 when not in heap */
     unsigned long long rx, tx, drop_loss, drop_queue, drop_down, drop_err, rx_bytes, tx_bytes;
+    unsigned long long late_sum_ns, late_max_ns, late_over_50us; /* send time - departure time */
 };
 
 struct link { int used; int id; int fda, fdb; struct dir d[2]; };
@@ -213,7 +214,12 @@ static void flush_dir(struct dir *d, ns_t now) {
         int sent = sendmmsg(d->out_fd, mm, n, MSG_DONTWAIT);
         if (sent < 0) sent = 0;
         for (int i = 0; i < n; i++) {
-            if (i < sent) { d->tx++; d->tx_bytes += ks[i]->len; }
+            if (i < sent) {
+                ns_t late = now - ks[i]->dep;
+                d->tx++; d->tx_bytes += ks[i]->len; d->late_sum_ns += late;
+                if ((unsigned long long)late > d->late_max_ns) d->late_max_ns = late;
+                if (late > 50000) d->late_over_50us++;
+            }
             else d->drop_err++; /* interface gone or full: count, never block */
             d->head = ks[i]->next; mem_bytes -= ks[i]->len; free(ks[i]);
         }
@@ -321,8 +327,9 @@ static void epoll_add(int fd, int tag) {
 static void print_dir(const char *name, struct dir *d) {
     printf("\"%s\":{\"rx\":%llu,\"tx\":%llu,\"dropped_loss\":%llu,\"dropped_queue\":%llu,"
            "\"dropped_down\":%llu,\"dropped_error\":%llu,\"rx_bytes\":%llu,\"tx_bytes\":%llu,"
-           "\"queued\":%d}", name, d->rx, d->tx, d->drop_loss, d->drop_queue, d->drop_down,
-           d->drop_err, d->rx_bytes, d->tx_bytes, d->qn);
+           "\"queued\":%d,\"late_sum_ns\":%llu,\"late_max_ns\":%llu,\"late_over_50us\":%llu}",
+           name, d->rx, d->tx, d->drop_loss, d->drop_queue, d->drop_down, d->drop_err, d->rx_bytes,
+           d->tx_bytes, d->qn, d->late_sum_ns, d->late_max_ns, d->late_over_50us);
 }
 
 /* Control input: our own line buffer over fd 0 (stdio buffering would hide data from epoll). */
@@ -425,10 +432,26 @@ out:
     return 0;
 }
 
+/* Wake-up overshoot of timed sleeps in this VM varies (tens of us); wake early by its recent p99
+ * plus a margin and spin the rest, so departures are on time without spinning all the time. */
+#define WAKE_RING 256
+static ns_t wake_over[WAKE_RING]; static int wake_n;
+static ns_t early_min_ns = 20000, early_max_ns = 300000;
+static int cmp_ns(const void *a, const void *b) { ns_t x = *(const ns_t *)a, y = *(const ns_t *)b; return (x > y) - (x < y); }
+static ns_t adapt_early(ns_t over, ns_t early) {
+    wake_over[wake_n++ % WAKE_RING] = over;
+    if (wake_n % 64 || wake_n < WAKE_RING) return early;
+    ns_t tmp[WAKE_RING]; memcpy(tmp, wake_over, sizeof tmp); qsort(tmp, WAKE_RING, sizeof tmp[0], cmp_ns);
+    ns_t e = tmp[WAKE_RING * 99 / 100] + 10000;
+    return e < early_min_ns ? early_min_ns : e > early_max_ns ? early_max_ns : e;
+}
+
 int main(int argc, char **argv) {
-    ns_t early_ns = 30000; /* wake this long before a departure, then spin */
+    ns_t early_ns = 100000; /* initial: wake this long before a departure, then spin */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--early-us") && i + 1 < argc) early_ns = atoll(argv[++i]) * 1000;
+        else if (!strcmp(argv[i], "--early-min-us") && i + 1 < argc) early_min_ns = atoll(argv[++i]) * 1000;
+        else if (!strcmp(argv[i], "--early-max-us") && i + 1 < argc) early_max_ns = atoll(argv[++i]) * 1000;
         else if (!strcmp(argv[i], "--rt")) {
             struct sched_param sp = {.sched_priority = 10};
             if (sched_setscheduler(0, SCHED_FIFO, &sp) != 0) fprintf(stderr, "relay: SCHED_FIFO: %s\n", strerror(errno));
@@ -450,10 +473,11 @@ int main(int argc, char **argv) {
         int n;
         if (heapn == 0) n = epoll_wait(epfd, ev, 64, -1);
         else {
-            ns_t wait = heap[0]->head->dep - now - early_ns;
+            ns_t wake_at = heap[0]->head->dep - early_ns, wait = wake_at - now;
             if (wait > 0) {
                 struct timespec ts = {wait / 1000000000LL, wait % 1000000000LL};
                 n = epoll_pwait2(epfd, ev, 64, &ts, NULL);
+                if (n == 0) early_ns = adapt_early(mono_ns() - wake_at, early_ns);
             } else n = epoll_wait(epfd, ev, 64, 0); /* spin until the departure */
         }
         for (int i = 0; i < n; i++) {

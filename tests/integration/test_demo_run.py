@@ -1,0 +1,114 @@
+"""The demo scenario end to end as root: a complete run folder, honest numbers, nothing left."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from topologies.manifest import STATE_ROOT
+
+pytestmark = pytest.mark.root
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _snapshot() -> dict[str, set[str]]:
+    """Kernel objects and OVS bridges visible in the root namespace."""
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    bridges = subprocess.run(["ovs-vsctl", "--timeout=10", "list-br"], capture_output=True,
+                             text=True).stdout
+    return {"netns": {line.split()[0] for line in netns.splitlines() if line.strip()},
+            "links": set(os.listdir("/sys/class/net")),
+            "bridges": set(bridges.split()),
+            "manifests": {p.name for p in STATE_ROOT.glob("*.json")} if STATE_ROOT.exists() else set()}
+
+
+def _factorysat(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "experiments", *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def _children_of(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # an unreaped zombie is not running
+
+
+def test_demo_run_is_complete_and_leaves_nothing(tmp_path) -> None:
+    before = _snapshot()
+    proc = _factorysat("run", "demo", "--duration-s", "6", "--results", str(tmp_path))
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out
+    run_dir = Path(out.strip().splitlines()[-1].split("run folder:")[-1].strip())
+    assert run_dir.parent == tmp_path / "demo"
+    for name in ("COMPLETE", "metadata.json", "summary.json", "packets.parquet", "flows.parquet",
+                 "owd_cdf.png", "owd_cdf.pdf", "scenario.resolved.json", "experiment.toml"):
+        assert (run_dir / name).is_file(), name
+    meta = json.loads((run_dir / "metadata.json").read_text())
+    assert meta["link_backend"] in ("relay", "netem") and meta["ovs_datapath"] in ("user", "kernel")
+    assert meta["git"]["commit"] and "dirty" in meta["git"] and meta["seed"] == 1
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary) == {"urllc", "embb", "mmtc"}
+    for s in summary.values():
+        for key in ("owd_ms_p50", "owd_ms_p99", "owd_ms_p999", "loss_pct", "deadline_met_pct",
+                    "packets"):
+            assert s[key] is not None, key
+        assert s["packets"] > 0 and s["dscp_marked_pct"] == 100.0
+    # Configured links took effect: sensors cross radio 8 + backhaul 0.2 + LEO 15 + terrestrial 5
+    # ms one-way; AGVs only radio 0.8 + backhaul 0.2 ms.
+    assert summary["mmtc"]["owd_ms_p50"] >= 15.0 + 8.0
+    assert summary["urllc"]["owd_ms_p50"] < 5.0
+    assert summary["urllc"]["loss_pct"] < 1.0 and summary["embb"]["loss_pct"] < 1.0
+    packets = pd.read_parquet(run_dir / "packets.parquet")
+    assert (packets.groupby("slice")["dscp"].first().to_dict()
+            == {"urllc": 46, "embb": 34, "mmtc": 10})
+    after = _snapshot()
+    for kind in before:
+        assert after[kind] - before[kind] == set(), f"leftover {kind}: {after[kind] - before[kind]}"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_interrupted_run_leaves_nothing_after_clean(tmp_path, sig) -> None:
+    before = _snapshot()
+    proc = _factorysat("run", "demo", "--duration-s", "60", "--results", str(tmp_path))
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("demo/*/raw/send-*")) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.2)
+    children = _children_of(proc.pid)
+    assert children, "the run should have started host and traffic processes"
+    proc.send_signal(sig)
+    proc.communicate(timeout=60)
+    if sig == signal.SIGKILL:
+        clean = _factorysat("clean")
+        out, _ = clean.communicate(timeout=60)
+        assert clean.returncode == 0, out
+    time.sleep(0.5)
+    after = _snapshot()
+    for kind in before:
+        assert after[kind] - before[kind] == set(), f"leftover {kind} after {sig!r}"
+    alive = {pid for pid in children if _running(pid)}
+    assert not alive, f"processes still running after {sig!r}: {alive}"
+    run_dir = next(tmp_path.glob("demo/*"))
+    assert not (run_dir / "COMPLETE").exists()  # visibly incomplete

@@ -1,0 +1,194 @@
+"""Link engine, relay backend, on two Mininet hosts: delay, asymmetry, loss, rate, up/down,
+order across live and scheduled changes, teardown. Needs root."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from topologies.links import DirectionParams, LinkEngine, ScheduleRow, select_backend
+from topologies.manifest import Manifest, proc_start_time
+
+pytestmark = pytest.mark.root
+REPO = Path(__file__).resolve().parents[2]
+SCRATCH = Path(os.environ.get("FACTORYSAT_TEST_SCRATCH", "/work/scratch/links/test"))
+Z99 = 2.5758  # two-sided 99 % normal quantile
+
+
+@pytest.fixture(autouse=True)
+def _need_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces)")
+
+
+@contextlib.contextmanager
+def two_hosts(ab: DirectionParams | None, ba: DirectionParams | None,
+              calibrate: bool = True) -> Iterator[tuple]:
+    """Two Mininet hosts joined by one engine link named 'l1'; yields (net, engine, h1, h2, tag)."""
+    from mininet.net import Mininet
+
+    tag = "t" + secrets.token_hex(3)
+    manifest = Manifest.create(tag)
+    engine = LinkEngine("relay", tag, manifest, SCRATCH / tag, seed=7, calibrate=calibrate)
+    net = Mininet(topo=None, build=False, controller=None)
+    try:
+        engine.start()
+        h1 = net.addHost("h1", ip="10.0.0.1/24")
+        h2 = net.addHost("h2", ip="10.0.0.2/24")
+        net.addLink(h1, h2, cls=engine.link_class, link_name="l1", ab=ab, ba=ba, txo=False)
+        net.build()
+        net.staticArp()
+        yield net, engine, h1, h2, tag
+    finally:
+        net.stop()
+        engine.stop()
+        failures = manifest.remove_all()
+        assert not failures, failures
+
+
+def probe(src, dst, pps: float, count: int, size: int = 100, port: int = 5001,
+          during=None) -> np.ndarray:
+    """Send ``count`` UDP packets src -> dst; return rows (seq, t_send_ns, t_recv_ns)."""
+    out = SCRATCH / f"probe-{secrets.token_hex(4)}.npy"
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    recv = dst.popen([sys.executable, "-m", "topologies.links.udpprobe", "recv", str(port), "1.5",
+                      str(out)], cwd=str(REPO), env=env)
+    ready = Path(str(out) + ".ready")
+    deadline = time.monotonic() + 10
+    while not ready.exists():
+        assert time.monotonic() < deadline, "receiver did not start"
+        time.sleep(0.02)
+    send = src.popen([sys.executable, "-m", "topologies.links.udpprobe", "send", dst.IP(), str(port),
+                      str(pps), str(count), str(size)], cwd=str(REPO), env=env)
+    if during is not None:
+        during()
+    send.wait(timeout=count / pps + 30)
+    recv.wait(timeout=30)
+    rows = np.load(out)
+    out.unlink()
+    ready.unlink()
+    return rows
+
+
+def owd_ms(rows: np.ndarray) -> np.ndarray:
+    return (rows[:, 2] - rows[:, 1]) / 1e6
+
+
+def test_delay_and_asymmetry() -> None:
+    with two_hosts(DirectionParams(delay_ms=10), DirectionParams(delay_ms=30)) as (_, engine, h1, h2, _t):
+        fwd = owd_ms(probe(h1, h2, 1000, 2000))
+        back = owd_ms(probe(h2, h1, 1000, 1000))
+        meta = engine.metadata()
+    assert len(fwd) == 2000 and len(back) == 1000
+    assert abs(fwd.mean() - 10) < 1 and abs(np.median(fwd) - 10) < 1, fwd.mean()
+    assert abs(back.mean() - 30) < 1, back.mean()
+    assert np.percentile(np.abs(fwd - 10), 99) < 0.5
+    assert meta["backend"] == "relay" and meta["calibration"]["measured"]
+    assert meta["relay_implementation"] in ("c", "python")
+
+
+def test_loss_within_binomial_bounds() -> None:
+    n, p = 5000, 0.10
+    with two_hosts(DirectionParams(loss_pct=10), None) as (_, engine, h1, h2, _t):
+        rows = probe(h1, h2, 5000, n)
+        stats = engine.stats("l1")["ab"]
+    lost = n - len(rows)
+    half = Z99 * math.sqrt(n * p * (1 - p))
+    assert n * p - half <= lost <= n * p + half, lost
+    assert stats["dropped_loss"] == lost and stats["rx"] == n
+
+
+def test_rate_within_5pct() -> None:
+    rate_mbps, size = 10.0, 1400
+    frame = size + 8 + 20 + 14  # UDP + IPv4 + Ethernet headers: what the rate limiter counts
+    with two_hosts(DirectionParams(rate_mbps=rate_mbps), None) as (_, engine, h1, h2, _t):
+        rows = probe(h1, h2, 1500, 4500, size=size)  # 1.7x the rate, 3 s
+        stats = engine.stats("l1")["ab"]
+    t = np.sort(rows[:, 2]) / 1e9
+    measured = (len(t) - 1) * frame * 8 / (t[-1] - t[0]) / 1e6
+    assert abs(measured - rate_mbps) / rate_mbps < 0.05, measured
+    assert stats["dropped_queue"] > 0  # the sender overran the BDP queue: drop-tail worked
+
+
+def test_link_down_drops_all_and_up_restores() -> None:
+    with two_hosts(DirectionParams(delay_ms=2), DirectionParams(delay_ms=2)) as (_, engine, h1, h2, _t):
+        engine.set_params("l1", "ab", DirectionParams(delay_ms=2, up=False))
+        down = probe(h1, h2, 1000, 500)
+        back = probe(h2, h1, 1000, 200, port=5002)  # the other direction stays up
+        engine.set_params("l1", "ab", DirectionParams(delay_ms=2, up=True))
+        up = probe(h1, h2, 1000, 500, port=5003)
+        stats = engine.stats("l1")["ab"]
+    assert len(down) == 0 and len(back) == 200 and len(up) == 500
+    assert stats["dropped_down"] == 500
+
+
+def _in_order_and_complete(rows: np.ndarray, count: int) -> None:
+    seqs = rows[np.argsort(rows[:, 2], kind="stable"), 0]
+    assert len(rows) == count, f"lost {count - len(rows)}"
+    assert np.all(np.diff(seqs) > 0), "reordered"
+
+
+def test_no_loss_no_reorder_across_live_changes() -> None:
+    delays = [10, 50, 5, 30, 1, 40, 10]
+    with two_hosts(DirectionParams(delay_ms=10), None) as (_, engine, h1, h2, _t):
+        def change() -> None:
+            for d in delays:
+                time.sleep(0.3)
+                engine.set_params("l1", "ab", DirectionParams(delay_ms=d))
+        rows = probe(h1, h2, 5000, 15000, during=change)
+    _in_order_and_complete(rows, 15000)
+
+
+def test_schedule_switches_in_data_path_without_loss_or_reorder() -> None:
+    with two_hosts(DirectionParams(delay_ms=5), None) as (_, engine, h1, h2, _t):
+        t0 = time.monotonic() + 0.5
+        rows_in = [ScheduleRow(0.0, 5, 0, 0, None, True), ScheduleRow(1.0, 40, 0, 0, None, True),
+                   ScheduleRow(2.0, 2, 0, 0, None, True)]
+        engine.set_schedule("l1", "ab", rows_in, t0)
+        rows = probe(h1, h2, 2000, 8000)
+    _in_order_and_complete(rows, 8000)
+    # send times on CLOCK_REALTIME; the schedule is on CLOCK_MONOTONIC: convert with one offset
+    offset = time.time() - time.monotonic()
+    t_rel = rows[:, 1] / 1e9 - offset - t0
+    d = owd_ms(rows)
+    mid = (t_rel > 1.05) & (t_rel < 1.95)
+    late = t_rel > 2.1 + 0.05  # 40 ms backlog drains after the drop to 2 ms
+    assert abs(np.median(d[mid]) - 40) < 1 and abs(np.median(d[late]) - 2) < 1
+
+
+def test_teardown_leaves_nothing() -> None:
+    with two_hosts(DirectionParams(delay_ms=1), None, calibrate=False) as (_, engine, _h1, _h2, tag):
+        pid = engine.relay.pid
+        start = proc_start_time(pid)
+        netns = engine.netns
+        assert Path(f"/run/netns/{netns}").exists()
+    engine.stop()  # idempotent
+    assert proc_start_time(pid) != start
+    assert not Path(f"/run/netns/{netns}").exists()
+    assert not Path(f"/run/factorysat/{tag}.json").exists()
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert netns not in names
+
+
+def test_backend_selection() -> None:
+    assert select_backend("relay") == "relay"
+    with pytest.raises(ValueError, match="allowed"):
+        select_backend("tc")
+    from topologies.links import netem_available
+    if netem_available():
+        assert select_backend("auto") == "netem"
+    else:
+        assert select_backend("auto") == "relay"
+        with pytest.raises(ValueError, match="sch_netem"):
+            select_backend("netem")

@@ -1,0 +1,144 @@
+"""Build, start and talk to the relay process (C data path, or the pure-Python fallback).
+
+Control protocol (one line per command on the relay's stdin, one reply line on its stdout,
+``ok ...`` or ``err <reason>``)::
+
+    add ID IFA IFB            serve a link between two interfaces of the relay namespace
+    del ID                    stop serving it (queued packets are dropped)
+    set ID DIR P...           parameters for direction DIR (0 = A->B, 1 = B->A), from now on
+    sched ID DIR N            followed by N lines "T_NS P..." (CLOCK_MONOTONIC ns, ascending)
+    stats ID                  -> ok {"ab": {...}, "ba": {...}}
+    seed S | now | ping | quit
+
+P... is 13 numbers: delay_ns jitter_ns jdist(0 uniform,1 normal,2 pareto) loss_prob ge_on ge_p
+ge_r ge_loss_good ge_loss_bad rate_bps(0 = unlimited) qlim_pkts qlim_bytes(0 = none) up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from topologies.links.params import JITTER_DISTRIBUTIONS, DirectionParams
+
+RELAY_DIR = Path(__file__).resolve().parent / "relay"
+RELAY_SOURCE = RELAY_DIR / "relay.c"
+RELAY_BINARY = RELAY_DIR / "bin" / "relay"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def build_relay() -> Path | None:
+    """Compile the C relay if the binary is missing or older than its source; None if impossible."""
+    if RELAY_BINARY.exists() and RELAY_BINARY.stat().st_mtime >= RELAY_SOURCE.stat().st_mtime:
+        return RELAY_BINARY
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        return None
+    RELAY_BINARY.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RELAY_BINARY.with_name(f"relay.{os.getpid()}.tmp")
+    result = subprocess.run([cc, "-O2", "-Wall", "-o", str(tmp), str(RELAY_SOURCE), "-lm"],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        return None
+    os.replace(tmp, RELAY_BINARY)  # atomic: parallel builders never see a half-written binary
+    return RELAY_BINARY
+
+
+def compiler_version() -> str | None:
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        return None
+    out = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
+    return out.splitlines()[0] if out else None
+
+
+def wire_params(p: DirectionParams, offset_ms: float = 0.0) -> str:
+    """The 13-number wire form of ``p``; ``offset_ms`` (calibration) is subtracted from the delay."""
+    g = p.loss_burst
+    fields = [
+        max(0, round((p.delay_ms - offset_ms) * 1e6)) if p.delay_ms > 0 else 0,
+        round(p.jitter_ms * 1e6),
+        JITTER_DISTRIBUTIONS.index(p.jitter_distribution),
+        f"{p.loss_pct / 100:.9g}",
+        1 if g else 0,
+        f"{g.p_good_to_bad_pct / 100:.9g}" if g else 0,
+        f"{g.p_bad_to_good_pct / 100:.9g}" if g else 0,
+        f"{g.loss_good_pct / 100:.9g}" if g else 0,
+        f"{g.loss_bad_pct / 100:.9g}" if g else 0,
+        round(p.rate_mbps * 1e6) if p.rate_mbps is not None else 0,
+        p.queue_limit_pkts or 0,
+        p.effective_queue_limit_bytes() or 0,
+        1 if p.up else 0,
+    ]
+    return " ".join(str(f) for f in fields)
+
+
+class RelayProcess:
+    """One relay process in network namespace ``netns``; thread-safe command channel."""
+
+    def __init__(self, netns: str, log_path: Path, prefer_c: bool = True, early_us: int = 100,
+                 realtime: bool = True) -> None:
+        self.netns = netns
+        self.log_path = log_path
+        binary = build_relay() if prefer_c else None
+        if binary is not None:
+            self.implementation = "c"
+            argv = [str(binary), "--early-us", str(early_us)] + (["--rt"] if realtime else [])
+        else:
+            self.implementation = "python"
+            argv = [sys.executable, "-m", "topologies.links.pyrelay"]
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(log_path, "ab")
+        self.proc = subprocess.Popen(["ip", "netns", "exec", netns, *argv], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self._log, text=True, bufsize=1,
+                                     cwd=str(REPO_ROOT), env=env)
+        self.pid = self.proc.pid  # `ip netns exec` execs the relay: same pid
+        self._lock = threading.Lock()
+        first = self.proc.stdout.readline()
+        if not first.startswith("ok"):
+            self.proc.kill()
+            raise RuntimeError(f"relay did not start ({first.strip()!r}); see {log_path}")
+
+    def command(self, line: str, rows: list[str] | None = None) -> str:
+        """Send one command (plus schedule rows) and return the reply after ``ok``."""
+        with self._lock:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"relay exited with {self.proc.returncode}; see {self.log_path}")
+            payload = line + "\n" + "".join(r + "\n" for r in rows or [])
+            self.proc.stdin.write(payload)
+            self.proc.stdin.flush()
+            reply = self.proc.stdout.readline().strip()
+        if not reply.startswith("ok"):
+            raise RuntimeError(f"relay: {line.split()[0]}: {reply or 'no reply'}; see {self.log_path}")
+        return reply[2:].strip()
+
+    def stats(self, link_id: int) -> dict:
+        return json.loads(self.command(f"stats {link_id}"))
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Ask the relay to quit; kill it (by our own Popen handle) if it does not."""
+        if self.proc.poll() is None:
+            try:
+                with self._lock:
+                    self.proc.stdin.write("quit\n")
+                    self.proc.stdin.flush()
+                self.proc.wait(timeout=timeout_s)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait(timeout=timeout_s)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self._log.close()
