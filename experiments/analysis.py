@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.traffic_agent import RECORD
+from experiments.traffic_agent import PROBE_RECORD, RECORD
 
 RECORD_DTYPE = np.dtype([("flow_id", "<u4"), ("seq", "<u4"), ("send_ns", "<u8"), ("recv_ns", "<u8"),
                          ("bytes", "<u4"), ("tos", "u1"), ("_pad", "V3")])
@@ -52,7 +52,7 @@ def read_records_empty() -> pd.DataFrame:
 def slice_summary(packets: pd.DataFrame, flows: pd.DataFrame) -> dict[str, dict[str, float | int]]:
     """Per-slice figures: OWD percentiles, loss, share of sent packets within the bound."""
     summary: dict[str, dict[str, float | int]] = {}
-    for name, slice_flows in flows.groupby("slice", sort=True):
+    for name, slice_flows in flows.groupby("slice", sort=False):  # scenario order
         sent = int(slice_flows["packets_scheduled"].sum())
         got = packets[packets["slice"] == name]
         owd = got["owd_ms"].to_numpy()
@@ -82,7 +82,66 @@ def write_tables(run_dir: Path, packets: pd.DataFrame, flows: pd.DataFrame,
                  summary: dict) -> None:
     packets.to_parquet(run_dir / "packets.parquet", index=False)
     flows.to_parquet(run_dir / "flows.parquet", index=False)
+    write_summary(run_dir, summary)
+
+
+def write_summary(run_dir: Path, summary: dict) -> None:
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+PROBE_DTYPE = np.dtype([("seq", "<u4"), ("_pad", "V4"), ("send_ns", "<u8"), ("echo_ns", "<u8"),
+                        ("recv_ns", "<u8")])
+assert PROBE_DTYPE.itemsize == PROBE_RECORD.size
+
+
+def tidy_probes(raw_files: list[Path], start_ns: int) -> pd.DataFrame:
+    """Echoed probes: RTT and both one-way delays, with send time since the traffic start.
+
+    Probes that were sent but never echoed appear with NaN delays (from the client's summary).
+    """
+    frames = []
+    for path in raw_files:
+        pair = path.stem.removeprefix("probe-")
+        source, target = pair.split("-", 1)
+        data = path.read_bytes()
+        if len(data) % PROBE_RECORD.size:
+            raise ValueError(f"{path}: not a whole number of {PROBE_RECORD.size}-byte records")
+        rec = np.frombuffer(data, dtype=PROBE_DTYPE)
+        sent = json.loads(path.with_suffix(".json").read_text())["probes_scheduled"]
+        got = pd.DataFrame({"seq": rec["seq"].astype("int64"),
+                            "send_ns": rec["send_ns"].astype("int64"),
+                            "echo_ns": rec["echo_ns"].astype("int64"),
+                            "recv_ns": rec["recv_ns"].astype("int64")}).drop_duplicates("seq")
+        frame = pd.DataFrame({"seq": np.arange(sent, dtype="int64")}).merge(got, on="seq", how="left")
+        frame.insert(0, "target", target)
+        frame.insert(0, "source", source)
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=["source", "target", "seq", "t_s", "rtt_ms", "uplink_ms",
+                                     "downlink_ms"])
+    df = pd.concat(frames, ignore_index=True)
+    df["t_s"] = (df["send_ns"] - start_ns) / 1e9
+    df["rtt_ms"] = (df["recv_ns"] - df["send_ns"]) / 1e6
+    df["uplink_ms"] = (df["echo_ns"] - df["send_ns"]) / 1e6
+    df["downlink_ms"] = (df["recv_ns"] - df["echo_ns"]) / 1e6
+    return df
+
+
+def probe_summary(rtt: pd.DataFrame) -> dict[str, dict[str, float | int | None]]:
+    """Per probe pair: RTT percentiles, one-way medians, loss."""
+    out: dict[str, dict[str, float | int | None]] = {}
+    for (source, target), group in rtt.groupby(["source", "target"], sort=True):
+        values = group["rtt_ms"].dropna().to_numpy()
+        out[f"{source}->{target}"] = {
+            "probes": int(len(group)),
+            "rtt_ms_p50": _percentile(values, 50),
+            "rtt_ms_p99": _percentile(values, 99),
+            "rtt_ms_max": round(float(values.max()), 4) if values.size else None,
+            "uplink_ms_p50": _percentile(group["uplink_ms"].dropna().to_numpy(), 50),
+            "downlink_ms_p50": _percentile(group["downlink_ms"].dropna().to_numpy(), 50),
+            "loss_pct": round(100.0 * (len(group) - values.size) / len(group), 4) if len(group) else None,
+        }
+    return out
 
 
 def format_table(summary: dict[str, dict]) -> str:
@@ -95,7 +154,13 @@ def format_table(summary: dict[str, dict]) -> str:
         return f"{'n/a':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
 
     for name, s in summary.items():
+        if name == "probes":
+            continue
         lines.append(f"{name:<7} {s['packets']:>8d} {f(s['owd_ms_p50'], 8)} {f(s['owd_ms_p99'], 8)} "
                      f"{f(s['owd_ms_p999'], 9)} {f(s['loss_pct'], 7, 2)} {f(s['latency_bound_ms'], 9, 1)} "
                      f"{f(s['deadline_met_pct'], 10, 3)} {f(s['dscp_marked_pct'], 9, 1)}")
+    for pair, p in summary.get("probes", {}).items():
+        lines.append(f"RTT probes {pair}: p50 {f(p['rtt_ms_p50'], 0)} ms, p99 {f(p['rtt_ms_p99'], 0)} ms, "
+                     f"max {f(p['rtt_ms_max'], 0)} ms, loss {f(p['loss_pct'], 0, 2)} % "
+                     f"({p['probes']} probes)")
     return "\n".join(lines)

@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(format_table(result.summary))
     print()
-    print(f"figure:     {result.figure_paths[0]}")
-    print(f"run folder: {result.run_dir}")
+    print(f"figure: {result.figure_paths[0]}")
+    print("run folder:")
+    print(result.run_dir)  # the last line is the run folder's path, for scripts
     return 0

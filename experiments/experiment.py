@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from topologies.scenario import Scenario, load_scenario
 from topologies.validate import ConfigError, Table
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent
+
+
+KINDS = ("slices", "offload")
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """Round-trip probes from ``source`` to an echo server on ``target``."""
+
+    source: str
+    target: str
+    interval_ms: float
+    payload_bytes: int
 
 
 @dataclass(frozen=True)
@@ -20,6 +33,9 @@ class Experiment:
     duration_s: float
     drain_s: float
     folder: Path
+    kind: str = "slices"
+    probes: tuple[ProbeSpec, ...] = ()
+    params: dict = field(default_factory=dict)  # kind-specific [params] table, validated by the kind
 
     def load_scenario(self) -> Scenario:
         if self.scenario_ref == "default":
@@ -45,12 +61,23 @@ def load_experiment(ref: str) -> Experiment:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("experiment", str(path), f"valid TOML ({exc})") from None
-    with Table(raw, "") as root, root.table("experiment") as t:
-        return Experiment(
-            name=t.str("name"),
-            description=t.str("description", ""),
-            scenario_ref=t.str("scenario", "default"),
-            duration_s=t.number("duration_s", min=1, max=3600),
-            drain_s=t.number("drain_s", 2.0, min=0, max=60),
-            folder=path.parent,
-        )
+    with Table(raw, "") as root:
+        with root.table("experiment") as t:
+            fields_ = dict(
+                name=t.str("name"),
+                description=t.str("description", ""),
+                scenario_ref=t.str("scenario", "default"),
+                duration_s=t.number("duration_s", min=1, max=3600),
+                drain_s=t.number("drain_s", 2.0, min=0, max=60),
+                kind=t.str("kind", "slices", choices=KINDS),
+            )
+        probes = tuple(_probe(p) for p in root.tables("probes", []))
+        params = dict(root.get("params", {}))
+    return Experiment(folder=path.parent, probes=probes, params=params, **fields_)
+
+
+def _probe(t: Table) -> ProbeSpec:
+    with t:
+        return ProbeSpec(source=t.str("source"), target=t.str("target"),
+                         interval_ms=t.number("interval_ms", 20.0, min=1, max=10_000),
+                         payload_bytes=t.int("payload_bytes", 64, min=20, max=1400))

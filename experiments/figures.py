@@ -28,7 +28,9 @@ def slice_style(name: str) -> tuple[str, str]:
 def owd_cdf(packets: pd.DataFrame, bounds_ms: dict[str, float]) -> plt.Figure:
     """Per-slice CDF of one-way delay (received packets), with each slice's bound dashed."""
     fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
-    for name, group in packets.groupby("slice", sort=True):
+    order = {name: i for i, name in enumerate(SLICE_STYLE)}
+    groups = sorted(packets.groupby("slice"), key=lambda g: (order.get(str(g[0]), 99), str(g[0])))
+    for name, group in groups:
         owd = np.sort(group["owd_ms"].to_numpy())
         if owd.size == 0:
             continue
@@ -53,3 +55,34 @@ def save(fig: plt.Figure, path_stem: Path) -> list[Path]:
     fig.savefig(paths[1])
     plt.close(fig)
     return paths
+
+
+def rtt_timeline(rtt: pd.DataFrame, schedule: pd.DataFrame | None) -> plt.Figure:
+    """Measured probe RTT over time, the modelled RTT of the LEO schedule, and handover instants."""
+    fig, ax = plt.subplots(figsize=(8.0, 3.6), layout="constrained")
+    for (source, target), group in rtt.groupby(["source", "target"], sort=True):
+        got = group.dropna(subset=["rtt_ms"])
+        ax.plot(got["t_s"], got["rtt_ms"], ".", markersize=2, color="#0072B2",
+                label=f"measured RTT {source} -> {target}")
+        lost = group[group["rtt_ms"].isna()]
+        if len(lost):
+            ax.plot(lost["t_s"], np.full(len(lost), 0.0), "|", color="#D55E00", markersize=8,
+                    label=f"lost probes ({len(lost)})")
+    if schedule is not None and len(schedule):
+        up = schedule[schedule["direction"] == "uplink"].set_index("t_s")["delay_ms"]
+        down = schedule[schedule["direction"] == "downlink"].set_index("t_s")["delay_ms"]
+        modelled = (up + down).dropna()
+        ax.step(modelled.index, modelled.to_numpy(), where="post", color="#000000", linewidth=0.8,
+                alpha=0.7, label="modelled RTT (LEO schedule, one-way up + down)")
+        if "slot_index" in schedule:
+            slots = schedule.drop_duplicates("slot_index")["t_s"]
+            for t in slots.iloc[1:]:
+                ax.axvline(t, color="#7F7F7F", linewidth=0.5, alpha=0.5)
+    if len(rtt):
+        ax.set_xlim(0, max(1.0, float(rtt["t_s"].max())))
+    ax.set_xlabel("time since traffic start (s); grey: LEO reconfiguration instants")
+    ax.set_ylabel("RTT (ms)")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    return fig

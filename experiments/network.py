@@ -8,6 +8,7 @@ removes exactly those, so a crash, Ctrl-C or ``factorysat clean`` after SIGKILL 
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import socket
@@ -25,7 +26,7 @@ from experiments.results import write_json
 from topologies.factory import FactoryTopo
 from topologies.links import LinkEngine, select_backend
 from topologies.manifest import STATE_ROOT, Manifest
-from topologies.scenario import Scenario
+from topologies.scenario import LinkPair, Scenario
 from topologies.switches import OvsNotRunning, ovs_running, select_datapath, switch_class
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,10 @@ class EmulatedNetwork:
     """The factory network of ``scenario`` on Mininet, with link engine and controller."""
 
     def __init__(self, scenario: Scenario, link_backend: str | None = None,
-                 ovs_datapath: str | None = None) -> None:
+                 ovs_datapath: str | None = None,
+                 initial_links: dict[str, LinkPair] | None = None) -> None:
         self.scenario = scenario
+        self.initial_links = initial_links
         self.run_dir = Path()
         # Resolve choices first: a bad choice fails before anything is created.
         self.backend = select_backend(link_backend or scenario.link_backend)
@@ -85,7 +88,8 @@ class EmulatedNetwork:
         self.engine = LinkEngine(self.backend, self.tag, self.manifest, logs)
         self.engine.start()
 
-        self.topo = FactoryTopo(scenario=self.scenario, switch_prefix=self.prefix)
+        self.topo = FactoryTopo(scenario=self.scenario, switch_prefix=self.prefix,
+                                initial=self.initial_links)
         for name in self.topo.switches():
             self.manifest.add("ovs_bridge", name)
         for node1, node2, info in self.topo.links(withInfo=True):
@@ -94,8 +98,10 @@ class EmulatedNetwork:
                     self.manifest.add("link", f"{node}-eth{port}")
 
         port = free_loopback_port()
+        # The userspace datapath needs TX checksum offload off on every interface (DESIGN.md).
+        link = functools.partial(self.engine.link_class, txo=self.datapath != "user")
         self.net = Mininet(topo=self.topo, switch=switch_class(self.datapath), controller=None,
-                           link=self.engine.link_class, build=False, autoSetMacs=False,
+                           link=link, build=False, autoSetMacs=False,
                            waitConnected=False)
         self.net.build()
         for host in self.net.hosts:

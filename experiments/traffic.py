@@ -16,6 +16,7 @@ import pandas as pd
 from topologies.scenario import Scenario
 
 RECEIVER_PORT = 5001
+ECHO_PORT = 5002
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,12 @@ def flows_table(flows: list[FlowPlan], raw_dir: Path) -> pd.DataFrame:
 class TrafficRun:
     """Receivers on the destination hosts and one sender per UE, all inside their hosts."""
 
-    def __init__(self, network: Any, flows: list[FlowPlan], raw_dir: Path, log_dir: Path) -> None:
+    def __init__(self, network: Any, flows: list[FlowPlan], raw_dir: Path, log_dir: Path,
+                 probes: tuple = (), drain_s: float = 2.0) -> None:
         self.network = network
         self.flows = flows
+        self.probes = probes
+        self.drain_s = drain_s
         self.raw_dir = raw_dir
         self.log_dir = log_dir
         self.receivers: dict[str, subprocess.Popen] = {}
@@ -76,9 +80,14 @@ class TrafficRun:
             out = self.raw_dir / f"recv-{dest}.bin"
             self.receivers[dest] = self._popen(dest, ["recv", "--port", str(RECEIVER_PORT),
                                                       "--out", str(out)], f"recv-{dest}.txt")
+        for target in sorted({p.target for p in self.probes}):
+            self.receivers[f"echo-{target}"] = self._popen(target, [
+                "echo", "--port", str(ECHO_PORT), "--ready", str(self.raw_dir / f"echo-{target}.ready")],
+                f"echo-{target}.txt")
         deadline = time.monotonic() + timeout_s
         for dest, proc in self.receivers.items():
-            ready = self.raw_dir / f"recv-{dest}.bin.ready"
+            ready = self.raw_dir / (f"{dest}.ready" if dest.startswith("echo-")
+                                    else f"recv-{dest}.bin.ready")
             while not ready.exists():
                 if proc.poll() is not None:
                     raise RuntimeError(f"receiver on {dest} exited with {proc.returncode}; "
@@ -96,8 +105,17 @@ class TrafficRun:
                 "--interval-ms", repr(flow.interval_ms), "--start-ns", str(start_ns),
                 "--duration-s", repr(duration_s),
                 "--summary", str(self.raw_dir / f"send-{flow.ue}.json")], f"send-{flow.ue}.txt")
+        for spec in self.probes:
+            name = f"probe-{spec.source}-{spec.target}"
+            self.senders[name] = self._popen(spec.source, [
+                "probe", "--dest", self.network.host(spec.target).IP(), "--port", str(ECHO_PORT),
+                "--payload-bytes", str(spec.payload_bytes), "--interval-ms", repr(spec.interval_ms),
+                "--start-ns", str(start_ns), "--duration-s", repr(duration_s),
+                "--drain-s", repr(self.drain_s), "--out", str(self.raw_dir / f"{name}.bin"),
+                "--summary", str(self.raw_dir / f"{name}.json")], f"{name}.txt")
 
     def wait_senders(self, timeout_s: float) -> None:
+        """Wait for every sender (and probe client, which also drains its echoes) to finish."""
         deadline = time.monotonic() + timeout_s
         for ue, proc in self.senders.items():
             remaining = max(0.1, deadline - time.monotonic())

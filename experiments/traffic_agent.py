@@ -5,6 +5,9 @@ Sender: ``python -m experiments.traffic_agent send --dest IP --port N --flow-id 
 (flow id, sequence number, send time); the send time is CLOCK_REALTIME in ns, taken just before
 ``sendto``. Packets leave on an absolute schedule ``T + k * interval`` (no drift).
 
+Probes: ``echo`` reflects UDP probes and stamps its receive time into them; ``probe`` sends them
+on a schedule and logs RTT plus both one-way delays (same shared clock).
+
 Receiver: ``python -m experiments.traffic_agent recv --port N --out FILE``. It logs every
 packet: the sender's fields, the kernel receive timestamp (SO_TIMESTAMPNS, CLOCK_REALTIME, the
 same clock the sender used: every emulated host shares the machine's kernel clock) and the
@@ -109,6 +112,92 @@ def recv(args: argparse.Namespace) -> int:
     return 0
 
 
+PROBE = struct.Struct("!IQQ")  # seq, client send_ns, echo server receive ns (in the payload)
+PROBE_RECORD = struct.Struct("<I4xQQQ")  # seq, send_ns, echo_ns, recv_ns (raw file)
+
+
+def _rx_time(ancdata: list) -> int:
+    for level, ctype, cdata in ancdata:
+        if level == socket.SOL_SOCKET and ctype == SO_TIMESTAMPNS:
+            sec, nsec = _TIMESPEC.unpack_from(cdata)
+            return sec * 1_000_000_000 + nsec
+    return time.time_ns()
+
+
+def _timestamping_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    return sock
+
+
+def echo(args: argparse.Namespace) -> int:
+    """Reflect probes, writing this host's receive time into them (until SIGTERM)."""
+    stop = False
+
+    def _stop(_signum: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    sock = _timestamping_socket()
+    sock.bind(("0.0.0.0", args.port))
+    sock.settimeout(0.1)
+    with open(args.ready, "w"):
+        pass
+    ancillary_size = socket.CMSG_SPACE(_TIMESPEC.size)
+    while not stop:
+        try:
+            data, ancdata, _flags, addr = sock.recvmsg(2048, ancillary_size)
+        except (TimeoutError, InterruptedError):
+            continue
+        if len(data) >= PROBE.size:
+            seq, send_ns, _ = PROBE.unpack_from(data)
+            sock.sendto(PROBE.pack(seq, send_ns, _rx_time(ancdata)) + data[PROBE.size:], addr)
+    return 0
+
+
+def probe(args: argparse.Namespace) -> int:
+    """Send probes on an absolute schedule and log each echo: RTT and both one-way delays."""
+    sock = _timestamping_socket()
+    padding = bytes(max(0, args.payload_bytes - PROBE.size))
+    interval_ns = int(args.interval_ms * 1e6)
+    end_ns = args.start_ns + int(args.duration_s * 1e9)
+    stop_ns = end_ns + int(args.drain_s * 1e9)
+    ancillary_size = socket.CMSG_SPACE(_TIMESPEC.size)
+    records = bytearray()
+    seq = sent = 0
+    next_ns = args.start_ns
+    while True:
+        now = time.time_ns()
+        if now >= stop_ns:
+            break
+        if next_ns < end_ns and now >= next_ns:
+            try:
+                sock.sendto(PROBE.pack(seq, time.time_ns(), 0) + padding, (args.dest, args.port))
+                sent += 1
+            except OSError:
+                pass  # a probe that could not leave is a lost probe
+            seq += 1
+            next_ns = args.start_ns + seq * interval_ns
+            continue
+        wake_ns = min(next_ns if next_ns < end_ns else stop_ns, stop_ns)
+        sock.settimeout(max(0.0, (wake_ns - now) / 1e9))
+        try:
+            data, ancdata, _flags, _addr = sock.recvmsg(2048, ancillary_size)
+        except (TimeoutError, InterruptedError):
+            continue
+        if len(data) >= PROBE.size:
+            rseq, send_ns, echo_ns = PROBE.unpack_from(data)
+            records += PROBE_RECORD.pack(rseq, send_ns, echo_ns, _rx_time(ancdata))
+    with open(args.out, "wb") as out:
+        out.write(records)
+    with open(args.summary, "w") as summary:
+        json.dump({"probes_scheduled": seq, "probes_sent": sent,
+                   "echoes_received": len(records) // PROBE_RECORD.size}, summary)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="traffic_agent")
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -124,8 +213,21 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("recv")
     r.add_argument("--port", type=int, required=True)
     r.add_argument("--out", required=True)
+    e = sub.add_parser("echo")
+    e.add_argument("--port", type=int, required=True)
+    e.add_argument("--ready", required=True)
+    p = sub.add_parser("probe")
+    p.add_argument("--dest", required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--payload-bytes", type=int, required=True)
+    p.add_argument("--interval-ms", type=float, required=True)
+    p.add_argument("--start-ns", type=int, required=True)
+    p.add_argument("--duration-s", type=float, required=True)
+    p.add_argument("--drain-s", type=float, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--summary", required=True)
     args = parser.parse_args(argv)
-    return send(args) if args.mode == "send" else recv(args)
+    return {"send": send, "recv": recv, "echo": echo, "probe": probe}[args.mode](args)
 
 
 if __name__ == "__main__":

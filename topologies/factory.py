@@ -43,8 +43,11 @@ class FactoryTopo(Topo):
     """UEs on gNB switches, gNBs on the UPF, edge server, LEO terminal, ground station, cloud."""
 
     def build(self, scenario: Scenario | None = None, switch_prefix: str = "fs",
-              link_params: str = "engine") -> None:
+              link_params: str = "engine", initial: dict[str, LinkPair] | None = None) -> None:
+        """Declare the site. ``initial`` gives starting values of schedule-driven links
+        (``leo``, ``orbit_compute``) before their schedule starts."""
         scenario = scenario or load_scenario(None)
+        initial = initial or {}
         if link_params not in ("engine", "tclink"):
             raise ValueError(f"link_params={link_params!r}; allowed: 'engine', 'tclink'")
         self.scenario = scenario
@@ -66,9 +69,14 @@ class FactoryTopo(Topo):
         ut = self._switch(scenario.leo.terminal, "ut")
         gs = self._switch(scenario.leo.ground_station, "gs")
         self._link(upf, ut, "site", LinkPair())
-        self._link(ut, gs, "leo", scenario.leo.link)
+        orbit = scenario.leo.orbit is not None
+        self._link(ut, gs, "leo", initial.get("leo", scenario.leo.link), dynamic=orbit)
         cloud = self._host(scenario.cloud.name, role="cloud")
         self._link(gs, cloud, "terrestrial", scenario.cloud.terrestrial)
+        if scenario.leo.compute_host:
+            sat = self._host(scenario.leo.compute_host, role="orbit_compute")
+            self._link(ut, sat, "orbit_compute", initial.get("orbit_compute", LinkPair()),
+                       dynamic=True)
 
     def switch_name(self, name: str) -> str:
         """The Mininet/OVS name of scenario switch ``name``."""
@@ -84,11 +92,16 @@ class FactoryTopo(Topo):
         self._hosts += 1
         return self.addHost(name, ip=host_ip(index), mac=host_mac(index), **info)
 
-    def _link(self, node1: str, node2: str, link_name: str, pair: LinkPair) -> None:
-        # node1 -> node2 is always the uplink direction (towards the core / cloud), except for
-        # the UPF -> edge server link, where "uplink" means towards the server.
+    def _link(self, node1: str, node2: str, link_name: str, pair: LinkPair,
+              dynamic: bool = False) -> None:
+        # node1 -> node2 is always the uplink direction (towards the core / cloud / satellite),
+        # except for the UPF -> edge server link, where "uplink" means towards the server.
+        # ``dynamic`` links are replayed from a schedule, so they are emulated even if they
+        # start transparent.
         if self._link_mode == "engine":
-            self.addLink(node1, node2, link_name=link_name, ab=pair.uplink, ba=pair.downlink)
+            extra = {"dynamic": True} if dynamic else {}
+            self.addLink(node1, node2, link_name=link_name, ab=pair.uplink, ba=pair.downlink,
+                         **extra)
         else:
             self.addLink(node1, node2, params1=tclink_params(pair.uplink),
                          params2=tclink_params(pair.downlink))

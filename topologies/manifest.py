@@ -73,6 +73,8 @@ class Manifest:
         """Record an object about to be created (``kind`` in KINDS)."""
         if kind not in KINDS:
             raise ValueError(f"manifest kind {kind!r}; allowed: {', '.join(KINDS)}")
+        if kind != "process" and any(e["kind"] == kind and e["name"] == name for e in self.entries):
+            return  # already recorded (several parts of a run may record the same object)
         self.entries.append({"kind": kind, "name": name, **extra})
         self._save()
 
@@ -118,8 +120,15 @@ def remove_entry(entry: dict[str, Any]) -> None:
         if Path(f"/run/netns/{name}").exists():
             subprocess.run(["ip", "netns", "delete", name], check=True, capture_output=True)
     elif kind == "link":
+        # A veth vanishes by itself when its peer's namespace goes, asynchronously: a failed
+        # delete of a link that is gone a moment later is success.
         if Path(f"/sys/class/net/{name}").exists():
-            subprocess.run(["ip", "link", "delete", name], check=True, capture_output=True)
+            out = subprocess.run(["ip", "link", "delete", name], capture_output=True, text=True)
+            deadline = time.monotonic() + 2.0
+            while out.returncode != 0 and Path(f"/sys/class/net/{name}").exists():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"ip link delete {name}: {out.stderr.strip()}")
+                time.sleep(0.05)
 
 
 def stop_process(pid: int, start: int | None, timeout_s: float = 3.0) -> None:

@@ -90,10 +90,18 @@ class Core:
 
 @dataclass(frozen=True)
 class LeoUplink:
+    """The satellite link between the user terminal and the ground station.
+
+    Either fixed (``link``) or, with ``orbit`` (a ``topologies.leo.LeoOrbitConfig``), replayed
+    from an orbit-derived schedule that covers terminal -> satellite(s) -> ground station -> PoP
+    -> cloud; ``compute_host`` optionally names an in-orbit compute host reached over ISLs.
+    """
+
     terminal: str
     ground_station: str
     link: LinkPair
-    orbit: Any = None  # topologies.leo LeoOrbitConfig when [leo.orbit] is present
+    orbit: Any = None
+    compute_host: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +146,11 @@ class Scenario:
     def servers(self) -> tuple[str, ...]:
         return (self.core.edge, self.cloud.name)
 
+    def host_names(self) -> tuple[str, ...]:
+        """Every emulated host: UEs, edge and cloud servers, and the in-orbit compute host."""
+        extra = (self.leo.compute_host,) if self.leo.compute_host else ()
+        return tuple(u.name for u in self.ues) + self.servers() + extra
+
 
 def load_scenario(path: str | Path | None = None) -> Scenario:
     """Read and validate a scenario file; ``None`` means the built-in default."""
@@ -151,14 +164,15 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
         except OSError as exc:
             raise ConfigError("scenario", str(path), f"a readable TOML file ({exc.strerror})") from None
         source = str(path)
+    base_dir = None if path is None else Path(path).resolve().parent
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("scenario", source, f"valid TOML ({exc})") from None
-    return parse_scenario(raw, source)
+    return parse_scenario(raw, source, base_dir)
 
 
-def parse_scenario(raw: dict, source: str = "<dict>") -> Scenario:
+def parse_scenario(raw: dict, source: str = "<dict>", base_dir: Path | None = None) -> Scenario:
     """Validate a parsed TOML document into a :class:`Scenario`."""
     with Table(raw, "") as root:
         with root.table("site") as site:
@@ -172,11 +186,13 @@ def parse_scenario(raw: dict, source: str = "<dict>") -> Scenario:
             core = Core(_node_name(t, "upf", "upf1"), _node_name(t, "edge", "edge1"),
                         _link_pair(t, "edge_link"))
         with root.table("leo") as t:
-            leo = LeoUplink(_node_name(t, "terminal", "ut1"), _node_name(t, "ground_station", "gs1"),
-                            LinkPair(_direction(t, "uplink"), _direction(t, "downlink")),
-                            _orbit(t))
+            leo = _leo(t, base_dir)
         with root.table("cloud") as t:
             cloud = Cloud(_node_name(t, "name", "cloud1"), _link_pair(t, "terrestrial"))
+            if leo.orbit is not None and cloud.terrestrial != LinkPair():
+                raise ConfigError(t.key("terrestrial"), t.raw["terrestrial"],
+                                  "no terrestrial table when [leo.orbit] is set: the orbit model "
+                                  "already includes ground station -> PoP -> cloud")
         groups_tables = root.tables("ue_groups")
         servers = (core.edge, cloud.name)
         groups = tuple(_ue_group(t, slices, cells, servers) for t in groups_tables)
@@ -192,7 +208,8 @@ def parse_scenario(raw: dict, source: str = "<dict>") -> Scenario:
     scenario = Scenario(name, seed, link_backend, ovs_datapath, slices, cells, groups, core, leo,
                         cloud, source, raw)
     names = ([c.name for c in cells] + [u.name for u in scenario.ues]
-             + [core.upf, core.edge, leo.terminal, leo.ground_station, cloud.name])
+             + [core.upf, core.edge, leo.terminal, leo.ground_station, cloud.name]
+             + ([leo.compute_host] if leo.compute_host else []))
     _check_unique("node names", names)
     return scenario
 
@@ -249,14 +266,26 @@ def _direction(t: Table, key: str) -> DirectionParams:
         return DirectionParams.from_table(dt)
 
 
-def _orbit(t: Table) -> Any:
+def _leo(t: Table, base_dir: Path | None) -> LeoUplink:
+    terminal = _node_name(t, "terminal", "ut1")
+    ground_station = _node_name(t, "ground_station", "gs1")
     if not t.has("orbit"):
-        t.get("orbit", None)
-        return None
+        if t.has("compute_host"):
+            raise ConfigError(t.key("compute_host"), t.raw["compute_host"],
+                              "only with a [leo.orbit] table (the compute host's link comes from orbits)")
+        link = LinkPair(_direction(t, "uplink"), _direction(t, "downlink"))
+        return LeoUplink(terminal, ground_station, link)
+    for key in ("uplink", "downlink"):
+        if t.has(key):
+            raise ConfigError(t.key(key), t.raw[key],
+                              "no fixed link values with [leo.orbit]: the orbit model sets the link")
     from topologies.leo.config import LeoOrbitConfig  # only needed with an orbit model
 
     with t.table("orbit") as ot:
-        return LeoOrbitConfig.from_table(ot)
+        orbit = LeoOrbitConfig.from_table(ot, base_dir)
+    compute_host = _node_name(t, "compute_host", "") if t.has("compute_host") else None
+    t.get("compute_host", None)
+    return LeoUplink(terminal, ground_station, LinkPair(), orbit, compute_host)
 
 
 def _name(t: Table, key: str) -> str:

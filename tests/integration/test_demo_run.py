@@ -60,7 +60,7 @@ def test_demo_run_is_complete_and_leaves_nothing(tmp_path) -> None:
     proc = _factorysat("run", "demo", "--duration-s", "6", "--results", str(tmp_path))
     out, _ = proc.communicate(timeout=240)
     assert proc.returncode == 0, out
-    run_dir = Path(out.strip().splitlines()[-1].split("run folder:")[-1].strip())
+    run_dir = Path(out.strip().splitlines()[-1])
     assert run_dir.parent == tmp_path / "demo"
     for name in ("COMPLETE", "metadata.json", "summary.json", "packets.parquet", "flows.parquet",
                  "owd_cdf.png", "owd_cdf.pdf", "scenario.resolved.json", "experiment.toml"):

@@ -68,3 +68,11 @@ def test_relative_tle_file_resolves_against_base_dir(tmp_path: Path) -> None:
     (tmp_path / "shell.tle").write_text(walker_tle_text(small, config.epoch))
     c = parse({"tle_file": "shell.tle"}, base_dir=tmp_path)
     assert c.tle_file == tmp_path / "shell.tle"
+
+
+def test_sample_file_spells_out_the_defaults() -> None:
+    import tomllib
+
+    sample = Path(__file__).resolve().parents[2] / "topologies" / "leo_default.toml"
+    raw = tomllib.loads(sample.read_text())
+    assert parse(raw["leo"]["orbit"], base_dir=sample.parent) == LeoOrbitConfig.default()

@@ -18,7 +18,7 @@ from topologies.leo.geometry import (
     slant_range_at_elevation_km,
     slant_range_km,
 )
-from topologies.leo.isl import isl_lengths_km, plus_grid_edges, shortest_paths_km, adjacency, path_to
+from topologies.leo.isl import adjacency, isl_lengths_km, path_to, plus_grid_edges, shortest_paths_km
 
 
 def test_slant_range_closed_form_golden_values() -> None:

@@ -117,7 +117,9 @@ def _rates(t: Table) -> c.Rates:
     d = c.Rates()
     with t:
         value = c.Rates(
-            uplink_median_mbps=t.number("uplink_median_mbps", d.uplink_median_mbps, min=0.0, min_exclusive=True),
+            uplink_median_mbps=t.number(
+                "uplink_median_mbps", d.uplink_median_mbps, min=0.0, min_exclusive=True
+            ),
             downlink_median_mbps=t.number(
                 "downlink_median_mbps", d.downlink_median_mbps, min=0.0, min_exclusive=True
             ),

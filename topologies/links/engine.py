@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import statistics
 import subprocess
@@ -55,7 +56,7 @@ class LinkEngine:
     CALIBRATION_DELAY_MS = 2.0
 
     def __init__(self, backend: str, tag: str, manifest: Manifest, log_dir: Path,
-                 seed: int | None = None, calibrate: bool = True) -> None:
+                 seed: int | None = None, calibrate: bool = True, relay_impl: str | None = None) -> None:
         self.backend = select_backend(backend)
         self.tag = tag
         self.manifest = manifest
@@ -65,6 +66,10 @@ class LinkEngine:
         self.relay: RelayProcess | None = None
         self.calibration: dict[str, Any] = {"offset_ms": 0.0, "floor_ms": 0.0, "measured": False}
         self._calibrate = calibrate
+        # "c" (default; falls back to python without a compiler) or "python"; env overrides for CI
+        self.relay_impl = relay_impl or os.environ.get("FACTORYSAT_RELAY_IMPL", "c")
+        if self.relay_impl not in ("c", "python"):
+            raise ValueError(f"relay_impl: got {self.relay_impl!r}; allowed: 'c', 'python'")
         self._links: dict[str, _LinkState] = {}
         self._next_id = 1
         self._lock = threading.Lock()
@@ -83,7 +88,8 @@ class LinkEngine:
         self.manifest.add("netns", self.netns)
         _run(["ip", "netns", "add", self.netns])
         _run(["ip", "-n", self.netns, "link", "set", "lo", "up"])
-        self.relay = RelayProcess(self.netns, self.log_dir / f"relay-{self.tag}.log")
+        self.relay = RelayProcess(self.netns, self.log_dir / f"relay-{self.tag}.log",
+                                  prefer_c=self.relay_impl == "c")
         self.manifest.add_process(f"relay-{self.tag}", self.relay.pid)
         if self.seed is not None:
             self.relay.command(f"seed {self.seed}")
@@ -250,7 +256,8 @@ class LinkEngine:
             try:
                 self._netem_apply(state, direction, p, "change")
             except RuntimeError as exc:
-                log.error("link %s %s: schedule row at %.3f s failed: %s", state.name, direction, row.t_s, exc)
+                log.error("link %s %s: schedule row at %.3f s failed: %s", state.name, direction,
+                          row.t_s, exc)
                 return
             state.params[direction] = p
 

@@ -99,15 +99,14 @@ class DirectionParams:
             burst = None
             if t.has("loss_burst"):
                 with t.table("loss_burst") as b:
-                    burst = GilbertElliott(
-                        p_good_to_bad_pct=b.number("p_good_to_bad_pct", min=0, max=100),
-                        p_bad_to_good_pct=b.number("p_bad_to_good_pct", min=0, max=100),
-                        loss_good_pct=b.number("loss_good_pct", 0.0, min=0, max=100),
-                        loss_bad_pct=b.number("loss_bad_pct", 100.0, min=0, max=100),
-                    )
-                    if burst.p_good_to_bad_pct + burst.p_bad_to_good_pct <= 0:
+                    ge = [b.number("p_good_to_bad_pct", min=0, max=100),
+                          b.number("p_bad_to_good_pct", min=0, max=100),
+                          b.number("loss_good_pct", 0.0, min=0, max=100),
+                          b.number("loss_bad_pct", 100.0, min=0, max=100)]
+                    if ge[0] + ge[1] <= 0:
                         raise ConfigError(b.key("p_bad_to_good_pct"), 0, "p_good_to_bad_pct + "
                                           "p_bad_to_good_pct > 0 (the chain must be able to move)")
+                    burst = GilbertElliott(*ge)
             qp = t.int("queue_limit_pkts", min=1) if t.has("queue_limit_pkts") else None
             qb = t.int("queue_limit_bytes", min=1) if t.has("queue_limit_bytes") else None
             return cls(

@@ -27,27 +27,34 @@ from pathlib import Path
 from topologies.links.params import JITTER_DISTRIBUTIONS, DirectionParams
 
 RELAY_DIR = Path(__file__).resolve().parent / "relay"
-RELAY_SOURCE = RELAY_DIR / "relay.c"
-RELAY_BINARY = RELAY_DIR / "bin" / "relay"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def build_relay() -> Path | None:
-    """Compile the C relay if the binary is missing or older than its source; None if impossible."""
-    if RELAY_BINARY.exists() and RELAY_BINARY.stat().st_mtime >= RELAY_SOURCE.stat().st_mtime:
-        return RELAY_BINARY
+def build_tool(name: str) -> Path | None:
+    """Compile ``relay/<name>.c`` to ``relay/bin/<name>`` if missing or older than its source.
+
+    Returns None when no compiler is present or compilation fails (callers fall back to Python).
+    """
+    source, binary = RELAY_DIR / f"{name}.c", RELAY_DIR / "bin" / name
+    if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
+        return binary
     cc = shutil.which("gcc") or shutil.which("cc")
     if cc is None:
         return None
-    RELAY_BINARY.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RELAY_BINARY.with_name(f"relay.{os.getpid()}.tmp")
-    result = subprocess.run([cc, "-O2", "-Wall", "-o", str(tmp), str(RELAY_SOURCE), "-lm"],
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    tmp = binary.with_name(f"{name}.{os.getpid()}.tmp")
+    result = subprocess.run([cc, "-O2", "-Wall", "-o", str(tmp), str(source), "-lm"],
                             capture_output=True, text=True)
     if result.returncode != 0:
         tmp.unlink(missing_ok=True)
         return None
-    os.replace(tmp, RELAY_BINARY)  # atomic: parallel builders never see a half-written binary
-    return RELAY_BINARY
+    os.replace(tmp, binary)  # atomic: parallel builders never see a half-written binary
+    return binary
+
+
+def build_relay() -> Path | None:
+    """The C relay binary, built if needed; None without a working compiler."""
+    return build_tool("relay")
 
 
 def compiler_version() -> str | None:

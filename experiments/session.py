@@ -1,0 +1,172 @@
+"""One run's life cycle, shared by every experiment kind.
+
+``with RunSession(experiment, options) as session:`` validates the inputs and computes the orbit
+schedules (nothing created yet if that fails), makes the run folder, builds the network, and on
+leaving removes everything the run created, whatever happened. Inside, ``session.start_clock()``
+starts the link schedules and returns the shared traffic start instant. After a clean exit the
+experiment writes its tables and figures, then calls ``session.complete()`` (marker written last).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import signal
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from experiments.experiment import Experiment
+from experiments.leo_link import build_leo_schedules
+from experiments.network import EmulatedNetwork
+from experiments.results import base_metadata, mark_complete, new_run_dir, write_json
+from topologies.scenario import Scenario, load_scenario
+
+log = logging.getLogger(__name__)
+SCHEDULE_SLACK_S = 10.0  # schedule length beyond traffic + drain (clock start margin)
+CLOCK_LEAD_S = 1.0  # traffic and schedules start this long after start_clock()
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Command-line overrides of the experiment and scenario."""
+
+    duration_s: float | None = None
+    link_backend: str | None = None
+    ovs_datapath: str | None = None
+    seed: int | None = None
+    scenario_path: Path | None = None
+    results_root: Path | None = None
+    progress: bool = True
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summary: dict[str, Any]
+    figure_paths: list[Path]
+
+
+class _Terminated(Exception):
+    """SIGTERM received: unwind like Ctrl-C so that teardown runs."""
+
+
+def _on_sigterm(_signum: int, _frame: Any) -> None:
+    raise _Terminated("terminated by SIGTERM")
+
+
+class RunSession:
+    """Scenario, run folder, metadata, network and schedules of one run."""
+
+    def __init__(self, experiment: Experiment, options: RunOptions = RunOptions()) -> None:
+        self.experiment = experiment
+        self.options = options
+        scenario = (load_scenario(options.scenario_path) if options.scenario_path
+                    else experiment.load_scenario())
+        if options.seed is not None:
+            scenario = replace(scenario, seed=options.seed)
+        self.scenario: Scenario = scenario
+        self.duration_s = options.duration_s or experiment.duration_s
+        self.leo = build_leo_schedules(scenario, self.duration_s + experiment.drain_s + SCHEDULE_SLACK_S)
+        self.network = EmulatedNetwork(scenario, options.link_backend, options.ovs_datapath,
+                                       self.leo.initial() if self.leo else None)
+        self.run_id = ""
+        self.run_dir = Path()
+        self.metadata: dict[str, Any] = {}
+        self.problems: list[str] = []
+        self._previous_sigterm: Any = None
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.run_dir / "raw"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+    def __enter__(self) -> RunSession:
+        self.run_id, self.run_dir = new_run_dir(self.experiment.name, self.options.results_root)
+        self._write_inputs()
+        self.metadata = {**base_metadata(), "experiment": self.experiment.name, "run_id": self.run_id,
+                         "scenario_source": self.scenario.source, "seed": self.scenario.seed,
+                         "duration_s": self.duration_s, "link_backend": self.network.backend,
+                         "ovs_datapath": self.network.datapath}
+        self.save_metadata()
+        self._previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
+        try:
+            self.say(f"building the network ({len(self.scenario.ues)} UEs, link backend "
+                     f"{self.network.backend}, OVS datapath {self.network.datapath})")
+            t0 = time.monotonic()
+            self.network.start(self.run_dir)
+            self.metadata["bringup_s"] = round(time.monotonic() - t0, 3)
+            self.metadata.update(self.network.metadata())
+            self.save_metadata()
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, None)
+            raise
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None:
+            self.metadata["error"] = repr(exc)  # no COMPLETE marker: visibly incomplete
+        try:
+            self.problems = self.network.stop()
+        finally:
+            signal.signal(signal.SIGTERM, self._previous_sigterm or signal.SIG_DFL)
+        if self.problems:
+            log.error("teardown left objects behind: %s; run `factorysat clean`", self.problems)
+        self.metadata["teardown_problems"] = self.problems
+        self.save_metadata()
+
+    def start_clock(self) -> int:
+        """Start the link schedules; return the shared start instant (CLOCK_REALTIME ns).
+
+        Schedule ``t_s = 0`` and the first packet of every flow are the same instant.
+        """
+        t0_monotonic = time.monotonic() + CLOCK_LEAD_S
+        start_ns = time.time_ns() + int((t0_monotonic - time.monotonic()) * 1e9)
+        if self.leo:
+            self.leo.apply(self.network.engine, t0_monotonic)
+        self.metadata["traffic_start_realtime_ns"] = start_ns
+        self.metadata["schedule_t0"] = "traffic start" if self.leo else None
+        self.save_metadata()
+        return start_ns
+
+    def progress(self, start_ns: int, duration_s: float | None = None) -> None:
+        """Show a progress bar until ``start + duration`` (CLOCK_REALTIME)."""
+        duration_s = self.duration_s if duration_s is None else duration_s
+        total = max(1, round(duration_s))
+        end_ns = start_ns + int(duration_s * 1e9)
+        with tqdm(total=total, unit="s", desc="traffic", disable=not self.options.progress,
+                  bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total_fmt} s") as bar:
+            while (now := time.time_ns()) < end_ns:
+                done = min(total, int(max(0.0, (now - start_ns) / 1e9)))
+                if done != bar.n:
+                    bar.update(done - bar.n)
+                time.sleep(0.2)
+            bar.update(total - bar.n)
+
+    def complete(self) -> None:
+        """Write the completion marker; call after every table and figure is written."""
+        if self.problems:
+            raise RuntimeError(f"teardown problems, run not marked complete: {self.problems}")
+        mark_complete(self.run_dir)
+
+    def save_metadata(self) -> None:
+        write_json(self.run_dir / "metadata.json", self.metadata)
+
+    def say(self, text: str) -> None:
+        if self.options.progress:
+            print(f"factorysat: {text}", flush=True)
+
+    def _write_inputs(self) -> None:
+        shutil.copyfile(self.experiment.folder / "experiment.toml", self.run_dir / "experiment.toml")
+        resolved = {"source": self.scenario.source, "seed": self.scenario.seed,
+                    "duration_s": self.duration_s, "scenario": self.scenario.raw}
+        (self.run_dir / "scenario.resolved.json").write_text(json.dumps(resolved, indent=2) + "\n")
+        if self.leo:
+            self.leo.save(self.run_dir / "leo_schedule.parquet")

@@ -1,0 +1,167 @@
+"""DirectionParams / GilbertElliott / ScheduleRow validation and TOML parsing; netem argv; wire form."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+
+from topologies.links import (
+    DirectionParams,
+    GilbertElliott,
+    ScheduleRow,
+    check_schedule,
+    netem_argv,
+)
+from topologies.links.netem import UNLIMITED_RATE_BPS, netem_limit_pkts
+from topologies.links.relayproc import wire_params
+from topologies.validate import ConfigError, Table
+
+
+def parse(text: str) -> DirectionParams:
+    return DirectionParams.from_table(Table(tomllib.loads(text), "links.sat.ab"))
+
+
+def test_defaults_are_transparent() -> None:
+    assert DirectionParams().is_transparent()
+    assert parse("").is_transparent()
+    assert not DirectionParams(delay_ms=1).is_transparent()
+    assert not DirectionParams(up=False).is_transparent()
+    assert not DirectionParams(rate_mbps=10).is_transparent()
+
+
+def test_from_table_reads_every_key() -> None:
+    p = parse("""
+        delay_ms = 12.5
+        jitter_ms = 2
+        jitter_distribution = "pareto"
+        loss_pct = 1.5
+        rate_mbps = 100
+        queue_limit_pkts = 50
+        queue_limit_bytes = 100000
+        up = false
+        [loss_burst]
+        p_good_to_bad_pct = 1
+        p_bad_to_good_pct = 30
+        loss_bad_pct = 80
+    """)
+    assert p == DirectionParams(12.5, 2.0, "pareto", 1.5, GilbertElliott(1.0, 30.0, 0.0, 80.0),
+                                100.0, 50, 100000, False)
+
+
+@pytest.mark.parametrize("text, key", [
+    ("delay_ms = -1", "links.sat.ab.delay_ms"),
+    ("delay_ms = 'ten'", "links.sat.ab.delay_ms"),
+    ("loss_pct = 101", "links.sat.ab.loss_pct"),
+    ("jitter_distribution = 'gauss'", "links.sat.ab.jitter_distribution"),
+    ("rate_mbps = 0", "links.sat.ab.rate_mbps"),
+    ("queue_limit_pkts = 0", "links.sat.ab.queue_limit_pkts"),
+    ("queue_limit_bytes = 1.5", "links.sat.ab.queue_limit_bytes"),
+    ("up = 1", "links.sat.ab.up"),
+    ("delay = 10", "links.sat.ab.delay"),
+    ("[loss_burst]\np_good_to_bad_pct = 1", "links.sat.ab.loss_burst.p_bad_to_good_pct"),
+    ("[loss_burst]\np_good_to_bad_pct = 0\np_bad_to_good_pct = 0",
+     "links.sat.ab.loss_burst.p_bad_to_good_pct"),
+    ("[loss_burst]\np_good_to_bad_pct = 1\np_bad_to_good_pct = 5\nloss_bad_pct = 120",
+     "links.sat.ab.loss_burst.loss_bad_pct"),
+])
+def test_from_table_rejects_bad_values_naming_the_key(text: str, key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(text)
+    assert err.value.path == key
+
+
+def test_constructor_validates() -> None:
+    with pytest.raises(ConfigError):
+        DirectionParams(delay_ms=-0.1)
+    with pytest.raises(ConfigError):
+        DirectionParams(jitter_distribution="cauchy")
+    with pytest.raises(ConfigError):
+        GilbertElliott(-1, 10)
+
+
+def test_gilbert_elliott_mean_loss() -> None:
+    assert GilbertElliott(1, 9, 0, 100).mean_loss_pct() == pytest.approx(10.0)
+    assert GilbertElliott(5, 5, 2, 50).mean_loss_pct() == pytest.approx(26.0)
+
+
+def test_bdp_queue_default() -> None:
+    p = DirectionParams(delay_ms=50, rate_mbps=100)
+    assert p.effective_queue_limit_bytes() == round(100e6 / 8 * 0.1)  # rate x 2 x one-way delay
+    assert DirectionParams(rate_mbps=1).effective_queue_limit_bytes() == 64 * 1514
+    assert DirectionParams(delay_ms=50).effective_queue_limit_bytes() is None
+    assert DirectionParams(rate_mbps=1, queue_limit_bytes=3000).effective_queue_limit_bytes() == 3000
+
+
+def test_schedule_rows_validate() -> None:
+    ScheduleRow(0, 10, 0, 0, None, True)
+    with pytest.raises(ConfigError):
+        ScheduleRow(-1, 10, 0, 0, None, True)
+    with pytest.raises(ConfigError):
+        ScheduleRow(0, 10, 0, 0, 0.0, True)
+    with pytest.raises(ConfigError):
+        ScheduleRow(0, 10, 0, 0, None, "yes")
+    with pytest.raises(ConfigError):
+        check_schedule([])
+    with pytest.raises(ConfigError, match=r"schedule\[1\]\.t_s"):
+        check_schedule([ScheduleRow(1, 10, 0, 0, None, True), ScheduleRow(0.5, 10, 0, 0, None, True)])
+    check_schedule([ScheduleRow(0, 10, 0, 0, None, True), ScheduleRow(0, 20, 0, 0, 5, False)])
+
+
+def test_with_row_keeps_other_fields() -> None:
+    base = DirectionParams(delay_ms=1, jitter_distribution="uniform", queue_limit_pkts=9)
+    p = base.with_row(ScheduleRow(3, 20, 1, 2, 50, False))
+    assert (p.delay_ms, p.jitter_ms, p.loss_pct, p.rate_mbps, p.up) == (20, 1, 2, 50, False)
+    assert p.jitter_distribution == "uniform" and p.queue_limit_pkts == 9
+
+
+def test_netem_argv_replace_with_everything() -> None:
+    p = DirectionParams(delay_ms=10, jitter_ms=2, jitter_distribution="normal", loss_pct=1,
+                        rate_mbps=50)
+    argv = netem_argv("h1-eth0", p)
+    assert argv[:7] == ["tc", "qdisc", "replace", "dev", "h1-eth0", "root", "netem"]
+    words = argv[7:]
+    assert words[words.index("delay") + 1:words.index("delay") + 5] == ["10000us", "2000us",
+                                                                          "distribution", "normal"]
+    assert words[words.index("loss") + 1:words.index("loss") + 3] == ["random", "1%"]
+    assert words[words.index("rate") + 1] == "50000000bit"
+    assert int(words[words.index("limit") + 1]) >= 1000
+
+
+def test_netem_argv_always_has_a_rate_and_uses_change_for_updates() -> None:
+    argv = netem_argv("s1-eth2", DirectionParams(delay_ms=5), "change", netns_pid=1234)
+    assert argv[:3] == ["nsenter", "--net=/proc/1234/ns/net", "--"]
+    assert argv[3:6] == ["tc", "qdisc", "change"]
+    assert argv[argv.index("rate") + 1] == f"{UNLIMITED_RATE_BPS}bit"
+    assert "distribution" not in argv and "loss" not in argv
+    with pytest.raises(ValueError, match="allowed"):
+        netem_argv("x", DirectionParams(), "add")
+
+
+def test_netem_argv_uniform_jitter_gemodel_and_down() -> None:
+    uni = netem_argv("x", DirectionParams(delay_ms=1, jitter_ms=1, jitter_distribution="uniform"))
+    assert "distribution" not in uni and "1000us" in uni
+    ge = netem_argv("x", DirectionParams(loss_pct=5, loss_burst=GilbertElliott(1, 20, 0.5, 90)))
+    i = ge.index("loss")
+    assert ge[i + 1:i + 6] == ["gemodel", "1%", "20%", "90%", "0.5%"]
+    down = netem_argv("x", DirectionParams(delay_ms=3, up=False))
+    assert down[down.index("loss") + 1:down.index("loss") + 3] == ["random", "100%"]
+
+
+def test_netem_limit_covers_packets_in_flight() -> None:
+    # 1 Gbit/s x 300 ms = 37.5 MB in flight = 24,769 frames of 1514 B, plus the BDP queue
+    p = DirectionParams(delay_ms=300, rate_mbps=1000)
+    assert netem_limit_pkts(p) >= 24_769 + 37_500_000 * 2 // 1514
+    assert netem_limit_pkts(DirectionParams()) == 1000
+
+
+def test_wire_params_subtracts_calibration_and_maps_fields() -> None:
+    p = DirectionParams(delay_ms=10, jitter_ms=1, jitter_distribution="pareto", loss_pct=2.5,
+                        loss_burst=GilbertElliott(1, 25), rate_mbps=8, queue_limit_pkts=7, up=False)
+    f = wire_params(p, offset_ms=0.05).split()
+    assert len(f) == 13
+    assert f[0] == str(9_950_000) and f[1] == str(1_000_000) and f[2] == "2"
+    assert float(f[3]) == pytest.approx(0.025) and f[4] == "1"
+    assert float(f[5]) == pytest.approx(0.01) and float(f[6]) == pytest.approx(0.25)
+    assert f[9] == "8000000" and f[10] == "7" and f[12] == "0"
+    assert wire_params(DirectionParams(delay_ms=0.01), offset_ms=0.05).split()[0] == "0"
