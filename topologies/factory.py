@@ -121,9 +121,26 @@ def tclink_params(params: DirectionParams) -> dict:
     return out
 
 
+def orbit_start_links(scenario: Scenario) -> dict[str, LinkPair]:
+    """Values of the orbit-driven LEO link at schedule time 0 (for static use, e.g. ``mn``)."""
+    if scenario.leo.orbit is None:
+        return {}
+    from topologies.leo import leo_schedule, schedule_records
+
+    frame = leo_schedule(scenario.leo.orbit, 1.0)
+    up, down = (schedule_records(frame, d)[0] for d in ("uplink", "downlink"))
+    return {"leo": LinkPair(*(DirectionParams(delay_ms=r["delay_ms"], jitter_ms=r["jitter_ms"],
+                                              loss_pct=r["loss_pct"], rate_mbps=r["rate_mbps"])
+                              for r in (up, down)))}
+
+
 def _mn_factory_topo(scenario_path: str | None = None) -> FactoryTopo:
-    """Entry point for ``mn --custom topologies/factory.py --topo factory[,FILE]``."""
-    return FactoryTopo(scenario=load_scenario(scenario_path), link_params="tclink")
+    """Entry point for ``mn --custom topologies/factory.py --topo factory[,FILE]``.
+
+    ``mn`` cannot replay schedules: an orbit-driven LEO link is fixed at its values at t = 0.
+    """
+    scenario = load_scenario(scenario_path)
+    return FactoryTopo(scenario=scenario, link_params="tclink", initial=orbit_start_links(scenario))
 
 
 topos = {"factory": _mn_factory_topo}

@@ -68,3 +68,24 @@ def test_plan_flows_matches_scenario() -> None:
     cam = next(p for p in plans if p.kind == "camera")
     assert cam.payload_bytes * 8 / (cam.interval_ms * 1000) == pytest.approx(8.0)
     assert cam.dscp_expected == 34 and cam.latency_bound_ms == 10.0
+
+
+def test_probe_records_give_rtt_one_way_delays_and_loss(tmp_path) -> None:
+    from experiments.traffic_agent import PROBE_RECORD
+
+    ms = 1_000_000
+    start = 10_000 * ms
+    rows = [(k, start + k * 20 * ms, start + k * 20 * ms + 18 * ms, start + k * 20 * ms + 30 * ms)
+            for k in range(4) if k != 2]  # probe 2 lost
+    (tmp_path / "probe-edge1-cloud1.bin").write_bytes(b"".join(PROBE_RECORD.pack(*r) for r in rows))
+    (tmp_path / "probe-edge1-cloud1.json").write_text(json.dumps({"probes_scheduled": 4}))
+    rtt = analysis.tidy_probes([tmp_path / "probe-edge1-cloud1.bin"], start)
+    assert list(rtt["seq"]) == [0, 1, 2, 3]
+    assert rtt["rtt_ms"].isna().tolist() == [False, False, True, False]
+    got = rtt.dropna()
+    assert (got["rtt_ms"] == 30.0).all() and (got["uplink_ms"] == 18.0).all()
+    assert (got["downlink_ms"] == 12.0).all() and list(got["t_s"]) == [0.0, 0.02, 0.06]
+    summary = analysis.probe_summary(rtt)["edge1->cloud1"]
+    assert summary["loss_pct"] == 25.0 and summary["rtt_ms_p50"] == 30.0
+    fig = figures.rtt_timeline(rtt, None)
+    assert figures.save(fig, tmp_path / "rtt")[0].stat().st_size > 1000

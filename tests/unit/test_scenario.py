@@ -17,6 +17,15 @@ def raw() -> dict:
     return tomllib.loads(resources.files("topologies").joinpath("default_scenario.toml").read_text())
 
 
+def fixed_leo(raw: dict) -> dict:
+    """The default scenario with a fixed (not orbit-driven) LEO link."""
+    raw = copy.deepcopy(raw)
+    raw["leo"] = {"uplink": {"delay_ms": 15.0, "jitter_ms": 2.0, "rate_mbps": 15.0},
+                  "downlink": {"delay_ms": 15.0, "rate_mbps": 100.0}}
+    raw["cloud"]["terrestrial"] = {"uplink": {"delay_ms": 5.0}, "downlink": {"delay_ms": 5.0}}
+    return raw
+
+
 def test_default_scenario_loads_with_expected_parts() -> None:
     s = load_scenario(None)
     assert s.source == "embedded default"
@@ -25,11 +34,46 @@ def test_default_scenario_loads_with_expected_parts() -> None:
     names = [u.name for u in s.ues]
     assert names == ["agv1", "agv2", "agv3", "agv4", "cam1", "cam2",
                      "sensor1", "sensor2", "sensor3", "sensor4"]
-    assert s.leo.link.uplink.delay_ms == 15.0 and s.leo.link.uplink.rate_mbps == 15.0
-    assert s.leo.link.downlink.rate_mbps == 100.0
+    assert s.leo.orbit is not None and s.leo.compute_host == "sat1"
+    assert "sat1" in s.host_names() and "cloud1" in s.host_names()
     cam = next(u for u in s.ues if u.kind == "camera")
     assert cam.traffic.rate_mbps == pytest.approx(8.0)
     assert all(u.traffic.destination == "cloud1" for u in s.ues if u.kind == "sensor")
+
+
+def test_fixed_leo_link_values_per_direction(raw) -> None:
+    s = parse_scenario(fixed_leo(raw))
+    assert s.leo.orbit is None and s.leo.compute_host is None
+    assert s.leo.link.uplink.delay_ms == 15.0 and s.leo.link.uplink.rate_mbps == 15.0
+    assert s.leo.link.downlink.rate_mbps == 100.0 and s.leo.link.downlink.jitter_ms == 0.0
+    assert s.cloud.terrestrial.uplink.delay_ms == 5.0
+
+
+@pytest.mark.parametrize(
+    ("mutate", "path", "allowed"),
+    [
+        (lambda r: r["leo"].__setitem__("uplink", {"delay_ms": 5.0}), "leo.uplink", "orbit model"),
+        (lambda r: r["cloud"].__setitem__("terrestrial", {"uplink": {"delay_ms": 5.0}}),
+         "cloud.terrestrial", "orbit model"),
+        (lambda r: r["leo"]["orbit"].__setitem__("step_s", 5.0), "leo.orbit.step_s", "<= 1"),
+        (lambda r: r["leo"].__setitem__("compute_host", "Sat 1"), "leo.compute_host", "lowercase"),
+    ],
+)
+def test_orbit_mode_errors(raw, mutate, path, allowed) -> None:
+    bad = copy.deepcopy(raw)
+    mutate(bad)
+    with pytest.raises(ConfigError) as info:
+        parse_scenario(bad)
+    assert info.value.path == path
+    assert allowed in info.value.allowed
+
+
+def test_compute_host_needs_orbit(raw) -> None:
+    bad = fixed_leo(raw)
+    bad["leo"]["compute_host"] = "sat1"
+    with pytest.raises(ConfigError) as info:
+        parse_scenario(bad)
+    assert info.value.path == "leo.compute_host"
 
 
 def test_file_round_trip(tmp_path, raw) -> None:
@@ -58,7 +102,7 @@ def test_file_round_trip(tmp_path, raw) -> None:
     ],
 )
 def test_bad_input_names_key_value_and_allowed(raw, mutate, path, allowed) -> None:
-    bad = copy.deepcopy(raw)
+    bad = fixed_leo(raw)
     mutate(bad)
     with pytest.raises(ConfigError) as info:
         parse_scenario(bad)

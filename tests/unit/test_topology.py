@@ -6,7 +6,7 @@ import runpy
 from collections import defaultdict
 from pathlib import Path
 
-from topologies.factory import FactoryTopo, host_ip, host_mac
+from topologies.factory import FactoryTopo, host_ip, host_mac, orbit_start_links
 from topologies.scenario import load_scenario
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,18 +39,21 @@ def test_graph_is_a_tree_with_expected_paths() -> None:
     assert len(list(topo.links())) == len(nodes) - 1  # a tree: no loops for flooding
     for ue in scenario.ues:
         assert graph[ue.name] == {f"fs{ue.cell}"}
-    assert graph["fsut1"] == {"fsupf1", "fsgs1"}
+    assert graph["fsut1"] == {"fsupf1", "fsgs1", "sat1"}  # sat1: in-orbit compute host
     assert graph["cloud1"] == {"fsgs1"}
     assert graph["edge1"] == {"fsupf1"}
 
 
 def test_link_parameters_are_per_direction() -> None:
     scenario = load_scenario(None)
-    topo = FactoryTopo(scenario=scenario)
+    start = orbit_start_links(scenario)
+    topo = FactoryTopo(scenario=scenario, initial=start)
     infos = {info["link_name"]: (a, b, info) for a, b, info in topo.links(withInfo=True)}
     a, b, leo = infos["leo"]
-    assert (a, b) == ("fsut1", "fsgs1")
-    assert leo["ab"] == scenario.leo.link.uplink and leo["ba"] == scenario.leo.link.downlink
+    assert (a, b) == ("fsut1", "fsgs1") and leo["dynamic"] is True
+    assert leo["ab"] == start["leo"].uplink and leo["ba"] == start["leo"].downlink
+    assert leo["ab"].delay_ms != leo["ba"].delay_ms  # orbit model: uplink and downlink differ
+    assert infos["orbit_compute"][:2] == ("fsut1", "sat1") and infos["orbit_compute"][2]["dynamic"]
     a, b, radio = infos["radio_agv1"]
     assert a == "agv1" and radio["ab"] == scenario.slice("urllc").radio.uplink
     assert infos["radio_sensor1"][2]["ab"].delay_ms == 8.0
@@ -69,5 +72,7 @@ def test_mn_custom_entry_point_declares_tclink_params() -> None:
     topo = module["topos"]["factory"]()
     params = {frozenset((a, b)): info for a, b, info in topo.links(withInfo=True)}
     leo = params[frozenset(("fsut1", "fsgs1"))]
-    assert leo["params1"]["delay"] == "15.0ms" and leo["params1"]["bw"] == 15.0
-    assert leo["params2"]["bw"] == 100.0 and leo["params1"]["txo"] is False
+    start = orbit_start_links(load_scenario(None))["leo"]
+    assert leo["params1"]["delay"] == f"{start.uplink.delay_ms}ms"
+    assert leo["params1"]["bw"] == start.uplink.rate_mbps and leo["params1"]["txo"] is False
+    assert leo["params2"]["bw"] == start.downlink.rate_mbps

@@ -1,0 +1,78 @@
+"""``factorysat bench links``: the link engine's fidelity benchmark (see experiments/bench_links.py)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("bench", help="benchmarks (links: link engine fidelity)",
+                              description="Measure the emulator against its goals.")
+    p.add_argument("what", choices=("links",), help="what to benchmark")
+    p.add_argument("--backend", choices=("all", "relay", "netem"), default="all",
+                   help="link backend(s) to measure (default: every backend available here)")
+    p.add_argument("--quick", action="store_true", help="shorter runs (10 updates instead of 60)")
+    p.add_argument("--tcp-cc", default="bbr",
+                   help="TCP congestion control for the TCP test (namespaces here allow reno, bbr)")
+    p.add_argument("--seed", type=int, default=1, help="random seed of the link engine")
+    p.add_argument("--results", type=Path, default=Path("results"), help="results root")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if os.geteuid() != 0:
+        print("factorysat bench: needs root (network namespaces); use sudo", file=sys.stderr)
+        return 2
+    from tqdm import tqdm
+
+    from experiments import bench_links as bl
+    from experiments import bench_links_report as rep
+    from topologies.links import netem_available, select_backend
+
+    try:
+        backends = bl.available_backends(args.backend)
+        for b in backends:
+            select_backend(b)
+    except ValueError as exc:
+        print(f"factorysat bench: {exc}", file=sys.stderr)
+        return 2
+    started = time.time()
+    run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(2)
+    out = args.results / "bench_links" / run_id
+    out.mkdir(parents=True)
+    n_updates = 10 if args.quick else 60
+    per_backend = len(bl.DELAYS_MS) * len(bl.RATES_PPS) + 2 + 2 + 2 + n_updates
+    with_tclink = netem_available()
+    total = per_backend * len(backends) + (n_updates if with_tclink else 0)
+    results: dict[str, dict] = {}
+    tclink = None
+    with tqdm(total=total, unit="step", dynamic_ncols=True) as bar:
+        def tick(label: str) -> None:
+            bar.set_description(label)
+            bar.update(1)
+        for backend in backends:
+            results[backend] = bl.run_backend(backend, out, args.quick, args.tcp_cc, args.seed, tick)
+        if with_tclink:
+            tclink = bl.run_tclink(out, args.quick, args.seed, tick)
+    summaries = {b: rep.summarize(r) for b, r in results.items()}
+    summary = {
+        "run_id": run_id, "quick": args.quick, "backends": summaries,
+        "goals": {k: {"op": op, "value": v, "unit": u} for k, (op, v, u) in rep.GOALS.items()},
+        "goal_met": {b: {k: rep.check(k, s[k])[0] for k in rep.GOALS} for b, s in summaries.items()},
+        "tclink_config_update": None if tclink is None else
+        {k: tclink[k] for k in ("updates", "sent", "lost", "reordered")},
+        "tclink_config_note": None if with_tclink else "not measured: this kernel has no sch_netem",
+        "details": results,
+    }
+    rep.print_report(results, summaries, tclink)
+    rep.write(out, rep.metadata(args, results, started), "metadata.json")
+    figs = rep.figure(results, out)
+    rep.write(out, summary, "summary.json")
+    print(f"\nfigure: {figs[0]}")
+    print(out)
+    return 0
