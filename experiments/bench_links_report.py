@@ -71,14 +71,16 @@ def print_report(results: dict[str, dict], summaries: dict[str, dict], tclink: d
             print(f"  {r['delay_ms']:>6} {r['pps']:>7} {r['received']:>7} {r['err_ms_mean']:>8.3f} "
                   f"{r['err_ms_p50']:>8.3f} {r['err_ms_p99']:>8.3f} {r['err_ms_p999']:>8.3f}")
         for size, m in res["max_pps"].items():
+            bound = "; sender-limited: a lower bound" if m["sender_limited"] else ""
             print(f"max UDP {size}: {m['kpps']} kpps delivered ({m['gbps_frames']} Gbit/s of frames; "
-                  f"sender {m['sender_kpps']} kpps, {m['delivered_pct']} % delivered)")
+                  f"sender {m['sender_kpps']} kpps, {m['delivered_pct']} % delivered, relay CPU "
+                  f"{m['relay_cpu_pct']} %{bound})")
         t = res["tcp_mbps"]
         print(f"TCP ({t['congestion_control']}): {t['0ms']} Mbit/s at 0 ms, {t['20ms']} Mbit/s at 20 ms "
               "one-way each direction")
         for r in res["loss"]:
-            print(f"loss {r['configured_pct']:g} %: measured {r['measured_pct']} % over {r['packets']} packets, "
-                  f"99 % interval {r['interval99_pct']} -> {'inside' if r['within'] else 'OUTSIDE'}")
+            print(f"loss {r['configured_pct']:g} %: measured {r['measured_pct']} % over {r['packets']} "
+                  f"packets, 99 % interval {r['interval99_pct']} -> {'inside' if r['within'] else 'OUTSIDE'}")
         u = res["update"]
         print(f"{u['updates']} delay updates at 1 Hz: {u['lost']} lost, {u['reordered']} reordered "
               f"of {u['sent']} packets")
@@ -101,7 +103,8 @@ def figure(results: dict[str, dict], out: Path) -> list[Path]:
         for pps, marker in zip((1_000, 10_000, 100_000), "osd", strict=True):
             rows = [r for r in res["delay_error"] if r["pps"] == pps]
             x = [r["delay_ms"] for r in rows]
-            axes[0].plot(x, [r["err_ms_p99"] for r in rows], marker=marker, label=f"{backend} p99 {pps // 1000}k pps")
+            axes[0].plot(x, [r["err_ms_p99"] for r in rows], marker=marker,
+                         label=f"{backend} p99 {pps // 1000}k pps")
             axes[0].plot(x, [r["err_ms_p50"] for r in rows], marker=marker, ls=":", alpha=0.6,
                          label=f"{backend} p50 {pps // 1000}k pps")
         tr = res["update"]["trace"]
@@ -136,7 +139,9 @@ def metadata(args: Any, results: dict[str, dict], started: float) -> dict[str, A
     import matplotlib
     import numpy
     return {
-        "command": "factorysat bench links", "args": {k: str(v) for k, v in vars(args).items() if k != "func"},
+        "command": "factorysat bench links",
+        "args": {k: str(v) for k, v in vars(args).items() if k != "func"},
+        "load_average_at_end": os.getloadavg(),
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "duration_s": round(time.time() - started, 1),
         "git_commit": cmd("git", "rev-parse", "HEAD"), "git_dirty": bool(cmd("git", "status", "--porcelain")),

@@ -24,8 +24,15 @@ def clean(args: argparse.Namespace) -> int:
         return 0
     failed = 0
     for manifest in manifests:
-        names = ", ".join(f"{e['kind']} {e['name']}" for e in manifest.entries) or "no objects"
-        print(f"run {manifest.tag}: {names}")
+        by_kind: dict[str, list[str]] = {}
+        for entry in manifest.entries:
+            by_kind.setdefault(entry["kind"], []).append(entry["name"])
+        counts = ", ".join(f"{len(names)} {kind}" for kind, names in by_kind.items()) or "no objects"
+        verb = "would remove" if args.dry_run else "removing"
+        print(f"run {manifest.tag}: {verb} {counts}")
+        if args.dry_run:
+            for kind, names in by_kind.items():
+                print(f"  {kind}: {' '.join(names)}")
         if args.dry_run:
             continue
         problems = manifest.remove_all()

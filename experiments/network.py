@@ -85,7 +85,7 @@ class EmulatedNetwork:
         setLogLevel("warning")
         self.manifest = Manifest.create(self.prefix)
         logs = self.run_dir / "logs"
-        self.engine = LinkEngine(self.backend, self.tag, self.manifest, logs)
+        self.engine = LinkEngine(self.backend, self.tag, self.manifest, logs, seed=self.scenario.seed)
         self.engine.start()
 
         self.topo = FactoryTopo(scenario=self.scenario, switch_prefix=self.prefix,

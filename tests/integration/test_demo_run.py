@@ -19,6 +19,20 @@ pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
 
 
+SWITCHES = ("gnb1", "gnb2", "upf1", "ut1", "gs1")
+
+
+def _ours(snapshot: dict[str, set[str]], run_tag: str) -> dict[str, set[str]]:
+    """The objects of one run (tag ``fsXX``) in a snapshot; other work may share the machine."""
+    def mine(name: str) -> bool:
+        rest = name.removeprefix(run_tag)
+        return name.startswith(run_tag) and (rest == "rly" or rest.split("-")[0] in SWITCHES)
+
+    ours = {kind: {n for n in names if mine(n)} for kind, names in snapshot.items()}
+    ours["manifests"] = {n for n in snapshot["manifests"] if n == f"{run_tag}.json"}
+    return ours
+
+
 def _snapshot() -> dict[str, set[str]]:
     """Kernel objects and OVS bridges visible in the root namespace."""
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
@@ -56,7 +70,6 @@ def _running(pid: int) -> bool:
 
 
 def test_demo_run_is_complete_and_leaves_nothing(tmp_path) -> None:
-    before = _snapshot()
     proc = _factorysat("run", "demo", "--duration-s", "6", "--results", str(tmp_path))
     out, _ = proc.communicate(timeout=240)
     assert proc.returncode == 0, out
@@ -86,21 +99,23 @@ def test_demo_run_is_complete_and_leaves_nothing(tmp_path) -> None:
     packets = pd.read_parquet(run_dir / "packets.parquet")
     assert (packets.groupby("slice")["dscp"].first().to_dict()
             == {"urllc": 46, "embb": 34, "mmtc": 10})
-    after = _snapshot()
-    for kind in before:
-        assert after[kind] - before[kind] == set(), f"leftover {kind}: {after[kind] - before[kind]}"
+    leftovers = _ours(_snapshot(), meta["run_tag"])
+    assert not any(leftovers.values()), f"leftovers: {leftovers}"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_interrupted_run_leaves_nothing_after_clean(tmp_path, sig) -> None:
-    before = _snapshot()
     proc = _factorysat("run", "demo", "--duration-s", "60", "--results", str(tmp_path))
     deadline = time.monotonic() + 120
-    while not list(tmp_path.glob("demo/*/raw/send-*")) and time.monotonic() < deadline:
+    while not list(tmp_path.glob("demo/*/logs/send-*")) and time.monotonic() < deadline:
         assert proc.poll() is None, proc.stdout.read()
         time.sleep(0.2)
+    time.sleep(2.0)  # traffic flowing
     children = _children_of(proc.pid)
     assert children, "the run should have started host and traffic processes"
+    run_dir = next(tmp_path.glob("demo/*"))
+    run_tag = json.loads((run_dir / "metadata.json").read_text())["run_tag"]
+    assert any(_ours(_snapshot(), run_tag).values())  # the check below can see this run's objects
     proc.send_signal(sig)
     proc.communicate(timeout=60)
     if sig == signal.SIGKILL:
@@ -108,10 +123,8 @@ def test_interrupted_run_leaves_nothing_after_clean(tmp_path, sig) -> None:
         out, _ = clean.communicate(timeout=60)
         assert clean.returncode == 0, out
     time.sleep(0.5)
-    after = _snapshot()
-    for kind in before:
-        assert after[kind] - before[kind] == set(), f"leftover {kind} after {sig!r}"
+    leftovers = _ours(_snapshot(), run_tag)
+    assert not any(leftovers.values()), f"leftovers after {sig!r}: {leftovers}"
     alive = {pid for pid in children if _running(pid)}
     assert not alive, f"processes still running after {sig!r}: {alive}"
-    run_dir = next(tmp_path.glob("demo/*"))
     assert not (run_dir / "COMPLETE").exists()  # visibly incomplete

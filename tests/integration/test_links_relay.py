@@ -32,8 +32,9 @@ def _need_root() -> None:
 
 
 def probe(src, dst, pps: float, count: int, size: int = 100, port: int = 5001,
-          during=None) -> np.ndarray:
-    return _run_probe(src, dst, pps, count, SCRATCH, size=size, port=port, during=during)
+          during=None, fast: bool = False) -> np.ndarray:
+    """UDP probe rows (seq, t_send_ns, t_recv_ns); ``fast`` = the C probe (for > ~20 kpps)."""
+    return _run_probe(src, dst, pps, count, SCRATCH, size=size, port=port, during=during, fast=fast)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,304 @@
+"""Inference-offload client and server that run *inside* emulated hosts (standard library only).
+
+A request is an image of ``request_bytes`` split into UDP datagrams of at most
+``max_datagram_bytes`` (header + chunk). Each fragment carries (request id, fragment index,
+fragment count, send time, request size). The server reassembles; when the last missing fragment
+arrives (kernel receive time, SO_TIMESTAMPNS) it waits the MODELLED compute time (a sleep: no
+inference runs here) and replies with one datagram of ``reply_bytes`` carrying its own times. One
+accelerator per server: requests complete in FIFO order (compute starts at max(complete, busy)).
+
+Every host shares the machine's CLOCK_REALTIME, so client and server times are comparable.
+
+Client: ``python -m experiments.offload_agent client --target NAME=IP ... --port N
+--request-bytes B --interval-ms I --start-ns T --duration-s D --timeout-ms W --out FILE``.
+Request k leaves at ``T + k * I`` towards target ``k mod len(targets)`` (targets in turn). A request
+without a reply within W is a miss (status ``timeout``; a reply after W is recorded as ``late``).
+Server: ``... server --port N --compute-ms C --reply-bytes R --out FILE --ready FILE`` until SIGTERM.
+Both write one JSON object per request (JSON lines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import math
+import signal
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+
+REQ = struct.Struct("!4sIHHQI")  # magic, request_id, index, count, send_ns, request_bytes
+REPLY = struct.Struct("!4sIQQQQ")  # magic, request_id, first_recv_ns, complete_ns, compute_start_ns,
+#                                    reply_send_ns
+REQ_MAGIC = b"FSOQ"
+REPLY_MAGIC = b"FSOA"
+MAX_DATAGRAM_BYTES = 1400  # UDP payload per datagram: below a 1500 B MTU with IP/UDP headers
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("@qq")
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
+SLEEP_BELOW_NS = 2_000_000  # replies due sooner than this are timed with nanosleep, not poll()
+
+
+def fragment_sizes(request_bytes: int, max_datagram_bytes: int = MAX_DATAGRAM_BYTES) -> list[int]:
+    """Chunk sizes (image bytes per datagram) of one request; every datagram is header + chunk."""
+    chunk = max_datagram_bytes - REQ.size
+    if chunk <= 0:
+        raise ValueError(f"max_datagram_bytes {max_datagram_bytes} leaves no room after the "
+                         f"{REQ.size}-byte header")
+    if request_bytes <= 0:
+        raise ValueError(f"request_bytes must be > 0, got {request_bytes}")
+    count = math.ceil(request_bytes / chunk)
+    if count > 0xFFFF:
+        raise ValueError(f"{request_bytes} B needs {count} fragments; at most 65535")
+    return [chunk] * (count - 1) + [request_bytes - chunk * (count - 1)]
+
+
+def pack_fragment(request_id: int, index: int, count: int, send_ns: int, request_bytes: int,
+                  chunk_bytes: int) -> bytes:
+    """One request datagram (the chunk is zero padding: the image content does not matter)."""
+    return REQ.pack(REQ_MAGIC, request_id, index, count, send_ns, request_bytes) + bytes(chunk_bytes)
+
+
+def pack_reply(request_id: int, first_ns: int, complete_ns: int, compute_start_ns: int,
+               send_ns: int, reply_bytes: int) -> bytes:
+    return (REPLY.pack(REPLY_MAGIC, request_id, first_ns, complete_ns, compute_start_ns, send_ns)
+            + bytes(max(0, reply_bytes - REPLY.size)))
+
+
+@dataclass
+class Partial:
+    """A request being reassembled on the server."""
+
+    request_id: int
+    count: int
+    request_bytes: int
+    first_ns: int
+    last_ns: int = 0
+    received: set[int] = field(default_factory=set)
+    bytes_received: int = 0
+
+
+class Reassembler:
+    """Collects fragments; ``add`` returns the request when its last missing fragment arrives.
+
+    Duplicates are ignored, fragments of an already completed request too. Requests still
+    missing fragments are listed by ``incomplete()`` (they must be reported, never dropped).
+    """
+
+    def __init__(self) -> None:
+        self.pending: dict[int, Partial] = {}
+        self.completed: set[int] = set()
+
+    def add(self, datagram: bytes, recv_ns: int) -> Partial | None:
+        if len(datagram) < REQ.size:
+            return None
+        magic, rid, index, count, _send_ns, size = REQ.unpack_from(datagram)
+        if magic != REQ_MAGIC or index >= count or rid in self.completed:
+            return None
+        part = self.pending.get(rid)
+        if part is None:
+            part = self.pending[rid] = Partial(rid, count, size, first_ns=recv_ns)
+        if index in part.received:
+            return None
+        part.received.add(index)
+        part.bytes_received += len(datagram) - REQ.size
+        part.last_ns = recv_ns
+        if len(part.received) < part.count:
+            return None
+        del self.pending[rid]
+        self.completed.add(rid)
+        return part
+
+    def incomplete(self) -> list[Partial]:
+        return sorted(self.pending.values(), key=lambda p: p.request_id)
+
+
+def _rx_time(ancdata: list) -> int:
+    for level, ctype, cdata in ancdata:
+        if level == socket.SOL_SOCKET and ctype == SO_TIMESTAMPNS:
+            sec, nsec = _TIMESPEC.unpack_from(cdata)
+            return sec * 1_000_000_000 + nsec
+    return time.time_ns()
+
+
+def _socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    return sock
+
+
+def server(args: argparse.Namespace) -> int:
+    """Reassemble requests, sleep the modelled compute time, reply; log each request (SIGTERM ends)."""
+    stop = False
+
+    def _stop(_signum: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    sock = _socket()
+    sock.bind(("0.0.0.0", args.port))
+    compute_ns = int(args.compute_ms * 1e6)
+    parts = Reassembler()
+    due: list[tuple[int, int, Partial, tuple, int]] = []  # (reply due ns, id, request, addr, start)
+    busy_until = 0
+    records = []
+    with open(args.ready, "w"):
+        pass
+    while not stop:
+        now = time.time_ns()
+        while due and due[0][0] <= now:
+            _, _, req, addr, start_ns = heapq.heappop(due)
+            send_ns = time.time_ns()
+            try:
+                sock.sendto(pack_reply(req.request_id, req.first_ns, req.last_ns, start_ns, send_ns,
+                                       args.reply_bytes), addr)
+                error = None
+            except OSError as exc:
+                error = str(exc)
+            records.append({"request_id": req.request_id, "status": "replied", "fragments": req.count,
+                            "fragments_received": len(req.received), "first_recv_ns": req.first_ns,
+                            "complete_ns": req.last_ns, "compute_start_ns": start_ns,
+                            "reply_send_ns": send_ns, "send_error": error})
+            now = time.time_ns()
+        if due and due[0][0] - now < SLEEP_BELOW_NS:
+            time.sleep(max(0, due[0][0] - now) / 1e9)  # socket timeouts round up to 1 ms (poll)
+            continue  # fragments arriving meanwhile wait in the socket with their kernel times
+        timeout_ns = min(due[0][0] - now - SLEEP_BELOW_NS // 2, 100_000_000) if due else 100_000_000
+        sock.settimeout(max(0.0, timeout_ns / 1e9))
+        try:
+            data, ancdata, _flags, addr = sock.recvmsg(2048, _ANCILLARY)
+        except (TimeoutError, InterruptedError):
+            continue
+        done = parts.add(data, _rx_time(ancdata))
+        if done is not None:
+            start_ns = max(done.last_ns, busy_until)
+            busy_until = start_ns + compute_ns
+            heapq.heappush(due, (busy_until, done.request_id, done, addr, start_ns))
+    for _, _, req, _, start_ns in sorted(due):
+        records.append({"request_id": req.request_id, "status": "not_replied", "fragments": req.count,
+                        "fragments_received": len(req.received), "first_recv_ns": req.first_ns,
+                        "complete_ns": req.last_ns, "compute_start_ns": start_ns})
+    for req in parts.incomplete():
+        records.append({"request_id": req.request_id, "status": "incomplete", "fragments": req.count,
+                        "fragments_received": len(req.received), "first_recv_ns": req.first_ns,
+                        "last_recv_ns": req.last_ns})
+    _write_lines(args.out, records)
+    return 0
+
+
+def _write_lines(path: str, records: list[dict]) -> None:
+    with open(path, "w") as out:
+        for record in records:
+            out.write(json.dumps(record) + "\n")
+
+
+def _send_request(sock: socket.socket, rid: int, dest: tuple, sizes: list[int], request_bytes: int,
+                  pacing_ns: float) -> dict:
+    """Send every fragment (paced if ``pacing_ns`` > 0 per byte on the wire); return the send record."""
+    sent = errors = 0
+    start_ns = time.time_ns()
+    for index, chunk in enumerate(sizes):
+        if pacing_ns and index:
+            target = start_ns + int(pacing_ns * sum(s + REQ.size for s in sizes[:index]))
+            wait = target - time.time_ns()
+            if wait > 0:
+                time.sleep(wait / 1e9)
+        try:
+            sock.sendto(pack_fragment(rid, index, len(sizes), time.time_ns(), request_bytes, chunk),
+                        dest)
+            sent += 1
+        except OSError:
+            errors += 1  # the request cannot complete: it will time out and count as a miss
+    return {"send_start_ns": start_ns, "send_end_ns": time.time_ns(), "fragments": len(sizes),
+            "fragments_sent": sent, "send_errors": errors}
+
+
+def client(args: argparse.Namespace) -> int:
+    """Issue requests on an absolute schedule, targets in turn; record each one's fate."""
+    targets = [t.split("=", 1) for t in args.target]
+    sizes = fragment_sizes(args.request_bytes, args.max_datagram_bytes)
+    pacing_ns = 8e3 / args.pacing_rate_mbps if args.pacing_rate_mbps > 0 else 0.0  # ns per byte
+    interval_ns = int(args.interval_ms * 1e6)
+    timeout_ns = int(args.timeout_ms * 1e6)
+    end_ns = args.start_ns + int(args.duration_s * 1e9)
+    sock = _socket()
+    records: dict[int, dict] = {}
+    open_ids: set[int] = set()
+    rid = 0
+    while True:
+        now = time.time_ns()
+        next_ns = args.start_ns + rid * interval_ns
+        if next_ns < end_ns and now >= next_ns:
+            name, ip = targets[rid % len(targets)]
+            records[rid] = {"request_id": rid, "target": name, "scheduled_ns": next_ns,
+                            "status": "pending",
+                            **_send_request(sock, rid, (ip, args.port), sizes, args.request_bytes,
+                                            pacing_ns)}
+            open_ids.add(rid)
+            rid += 1
+            continue
+        for r in [r for r in open_ids if now - records[r]["send_start_ns"] > timeout_ns]:
+            records[r]["status"] = "timeout"
+            open_ids.discard(r)
+        last_deadline = max((records[r]["send_start_ns"] + timeout_ns for r in open_ids), default=0)
+        if next_ns >= end_ns and now >= max(last_deadline, end_ns):
+            break
+        wake = min(next_ns if next_ns < end_ns else end_ns + timeout_ns, now + 50_000_000)
+        sock.settimeout(max(0.0, (wake - now) / 1e9))
+        try:
+            data, ancdata, _flags, _addr = sock.recvmsg(2048, _ANCILLARY)
+        except (TimeoutError, InterruptedError):
+            continue
+        recv_ns = _rx_time(ancdata)
+        if len(data) < REPLY.size:
+            continue
+        magic, r, first_ns, complete_ns, compute_start_ns, send_ns = REPLY.unpack_from(data)
+        if magic != REPLY_MAGIC or r not in records or "reply_recv_ns" in records[r]:
+            continue
+        record = records[r]
+        record.update(reply_recv_ns=recv_ns, first_recv_ns=first_ns, complete_ns=complete_ns,
+                      compute_start_ns=compute_start_ns, reply_send_ns=send_ns)
+        if r in open_ids:
+            in_time = recv_ns - record["send_start_ns"] <= timeout_ns
+            record["status"] = "ok" if in_time else "late"
+            open_ids.discard(r)
+        else:
+            record["status"] = "late"  # already declared a timeout; kept as a miss
+    for r in open_ids:
+        records[r]["status"] = "timeout"
+    _write_lines(args.out, [records[r] for r in sorted(records)])
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="offload_agent")
+    sub = parser.add_subparsers(dest="mode", required=True)
+    s = sub.add_parser("server")
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--compute-ms", type=float, required=True)
+    s.add_argument("--reply-bytes", type=int, required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--ready", required=True)
+    c = sub.add_parser("client")
+    c.add_argument("--target", action="append", required=True, help="NAME=IP, repeatable")
+    c.add_argument("--port", type=int, required=True)
+    c.add_argument("--request-bytes", type=int, required=True)
+    c.add_argument("--max-datagram-bytes", type=int, default=MAX_DATAGRAM_BYTES)
+    c.add_argument("--pacing-rate-mbps", type=float, default=0.0)
+    c.add_argument("--interval-ms", type=float, required=True)
+    c.add_argument("--start-ns", type=int, required=True)
+    c.add_argument("--duration-s", type=float, required=True)
+    c.add_argument("--timeout-ms", type=float, required=True)
+    c.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    return {"server": server, "client": client}[args.mode](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
