@@ -36,9 +36,13 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; assert sys.ve
   "$py" -m venv .venv
 fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  say "installing Python dependencies (pinned in pyproject.toml)"
-  .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -e '.[test]'
+  say "installing Python dependencies (pinned in pyproject.toml; log: .venv/pip-install.txt)"
+  if ! { .venv/bin/pip install --upgrade pip && .venv/bin/pip install -e '.[test]'; } \
+      > .venv/pip-install.txt 2>&1; then
+    tail -n 30 .venv/pip-install.txt >&2
+    echo "bootstrap: pip install failed; full log in .venv/pip-install.txt" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
 # Debian's Mininet (2.3.0) is the maintained one; PyPI's is a 2020 snapshot. Expose only that

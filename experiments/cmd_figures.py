@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -17,10 +16,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def figures_cmd(args: argparse.Namespace) -> int:
-    import pandas as pd
+    import importlib
+    import tomllib
 
-    from experiments import figures
     from experiments.results import is_complete
+    from experiments.runner import KINDS
 
     status = 0
     for run_dir in args.run_dirs:
@@ -29,9 +29,8 @@ def figures_cmd(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             status = 2
             continue
-        packets = pd.read_parquet(run_dir / "packets.parquet")
-        summary = json.loads((run_dir / "summary.json").read_text())
-        bounds = {name: s["latency_bound_ms"] for name, s in summary.items()}
-        paths = figures.save(figures.owd_cdf(packets, bounds), run_dir / "owd_cdf")
+        definition = tomllib.loads((run_dir / "experiment.toml").read_text())
+        kind = definition["experiment"].get("kind", "slices")
+        paths = importlib.import_module(KINDS[kind]).draw_figures(run_dir)
         print("\n".join(str(p) for p in paths))
     return status

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import importlib
 import time
+from pathlib import Path
+
+import pandas as pd
 
 from experiments import analysis, figures
 from experiments.experiment import Experiment
@@ -57,14 +60,27 @@ def run(experiment: Experiment, options: RunOptions) -> RunResult:
     packets = analysis.tidy_packets(sorted(session.raw_dir.glob("recv-*.bin")), flow_df)
     summary = analysis.slice_summary(packets, flow_df)
     analysis.write_tables(run_dir, packets, flow_df, summary)
-    bounds = {s.name: s.latency_bound_ms for s in session.scenario.slices}
-    paths = figures.save(figures.owd_cdf(packets, bounds), run_dir / "owd_cdf")
     if experiment.probes:
         rtt = analysis.tidy_probes(sorted(session.raw_dir.glob("probe-*.bin")), start_ns)
         rtt.to_parquet(run_dir / "rtt.parquet", index=False)
         summary["probes"] = analysis.probe_summary(rtt)
         analysis.write_summary(run_dir, summary)
-        schedule = session.leo.frames["leo"] if session.leo else None
-        paths += figures.save(figures.rtt_timeline(rtt, schedule), run_dir / "rtt_timeline")
+    paths = draw_figures(run_dir)
     session.complete()
     return RunResult(run_dir, summary, paths)
+
+
+def draw_figures(run_dir: Path) -> list[Path]:
+    """(Re)draw every figure of a ``slices`` run from its stored tables; return the paths."""
+    packets = pd.read_parquet(run_dir / "packets.parquet")
+    flows = pd.read_parquet(run_dir / "flows.parquet")
+    bounds = dict(zip(flows["slice"], flows["latency_bound_ms"], strict=True))
+    paths = figures.save(figures.owd_cdf(packets, bounds), run_dir / "owd_cdf")
+    if (run_dir / "rtt.parquet").exists():
+        rtt = pd.read_parquet(run_dir / "rtt.parquet")
+        schedule = None
+        if (run_dir / "leo_schedule.parquet").exists():
+            frame = pd.read_parquet(run_dir / "leo_schedule.parquet")
+            schedule = frame[frame["link"] == "leo"]
+        paths += figures.save(figures.rtt_timeline(rtt, schedule), run_dir / "rtt_timeline")
+    return paths

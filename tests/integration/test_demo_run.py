@@ -101,6 +101,12 @@ def test_demo_run_is_complete_and_leaves_nothing(tmp_path) -> None:
             == {"urllc": 46, "embb": 34, "mmtc": 10})
     leftovers = _ours(_snapshot(), meta["run_tag"])
     assert not any(leftovers.values()), f"leftovers: {leftovers}"
+    # Figures regenerate from the stored tables alone.
+    (run_dir / "owd_cdf.png").unlink()
+    redraw = _factorysat("figures", str(run_dir))
+    out, _ = redraw.communicate(timeout=120)
+    assert redraw.returncode == 0, out
+    assert (run_dir / "owd_cdf.png").stat().st_size > 1000
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
