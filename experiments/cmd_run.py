@@ -29,8 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import importlib
+
     from experiments.analysis import format_table
-    from experiments.runner import RunOptions, run_experiment
+    from experiments.runner import KINDS, RunOptions, run_experiment
 
     if os.geteuid() != 0:
         print("factorysat run: needs root (network namespaces, Open vSwitch); use sudo", file=sys.stderr)
@@ -50,8 +52,9 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("factorysat run: interrupted; everything the run created was removed", file=sys.stderr)
         return 130
+    formatter = getattr(importlib.import_module(KINDS[experiment.kind]), "print_summary", format_table)
     print()
-    print(format_table(result.summary))
+    print(formatter(result.summary))
     print()
     print(f"figure: {result.figure_paths[0]}")
     print("run folder:")

@@ -12,7 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from topologies.leo import compute_satellite_schedule, leo_schedule, schedule_records
+from topologies.leo import (
+    compute_satellite_schedule,
+    leo_schedule,
+    schedule_records,
+    serving_satellite_schedule,
+)
 from topologies.links import DirectionParams, LinkEngine, ScheduleRow
 from topologies.scenario import LinkPair, Scenario
 
@@ -55,7 +60,9 @@ def build_leo_schedules(scenario: Scenario, duration_s: float) -> LeoSchedules |
         return None
     frames = {"leo": leo_schedule(config, duration_s)}
     if scenario.leo.compute_host:
-        frames["orbit_compute"] = compute_satellite_schedule(config, duration_s)
+        schedule = (serving_satellite_schedule if scenario.leo.compute_attach == "serving_satellite"
+                    else compute_satellite_schedule)
+        frames["orbit_compute"] = schedule(config, duration_s)
     return LeoSchedules(frames)
 
 

@@ -25,6 +25,7 @@ from controllers.launcher import ControllerProcess
 from experiments.results import write_json
 from topologies.factory import FactoryTopo
 from topologies.links import LinkEngine, select_backend
+from topologies.links.ovs_calibrate import measure_switch_hop_ms
 from topologies.manifest import STATE_ROOT, Manifest
 from topologies.scenario import LinkPair, Scenario
 from topologies.switches import OvsNotRunning, ovs_running, select_datapath, switch_class
@@ -70,6 +71,7 @@ class EmulatedNetwork:
         self.controller: ControllerProcess | None = None
         self.net: Mininet | None = None
         self.topo: FactoryTopo | None = None
+        self.switch_hop: dict[str, Any] | None = None
 
     # --- bring-up ----------------------------------------------------------------------------
     def start(self, run_dir: Path) -> None:
@@ -87,6 +89,10 @@ class EmulatedNetwork:
         logs = self.run_dir / "logs"
         self.engine = LinkEngine(self.backend, self.tag, self.manifest, logs, seed=self.scenario.seed)
         self.engine.start()
+        # Per-switch latency of this machine's OVS datapath, charged to each link direction that
+        # enters a switch (topologies/links/ovs_calibrate.py), so path delays match the scenario.
+        self.switch_hop = measure_switch_hop_ms(self.datapath, self.tag, self.manifest, logs)
+        self.engine.switch_hop_ms = self.switch_hop["switch_hop_ms_p50"]
 
         self.topo = FactoryTopo(scenario=self.scenario, switch_prefix=self.prefix,
                                 initial=self.initial_links)
@@ -168,6 +174,7 @@ class EmulatedNetwork:
 
     def metadata(self) -> dict[str, Any]:
         return {"link_backend": self.backend, "ovs_datapath": self.datapath, "run_tag": self.prefix,
+                "ovs_switch_hop": self.switch_hop,
                 "link_engine": self.engine.metadata() if self.engine else None,
                 "controller_port": self.controller.port if self.controller else None}
 

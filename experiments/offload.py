@@ -14,12 +14,14 @@ model; it is stored beside the measurements in summary.json.
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -272,7 +274,7 @@ class OffloadRun:
             "--max-datagram-bytes", str(p.max_datagram_bytes),
             "--pacing-rate-mbps", repr(p.pacing_rate_mbps), "--interval-ms", repr(p.interval_ms),
             "--start-ns", str(start_ns), "--duration-s", repr(duration_s),
-            "--timeout-ms", repr(p.timeout_ms),
+            "--timeout-ms", repr(p.timeout_ms), "--seed", str(self.session.scenario.seed),
             "--out", str(self.session.raw_dir / f"client-{p.client}.jsonl")], f"client-{p.client}.txt")
 
     def wait_client(self, timeout_s: float) -> None:
@@ -327,9 +329,16 @@ def run(experiment: Experiment, options: RunOptions) -> RunResult:
     requests.to_parquet(run_dir / "requests.parquet", index=False)
     summary = figs.summarise(requests, params, roles, predicted)
     figs.write_summary(run_dir, summary)
-    paths = figs.save(figs.response_figure(requests, summary), run_dir / "offload_response")
+    paths = draw_figures(run_dir)
     session.complete()
     return RunResult(run_dir, summary, paths)
+
+
+def draw_figures(run_dir: Path) -> list[Path]:
+    """(Re)draw the offload figure from the run's stored tables."""
+    requests = pd.read_parquet(run_dir / "requests.parquet")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return figs.save(figs.response_figure(requests, summary), run_dir / "offload_response")
 
 
 def print_summary(summary: dict[str, Any]) -> str:

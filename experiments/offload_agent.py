@@ -10,8 +10,9 @@ accelerator per server: requests complete in FIFO order (compute starts at max(c
 Every host shares the machine's CLOCK_REALTIME, so client and server times are comparable.
 
 Client: ``python -m experiments.offload_agent client --target NAME=IP ... --port N
---request-bytes B --interval-ms I --start-ns T --duration-s D --timeout-ms W --out FILE``.
-Request k leaves at ``T + k * I`` towards target ``k mod len(targets)`` (targets in turn). A request
+--request-bytes B --interval-ms I --start-ns T --duration-s D --timeout-ms W --out FILE
+--seed S``. Request k leaves in slot ``[T + k * I, T + (k + 1/2) * I)`` (seeded phase) towards one
+target; every round of len(targets) slots visits each target once, in seeded random order. A request
 without a reply within W is a miss (status ``timeout``; a reply after W is recorded as ``late``).
 Server: ``... server --port N --compute-ms C --reply-bytes R --out FILE --ready FILE`` until SIGTERM.
 Both write one JSON object per request (JSON lines).
@@ -23,6 +24,7 @@ import argparse
 import heapq
 import json
 import math
+import random
 import signal
 import socket
 import struct
@@ -53,6 +55,27 @@ def fragment_sizes(request_bytes: int, max_datagram_bytes: int = MAX_DATAGRAM_BY
     if count > 0xFFFF:
         raise ValueError(f"{request_bytes} B needs {count} fragments; at most 65535")
     return [chunk] * (count - 1) + [request_bytes - chunk * (count - 1)]
+
+
+def request_schedule(n_targets: int, start_ns: int, end_ns: int, interval_ns: int, seed: int
+                     ) -> list[tuple[int, int]]:
+    """(send time ns, target index) of every request: one slot per ``interval``, targets in turn.
+
+    Each round of ``n_targets`` slots visits every target once in a seeded random order, and each
+    request leaves at a seeded random phase in the first half of its slot. A fixed order and phase
+    would alias with the LEO's 15 s reconfiguration grid (with 250 ms slots and 3 targets, every
+    boundary would hit the same target). Same seed -> same schedule.
+    """
+    rng = random.Random(seed)
+    out: list[tuple[int, int]] = []
+    order: list[int] = []
+    k = 0
+    while start_ns + k * interval_ns < end_ns:
+        if not order:
+            order = rng.sample(range(n_targets), n_targets)
+        out.append((start_ns + k * interval_ns + int(rng.random() * interval_ns / 2), order.pop(0)))
+        k += 1
+    return out
 
 
 def pack_fragment(request_id: int, index: int, count: int, send_ns: int, request_bytes: int,
@@ -224,18 +247,19 @@ def client(args: argparse.Namespace) -> int:
     targets = [t.split("=", 1) for t in args.target]
     sizes = fragment_sizes(args.request_bytes, args.max_datagram_bytes)
     pacing_ns = 8e3 / args.pacing_rate_mbps if args.pacing_rate_mbps > 0 else 0.0  # ns per byte
-    interval_ns = int(args.interval_ms * 1e6)
     timeout_ns = int(args.timeout_ms * 1e6)
     end_ns = args.start_ns + int(args.duration_s * 1e9)
+    plan = request_schedule(len(targets), args.start_ns, end_ns, int(args.interval_ms * 1e6),
+                            args.seed)
     sock = _socket()
     records: dict[int, dict] = {}
     open_ids: set[int] = set()
     rid = 0
     while True:
         now = time.time_ns()
-        next_ns = args.start_ns + rid * interval_ns
-        if next_ns < end_ns and now >= next_ns:
-            name, ip = targets[rid % len(targets)]
+        next_ns = plan[rid][0] if rid < len(plan) else end_ns
+        if rid < len(plan) and now >= next_ns:
+            name, ip = targets[plan[rid][1]]
             records[rid] = {"request_id": rid, "target": name, "scheduled_ns": next_ns,
                             "status": "pending",
                             **_send_request(sock, rid, (ip, args.port), sizes, args.request_bytes,
@@ -247,9 +271,9 @@ def client(args: argparse.Namespace) -> int:
             records[r]["status"] = "timeout"
             open_ids.discard(r)
         last_deadline = max((records[r]["send_start_ns"] + timeout_ns for r in open_ids), default=0)
-        if next_ns >= end_ns and now >= max(last_deadline, end_ns):
+        if rid >= len(plan) and now >= max(last_deadline, end_ns):
             break
-        wake = min(next_ns if next_ns < end_ns else end_ns + timeout_ns, now + 50_000_000)
+        wake = min(next_ns if rid < len(plan) else end_ns + timeout_ns, now + 50_000_000)
         sock.settimeout(max(0.0, (wake - now) / 1e9))
         try:
             data, ancdata, _flags, _addr = sock.recvmsg(2048, _ANCILLARY)
@@ -295,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--start-ns", type=int, required=True)
     c.add_argument("--duration-s", type=float, required=True)
     c.add_argument("--timeout-ms", type=float, required=True)
+    c.add_argument("--seed", type=int, default=1)
     c.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     return {"server": server, "client": client}[args.mode](args)

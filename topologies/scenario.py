@@ -22,6 +22,9 @@ UE_KINDS = {"agv": "agv", "camera": "cam", "sensor": "sensor"}  # kind -> node n
 TRAFFIC_PATTERNS = ("periodic", "constant_rate")
 LINK_BACKENDS = ("auto", "relay", "netem")
 OVS_DATAPATHS = ("auto", "kernel", "user")
+# Where the in-orbit compute host sits: on the designated computing satellite reached over ISLs
+# ([leo.orbit.compute] sat_index), or on whichever satellite serves the terminal.
+COMPUTE_ATTACH = ("computing_satellite", "serving_satellite")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 MAX_UES = 1000
 
@@ -102,6 +105,7 @@ class LeoUplink:
     link: LinkPair
     orbit: Any = None
     compute_host: str | None = None
+    compute_attach: str = "computing_satellite"  # or "serving_satellite"
 
 
 @dataclass(frozen=True)
@@ -285,7 +289,8 @@ def _leo(t: Table, base_dir: Path | None) -> LeoUplink:
         orbit = LeoOrbitConfig.from_table(ot, base_dir)
     compute_host = _node_name(t, "compute_host", "") if t.has("compute_host") else None
     t.get("compute_host", None)
-    return LeoUplink(terminal, ground_station, LinkPair(), orbit, compute_host)
+    attach = t.str("compute_attach", "computing_satellite", choices=COMPUTE_ATTACH)
+    return LeoUplink(terminal, ground_station, LinkPair(), orbit, compute_host, attach)
 
 
 def _name(t: Table, key: str) -> str:

@@ -57,6 +57,8 @@ def test_fixed_leo_link_values_per_direction(raw) -> None:
          "cloud.terrestrial", "orbit model"),
         (lambda r: r["leo"]["orbit"].__setitem__("step_s", 5.0), "leo.orbit.step_s", "<= 1"),
         (lambda r: r["leo"].__setitem__("compute_host", "Sat 1"), "leo.compute_host", "lowercase"),
+        (lambda r: r["leo"].__setitem__("compute_attach", "nearest"), "leo.compute_attach",
+         "'serving_satellite'"),
     ],
 )
 def test_orbit_mode_errors(raw, mutate, path, allowed) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -47,6 +48,7 @@ class _LinkState:
     params: dict[str, DirectionParams] = field(default_factory=dict)
     devs: dict[str, tuple[str, int | None]] = field(default_factory=dict)  # netem: dir -> (dev, pid)
     threads: dict[str, tuple[threading.Thread, threading.Event]] = field(default_factory=dict)
+    hop_ms: dict[str, float] = field(default_factory=dict)  # switch latency charged to a direction
 
 
 class LinkEngine:
@@ -71,6 +73,11 @@ class LinkEngine:
         if self.relay_impl not in ("c", "python"):
             raise ValueError(f"relay_impl: got {self.relay_impl!r}; allowed: 'c', 'python'")
         self._links: dict[str, _LinkState] = {}
+        # One-way latency of one switch on this machine (measured by the runner, see
+        # ovs_calibrate). A direction that enters a switch has it subtracted from its delay, so
+        # the end-to-end delay of a path matches the sum of the configured link delays.
+        self.switch_hop_ms = 0.0
+        self.shortfall_ms: dict[str, dict[str, float]] = {}  # link -> direction -> worst uncompensated
         self._next_id = 1
         self._lock = threading.Lock()
         self._started = False
@@ -126,10 +133,12 @@ class LinkEngine:
             raise TypeError("params must be a DirectionParams")
         self._cancel_thread(state, direction)
         self._warn_floor(link_name, direction, params.delay_ms)
+        self._note_compensation(state, direction, params.delay_ms)
         state.params[direction] = params
         if state.relayed:
             d = DIRECTIONS.index(direction)
-            self.relay.command(f"set {state.link_id} {d} {wire_params(params, self._offset())}")
+            self.relay.command(f"set {state.link_id} {d} "
+                               f"{wire_params(params, self._offset(state, direction))}")
         else:
             self._netem_apply(state, direction, params, "change")
 
@@ -144,9 +153,11 @@ class LinkEngine:
         full = [base.with_row(r) for r in rows]
         for p in full:
             self._warn_floor(link_name, direction, p.delay_ms)
+            self._note_compensation(state, direction, p.delay_ms)
         if state.relayed:
             d = DIRECTIONS.index(direction)
-            lines = [f"{round((t0_monotonic_s + r.t_s) * 1e9)} {wire_params(p, self._offset())}"
+            offset = self._offset(state, direction)
+            lines = [f"{round((t0_monotonic_s + r.t_s) * 1e9)} {wire_params(p, offset)}"
                      for r, p in zip(rows, full, strict=True)]
             self.relay.command(f"sched {state.link_id} {d} {len(lines)}", lines)
             state.params[direction] = full[-1]
@@ -173,6 +184,9 @@ class LinkEngine:
             "calibration": dict(self.calibration),
             "seed": self.seed,
             "links": len(self._links),
+            "switch_hop_ms_compensated": self.switch_hop_ms,
+            # link -> direction -> worst part of the charged switch latency a delay could not absorb
+            "switch_hop_shortfall_ms": {k: dict(v) for k, v in self.shortfall_ms.items() if any(v.values())},
             "versions": {"kernel": platform.release(), "compiler": compiler_version(),
                          "iproute2": ip_version, "python": sys.version.split()[0]},
         }
@@ -197,13 +211,16 @@ class LinkEngine:
         state.params = {"ab": ab, "ba": ba}
         for d, p in enumerate((ab, ba)):
             self._warn_floor(state.name, DIRECTIONS[d], p.delay_ms)
-            self.relay.command(f"set {state.link_id} {d} {wire_params(p, self._offset())}")
+            self._note_compensation(state, DIRECTIONS[d], p.delay_ms)
+            self.relay.command(f"set {state.link_id} {d} "
+                               f"{wire_params(p, self._offset(state, DIRECTIONS[d]))}")
 
     def _attach_netem(self, state: _LinkState, devs: dict[str, tuple[str, int | None]],
                       ab: DirectionParams, ba: DirectionParams) -> None:
         state.devs = devs
         state.params = {"ab": ab, "ba": ba}
         for direction, p in (("ab", ab), ("ba", ba)):
+            self._note_compensation(state, direction, p.delay_ms)
             self._netem_apply(state, direction, p, "replace")
 
     def _detach(self, name: str) -> None:
@@ -226,8 +243,19 @@ class LinkEngine:
                              "backend; build it with dynamic=True to change it at run time")
         return state
 
-    def _offset(self) -> float:
-        return float(self.calibration["offset_ms"])
+    def _offset(self, state: _LinkState | None = None, direction: str | None = None) -> float:
+        """Delay to subtract: the relay's own latency plus the switch hop charged to ``direction``."""
+        hop = state.hop_ms.get(direction, 0.0) if state is not None and direction else 0.0
+        return float(self.calibration["offset_ms"]) + hop
+
+    def _note_compensation(self, state: _LinkState, direction: str, delay_ms: float) -> None:
+        """Record how much of the charged switch latency a delay could not absorb."""
+        hop = state.hop_ms.get(direction, 0.0)
+        if hop <= 0 or delay_ms <= 0:
+            return
+        short = max(0.0, hop + float(self.calibration["offset_ms"]) - delay_ms)
+        worst = self.shortfall_ms.setdefault(state.name, {})
+        worst[direction] = round(max(worst.get(direction, 0.0), short), 4)
 
     def _warn_floor(self, name: str, direction: str, delay_ms: float) -> None:
         floor = float(self.calibration.get("floor_ms", 0.0))
@@ -245,6 +273,9 @@ class LinkEngine:
     # --- netem ---------------------------------------------------------------------------------
     def _netem_apply(self, state: _LinkState, direction: str, p: DirectionParams, verb: str) -> None:
         dev, pid = state.devs[direction]
+        hop = state.hop_ms.get(direction, 0.0)
+        if hop and p.delay_ms > 0:
+            p = dataclasses.replace(p, delay_ms=max(0.0, p.delay_ms - hop))
         _run(netem_argv(dev, p, verb, netns_pid=pid))
 
     def _netem_schedule(self, state: _LinkState, direction: str, rows: list[ScheduleRow],

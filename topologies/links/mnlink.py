@@ -41,6 +41,9 @@ def make_link_class(engine: LinkEngine) -> type:
             self._root_links: list[str] = []
             self._mode = "veth" if transparent else ("relay" if engine.backend == "relay" else "netem")
             self._state = engine._register(link_name, self, relayed=self._mode == "relay")
+            # A direction entering a switch carries that switch's latency (engine.switch_hop_ms).
+            self._state.hop_ms = {"ab": 0.0 if getattr(node2, "inNamespace", True) else engine.switch_hop_ms,
+                                  "ba": 0.0 if getattr(node1, "inNamespace", True) else engine.switch_hop_ms}
             try:
                 Link.__init__(self, node1, node2, port1=port1, port2=port2, intfName1=intfName1,
                               intfName2=intfName2, addr1=addr1, addr2=addr2, **params)

@@ -1,0 +1,111 @@
+"""OVS per-hop calibration on the real datapath: plausible numbers, nothing left behind.
+
+Needs root and the OVS daemons (started by /work/main/bootstrap.sh).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import topologies.links.ovs_calibrate as oc
+from topologies.manifest import Manifest, proc_start_time
+from topologies.switches import kernel_datapath_available
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Manifest]]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    if subprocess.run(["ovs-vsctl", "--timeout=5", "show"], capture_output=True).returncode != 0:
+        pytest.fail("OVS daemons are not running: run /work/main/bootstrap.sh")
+    monkeypatch.setattr("topologies.manifest.STATE_ROOT", tmp_path / "state")
+    tag = "t" + secrets.token_hex(2)
+    manifest = Manifest.create(f"fs{tag}")
+    yield tag, manifest
+    assert manifest.remove_all() == []   # safety net; the assertions below expect nothing to do
+
+
+def _bridges() -> set[str]:
+    out = subprocess.run(["ovs-vsctl", "--timeout=10", "list-br"], check=True, capture_output=True,
+                         text=True).stdout
+    return set(out.split())
+
+
+def _assert_nothing_left(tag: str, manifest: Manifest, log_dir: Path) -> None:
+    names = oc.object_names(tag)
+    assert not any(Path(f"/run/netns/{names[k]}").exists() for k in ("ns_a", "ns_b"))
+    assert names["bridge"] not in _bridges()
+    assert not [n for n in names.values() if Path(f"/sys/class/net/{n}").exists()]
+    assert manifest.entries == []
+    assert Manifest.load(manifest.path).entries == []          # the file agrees
+    assert not list(log_dir.glob("*.npy")) and not list(log_dir.glob("*.ready"))
+
+
+def test_userspace_hop_is_plausible_and_cleaned_up(run: tuple[str, Manifest], tmp_path: Path) -> None:
+    tag, manifest = run
+    seen_pids: list[tuple[int, int | None]] = []
+    original = manifest.add_process
+
+    def spy(name: str, pid: int) -> None:
+        original(name, pid)
+        seen_pids.append((pid, manifest.entries[-1]["start"]))
+
+    manifest.add_process = spy  # type: ignore[method-assign]
+    result = oc.measure_switch_hop_ms("user", tag, manifest, tmp_path / "logs", probes=300)
+
+    assert result["datapath"] == "user" and result["probes"] == 300
+    assert result["received"]["bridge"] >= 290 and result["received"]["direct"] >= 290
+    # DESIGN.md: userspace OVS adds ~0.25 ms RTT per switch, i.e. well under 2 ms one way
+    assert 0 < result["switch_hop_ms_p50"] < 2
+    assert 0 < result["switch_hop_ms_mean"] < 2
+    assert result["switch_hop_ms_p99"] >= result["switch_hop_ms_p50"]
+    assert result["bridge_ms_p50"] > result["direct_ms_p50"] >= 0
+    assert "bridge p99 - direct p50" in result["method"]
+    assert result["run_time_s"] < 2.0, "goal: < 2 s, it runs at the start of every emulation run"
+    assert len(seen_pids) == 4                                  # 2 receivers + 2 senders, recorded
+    assert all(proc_start_time(pid) != start for pid, start in seen_pids)   # all gone
+    _assert_nothing_left(tag, manifest, tmp_path / "logs")
+
+
+@pytest.mark.parametrize("error", [RuntimeError("probe failed"), KeyboardInterrupt()])
+def test_removes_everything_on_error(run: tuple[str, Manifest], tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
+    tag, manifest = run
+    built: list[bool] = []
+
+    def failing_probe(path: str, names: dict, *args: object) -> None:
+        # everything exists at this point: the failure must take it all down
+        assert Path(f"/run/netns/{names['ns_b']}").exists() and names["bridge"] in _bridges()
+        assert len(manifest.entries) == 9       # 2 netns + 6 links + 1 bridge
+        built.append(True)
+        raise error
+
+    monkeypatch.setattr(oc, "_probe_path", failing_probe)
+    with pytest.raises(type(error)):
+        oc.measure_switch_hop_ms("user", tag, manifest, tmp_path / "logs")
+    assert built
+    _assert_nothing_left(tag, manifest, tmp_path / "logs")
+
+
+def test_existing_objects_of_the_manifest_are_kept(run: tuple[str, Manifest], tmp_path: Path) -> None:
+    tag, manifest = run
+    manifest.add("netns", f"fs{tag}other")                      # something else the run owns
+    oc.measure_switch_hop_ms("user", tag, manifest, tmp_path / "logs", probes=50)
+    assert manifest.entries == [{"kind": "netns", "name": f"fs{tag}other"}]
+    manifest.discard("netns", f"fs{tag}other")
+
+
+@pytest.mark.skipif(kernel_datapath_available(), reason="the kernel datapath exists here")
+def test_kernel_datapath_refused_before_creating_anything(run: tuple[str, Manifest], tmp_path: Path) -> None:
+    tag, manifest = run
+    with pytest.raises(ValueError, match="kernel"):
+        oc.measure_switch_hop_ms("kernel", tag, manifest, tmp_path / "logs")
+    assert manifest.entries == []

@@ -1,0 +1,265 @@
+"""Calibration of the Open vSwitch datapath's own per-hop latency on this machine.
+
+The relay's own latency is folded into every relayed link by the link engine; what is left of the
+emulator's overhead is the switches: with the userspace datapath every packet crosses
+``ovs-vswitchd`` (DESIGN.md: ~0.25 ms RTT per switch). :func:`measure_switch_hop_ms` measures that
+one-way cost on a scratch bridge, and :func:`compensate` subtracts it from a configured delay, so
+the one-way delay measured end to end matches what the scenario says.
+
+Method: two scratch namespaces A and B are joined twice — through a scratch OVS bridge (one veth
+pair per namespace, fail-mode standalone, one NORMAL flow, no controller) and by one direct veth
+pair (the reference). The project's UDP probe (:mod:`topologies.links.udpprobe`, its C twin when a
+compiler exists) sends paced packets at ~1 kHz from A to B over each path in turn; the one-way delay
+is the sender's CLOCK_REALTIME to the receiver's kernel timestamp. The switch hop is the bridge
+path minus the direct path: p50 - p50, mean - mean, and (stated as such) p99 of the bridge path
+minus p50 of the direct path.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from topologies.links.udpprobe import REPO_ROOT, owd_ms, probe_argv
+from topologies.manifest import Manifest, remove_entry
+from topologies.switches import select_datapath
+
+PROBE_INTERVAL_S = 0.001      # ~1 kHz, the rate the relay calibration uses too
+WARMUP_PACKETS = 20           # first packets per path carry ARP-free but upcall/cache warm-up costs
+PROBE_SIZE_B = 100
+RECV_GRACE_S = 0.02           # after the last send: >> any one-way delay measured here (< 1 ms)
+MAX_IFNAME = 15               # IFNAMSIZ - 1
+_PORTS = {"bridge": 47201, "direct": 47202}
+# Addresses live only inside the two scratch namespaces (never routed anywhere else).
+_ADDR = {"bridge": ("10.255.0.1", "10.255.0.2"), "direct": ("10.255.1.1", "10.255.1.2")}
+
+
+def compensate(delay_ms: float, hops: int, hop_ms: float) -> tuple[float, float]:
+    """(delay to configure, shortfall_ms) for a path that crosses ``hops`` switches of ``hop_ms`` each.
+
+    The configured delay is ``delay_ms - hops * hop_ms`` but never below 0; the shortfall is the part
+    of the switches' own latency that could not be taken off (> 0: ``delay_ms`` is below what the
+    emulator can emulate on this machine; the path will measure about ``hops * hop_ms``).
+    Rounded to 1 ns so that floating-point residue never reads as a shortfall.
+    """
+    if delay_ms < 0 or hop_ms < 0:
+        raise ValueError(f"delay_ms and hop_ms must be >= 0; got delay_ms={delay_ms}, hop_ms={hop_ms}")
+    if isinstance(hops, bool) or not isinstance(hops, int) or hops < 0:
+        raise ValueError(f"hops must be an int >= 0; got {hops!r}")
+    overhead_ms = hops * hop_ms
+    configured = round(max(0.0, delay_ms - overhead_ms), 6)
+    shortfall = round(max(0.0, overhead_ms - delay_ms), 6)
+    return configured, shortfall
+
+
+def object_names(tag: str) -> dict[str, str]:
+    """Names of the scratch objects for run ``tag`` (all carry ``fs<tag>hop``)."""
+    base = f"fs{tag}hop"
+    names = {
+        "ns_a": f"{base}A", "ns_b": f"{base}B", "bridge": f"{base}br",
+        "br_a_root": f"{base}1r", "br_a_host": f"{base}1h",     # pair A <-> bridge
+        "br_b_root": f"{base}2r", "br_b_host": f"{base}2h",     # pair B <-> bridge
+        "direct_a": f"{base}da", "direct_b": f"{base}db",       # reference pair A <-> B
+    }
+    too_long = [n for k, n in names.items() if not k.startswith("ns_") and len(n) > MAX_IFNAME]
+    if too_long or not tag.isalnum():
+        raise ValueError(f"tag {tag!r} must be alphanumeric and short enough that interface names "
+                         f"stay <= {MAX_IFNAME} characters (at most {MAX_IFNAME - len('fshop1r')})")
+    return names
+
+
+def summarize(bridge_ms: np.ndarray, direct_ms: np.ndarray) -> dict[str, float]:
+    """Switch-hop statistics from one-way delays over the bridge path and over the direct path."""
+    b, d = np.asarray(bridge_ms, dtype=float), np.asarray(direct_ms, dtype=float)
+    if b.size == 0 or d.size == 0:
+        raise ValueError("summarize needs samples on both paths")
+    b50, d50 = float(np.percentile(b, 50)), float(np.percentile(d, 50))
+    return {
+        "switch_hop_ms_p50": round(b50 - d50, 4),
+        "switch_hop_ms_mean": round(float(b.mean() - d.mean()), 4),
+        "switch_hop_ms_p99": round(float(np.percentile(b, 99)) - d50, 4),  # bridge p99 - direct p50
+        "direct_ms_p50": round(d50, 4),
+        "direct_ms_p99": round(float(np.percentile(d, 99)), 4),
+        "bridge_ms_p50": round(b50, 4),
+        "bridge_ms_p99": round(float(np.percentile(b, 99)), 4),
+    }
+
+
+def measure_switch_hop_ms(datapath: str, tag: str, manifest: Manifest, log_dir: Path,
+                          probes: int = 300) -> dict[str, Any]:
+    """Measure the one-way latency one OVS bridge adds on this machine (see the module docstring).
+
+    ``datapath``: ``user`` (netdev), ``kernel`` (system) or ``auto``. Every namespace, bridge and
+    root-namespace link is recorded in ``manifest`` before it is created, and everything is removed
+    (and its entry dropped) before returning, also on error or Ctrl-C. Probe stderr goes to
+    ``log_dir/ovs_calibrate-<tag>.log`` (removed when empty). Returns the statistics of
+    :func:`summarize` plus ``datapath``, ``probes``, ``received`` (per path), ``probe_tool``
+    (``c`` or ``python``), ``run_time_s`` and ``method``.
+    """
+    t0 = time.monotonic()
+    datapath = select_datapath(datapath)
+    if probes < 10:
+        raise ValueError(f"probes must be >= 10; got {probes}")
+    names = object_names(tag)
+    log_dir = Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    created: list[tuple[str, str]] = []      # (kind, name) in creation order
+    try:
+        _build(datapath, names, manifest, created)
+        samples = {path: _probe_path(path, names, log_dir, tag, probes, manifest) for path in _PORTS}
+    finally:
+        problems = _teardown(manifest, created)
+    if problems:
+        raise RuntimeError("OVS calibration could not remove: " + "; ".join(problems))
+    for path, values in samples.items():
+        if values.size < probes // 2:
+            raise RuntimeError(f"OVS calibration: only {values.size} of {probes} probes arrived "
+                               f"over the {path} path")
+    result: dict[str, Any] = {"datapath": datapath, "probes": probes}
+    result.update(summarize(samples["bridge"], samples["direct"]))
+    result["received"] = {path: int(v.size) for path, v in samples.items()}
+    result["probe_tool"] = "python" if probe_argv(fast=True)[0] == sys.executable else "c"
+    result["method"] = (
+        f"{probes} UDP probes ({PROBE_SIZE_B} B, after {WARMUP_PACKETS} warm-up) at "
+        f"{1 / PROBE_INTERVAL_S:.0f} Hz between two scratch namespaces, through one "
+        f"{'netdev' if datapath == 'user' else 'system'} OVS bridge (NORMAL flow) and over a direct "
+        "veth pair, one path after the other; one-way delay = sender CLOCK_REALTIME to receiver "
+        "kernel timestamp; switch_hop = bridge minus direct (p50 - p50, mean - mean; "
+        "switch_hop_ms_p99 = bridge p99 - direct p50)")
+    result["run_time_s"] = round(time.monotonic() - t0, 3)
+    return result
+
+
+# --- set-up and tear-down ----------------------------------------------------------------------
+def _build(datapath: str, n: dict[str, str], manifest: Manifest, created: list[tuple[str, str]]) -> None:
+    for ns in (n["ns_a"], n["ns_b"]):
+        _record(manifest, created, "netns", ns)
+        _run(["ip", "netns", "add", ns])
+    pairs = [(n["br_a_root"], n["br_a_host"]), (n["br_b_root"], n["br_b_host"]),
+             (n["direct_a"], n["direct_b"])]
+    macs = {name: _mac(i) for i, name in enumerate(x for pair in pairs for x in pair)}
+    for pair in pairs:                       # created in the root namespace: recorded as links
+        for name in pair:
+            _record(manifest, created, "link", name)
+    _run(["ip", "-batch", "-"], stdin="".join(
+        f"link add {a} address {macs[a]} type veth peer name {b} address {macs[b]}\n" for a, b in pairs))
+    # TX checksum offload off on every end: required by the userspace datapath (DESIGN.md); the
+    # direct pair gets the same so both paths differ only by the bridge.
+    for name in macs:
+        _run(["ethtool", "-K", name, "tx", "off"])
+    _run(["ip", "-batch", "-"], stdin=(
+        f"link set {n['br_a_host']} netns {n['ns_a']}\nlink set {n['direct_a']} netns {n['ns_a']}\n"
+        f"link set {n['br_b_host']} netns {n['ns_b']}\nlink set {n['direct_b']} netns {n['ns_b']}\n"
+        f"link set {n['br_a_root']} up\nlink set {n['br_b_root']} up\n"))
+    for ns, side, peer in ((n["ns_a"], 0, 1), (n["ns_b"], 1, 0)):
+        lines = ["link set lo up"]
+        for path, (here, there) in (("bridge", (n["br_a_host"], n["br_b_host"])),
+                                    ("direct", (n["direct_a"], n["direct_b"]))):
+            dev, other = (here, there) if side == 0 else (there, here)
+            lines += [f"addr add {_ADDR[path][side]}/24 dev {dev}", f"link set {dev} up",
+                      f"neigh replace {_ADDR[path][peer]} lladdr {macs[other]} dev {dev} nud permanent"]
+        _run(["ip", "-n", ns, "-batch", "-"], stdin="\n".join(lines) + "\n")
+    _record(manifest, created, "ovs_bridge", n["bridge"])
+    _run(["ovs-vsctl", "--timeout=10", "add-br", n["bridge"],
+          "--", "set", "bridge", n["bridge"], f"datapath_type={'netdev' if datapath == 'user' else 'system'}",
+          "fail-mode=standalone",
+          "--", "add-port", n["bridge"], n["br_a_root"], "--", "add-port", n["bridge"], n["br_b_root"]])
+    _run(["ovs-ofctl", "del-flows", n["bridge"]])
+    _run(["ovs-ofctl", "add-flow", n["bridge"], "priority=0,actions=NORMAL"])
+
+
+def _teardown(manifest: Manifest, created: list[tuple[str, str]]) -> list[str]:
+    """Remove what ``created`` lists (bridge, then namespaces, then links); drop the entries."""
+    order = {"process": 0, "ovs_bridge": 1, "netns": 2, "link": 3}
+    problems = []
+    for kind, name in sorted(created, key=lambda c: order[c[0]]):
+        entry = next((e for e in manifest.entries if e["kind"] == kind and e["name"] == name),
+                     {"kind": kind, "name": name})
+        try:
+            remove_entry(entry)
+        except Exception as exc:  # keep removing the rest
+            problems.append(f"{kind} {name}: {exc}")
+            continue
+        manifest.discard(kind, name)
+    return problems
+
+
+def _record(manifest: Manifest, created: list[tuple[str, str]], kind: str, name: str) -> None:
+    if any(e["kind"] == kind and e["name"] == name for e in manifest.entries):
+        raise RuntimeError(f"{kind} {name} is already in the run manifest: calibration already running?")
+    manifest.add(kind, name)
+    created.append((kind, name))
+
+
+def _mac(index: int) -> str:
+    """A locally administered unicast MAC, random per run (scratch links only)."""
+    return "02:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(4)) + f":{index:02x}"
+
+
+# --- probing -----------------------------------------------------------------------------------
+def _probe_path(path: str, n: dict[str, str], log_dir: Path, tag: str, probes: int,
+                manifest: Manifest) -> np.ndarray:
+    """One-way delays (ms) of ``probes`` UDP probes A -> B over ``path`` (warm-up dropped)."""
+    tool = probe_argv(fast=True)
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    out = log_dir / f"ovscal-{tag}-{path}-{secrets.token_hex(3)}.npy"
+    ready = Path(str(out) + ".ready")
+    port, dst = _PORTS[path], _ADDR[path][1]
+    count = probes + WARMUP_PACKETS
+    errlog_path = log_dir / f"ovs_calibrate-{tag}.log"
+    errlog = errlog_path.open("ab")
+    procs: list[tuple[str, subprocess.Popen]] = []
+    try:
+        # Stopped by SIGTERM once the sender is done (or after 1 s of silence / 5 s before the first).
+        recv = _spawn(manifest, procs, f"ovscal-recv-{tag}-{path}",
+                      ["ip", "netns", "exec", n["ns_b"], *tool, "recv", str(port), "1", str(out), "5"],
+                      env, errlog)
+        deadline = time.monotonic() + 5
+        while not ready.exists():
+            if time.monotonic() > deadline or recv.poll() is not None:
+                raise RuntimeError(f"OVS calibration: probe receiver did not start (see {errlog.name})")
+            time.sleep(0.002)
+        send = _spawn(manifest, procs, f"ovscal-send-{tag}-{path}",
+                      ["ip", "netns", "exec", n["ns_a"], *tool, "send", dst, str(port),
+                       str(1 / PROBE_INTERVAL_S), str(count), str(PROBE_SIZE_B)], env, errlog)
+        send.wait(timeout=count * PROBE_INTERVAL_S + 10)
+        time.sleep(RECV_GRACE_S)
+        recv.terminate()                     # the receiver saves what it got on SIGTERM
+        recv.wait(timeout=10)
+        rows = np.load(out)
+    finally:
+        for name, proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            manifest.discard("process", name)
+        errlog.close()
+        if errlog_path.stat().st_size == 0:
+            errlog_path.unlink()
+        out.unlink(missing_ok=True)
+        ready.unlink(missing_ok=True)
+    rows = rows[rows[:, 0] >= WARMUP_PACKETS] if rows.size else rows.reshape(0, 3)
+    return owd_ms(rows)
+
+
+def _spawn(manifest: Manifest, procs: list, name: str, argv: list[str], env: dict, errlog: Any
+           ) -> subprocess.Popen:
+    proc = subprocess.Popen(argv, cwd=str(REPO_ROOT), env=env, stdout=subprocess.DEVNULL, stderr=errlog)
+    procs.append((name, proc))
+    manifest.add_process(name, proc.pid)     # `ip netns exec` execs the probe: same pid
+    return proc
+
+
+def _run(argv: list[str], stdin: str | None = None) -> str:
+    result = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed: {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout
+
