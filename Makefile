@@ -21,6 +21,7 @@ unit: setup
 
 bench: setup
 	$(SUDO) $(PY) -m experiments bench links
+	$(PY) -m experiments bench leo
 
 clean:
 	$(SUDO) $(PY) -m experiments clean

@@ -13,7 +13,8 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("bench", help="benchmarks (links: link engine fidelity)",
                               description="Measure the emulator against its goals.")
-    p.add_argument("what", choices=("links",), help="what to benchmark")
+    p.add_argument("what", choices=("links", "leo"),
+                   help="links: link-engine fidelity (root); leo: orbit schedule generation speed")
     p.add_argument("--backend", choices=("all", "relay", "netem"), default="all",
                    help="link backend(s) to measure (default: every backend available here)")
     p.add_argument("--quick", action="store_true", help="shorter runs (10 updates instead of 60)")
@@ -25,6 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.what == "leo":
+        from experiments import bench_leo
+
+        return bench_leo.main([])
     if os.geteuid() != 0:
         print("factorysat bench: needs root (network namespaces); use sudo", file=sys.stderr)
         return 2

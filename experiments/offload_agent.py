@@ -25,11 +25,12 @@ import heapq
 import json
 import math
 import random
-import signal
 import socket
 import struct
 import time
 from dataclasses import dataclass, field
+
+from experiments.agent_common import TIMESTAMP_ANCILLARY, StopFlag, rx_time_ns, timestamping_udp_socket
 
 REQ = struct.Struct("!4sIHHQI")  # magic, request_id, index, count, send_ns, request_bytes
 REPLY = struct.Struct("!4sIQQQQ")  # magic, request_id, first_recv_ns, complete_ns, compute_start_ns,
@@ -37,9 +38,7 @@ REPLY = struct.Struct("!4sIQQQQ")  # magic, request_id, first_recv_ns, complete_
 REQ_MAGIC = b"FSOQ"
 REPLY_MAGIC = b"FSOA"
 MAX_DATAGRAM_BYTES = 1400  # UDP payload per datagram: below a 1500 B MTU with IP/UDP headers
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-_TIMESPEC = struct.Struct("@qq")
-_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
+_ANCILLARY = TIMESTAMP_ANCILLARY
 SLEEP_BELOW_NS = 2_000_000  # replies due sooner than this are timed with nanosleep, not poll()
 
 
@@ -138,33 +137,10 @@ class Reassembler:
         return sorted(self.pending.values(), key=lambda p: p.request_id)
 
 
-def _rx_time(ancdata: list) -> int:
-    for level, ctype, cdata in ancdata:
-        if level == socket.SOL_SOCKET and ctype == SO_TIMESTAMPNS:
-            sec, nsec = _TIMESPEC.unpack_from(cdata)
-            return sec * 1_000_000_000 + nsec
-    return time.time_ns()
-
-
-def _socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-    return sock
-
-
 def server(args: argparse.Namespace) -> int:
     """Reassemble requests, sleep the modelled compute time, reply; log each request (SIGTERM ends)."""
-    stop = False
-
-    def _stop(_signum: int, _frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    sock = _socket()
+    flag = StopFlag()
+    sock = timestamping_udp_socket()
     sock.bind(("0.0.0.0", args.port))
     compute_ns = int(args.compute_ms * 1e6)
     parts = Reassembler()
@@ -173,7 +149,7 @@ def server(args: argparse.Namespace) -> int:
     records = []
     with open(args.ready, "w"):
         pass
-    while not stop:
+    while not flag.stop:
         now = time.time_ns()
         while due and due[0][0] <= now:
             _, _, req, addr, start_ns = heapq.heappop(due)
@@ -198,7 +174,7 @@ def server(args: argparse.Namespace) -> int:
             data, ancdata, _flags, addr = sock.recvmsg(2048, _ANCILLARY)
         except (TimeoutError, InterruptedError):
             continue
-        done = parts.add(data, _rx_time(ancdata))
+        done = parts.add(data, rx_time_ns(ancdata))
         if done is not None:
             start_ns = max(done.last_ns, busy_until)
             busy_until = start_ns + compute_ns
@@ -251,7 +227,7 @@ def client(args: argparse.Namespace) -> int:
     end_ns = args.start_ns + int(args.duration_s * 1e9)
     plan = request_schedule(len(targets), args.start_ns, end_ns, int(args.interval_ms * 1e6),
                             args.seed)
-    sock = _socket()
+    sock = timestamping_udp_socket()
     records: dict[int, dict] = {}
     open_ids: set[int] = set()
     rid = 0
@@ -279,7 +255,7 @@ def client(args: argparse.Namespace) -> int:
             data, ancdata, _flags, _addr = sock.recvmsg(2048, _ANCILLARY)
         except (TimeoutError, InterruptedError):
             continue
-        recv_ns = _rx_time(ancdata)
+        recv_ns = rx_time_ns(ancdata)
         if len(data) < REPLY.size:
             continue
         magic, r, first_ns, complete_ns, compute_start_ns, send_ns = REPLY.unpack_from(data)

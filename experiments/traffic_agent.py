@@ -19,15 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import socket
 import struct
 import time
 
+from experiments.agent_common import TIMESTAMP_ANCILLARY, StopFlag, rx_time_ns, timestamping_udp_socket
+
 HEADER = struct.Struct("!IIQ")  # flow_id, seq, send_ns (network order, in the payload)
 RECORD = struct.Struct("<IIQQIB3x")  # flow_id, seq, send_ns, recv_ns, bytes, tos (raw file)
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-_TIMESPEC = struct.Struct("@qq")
 
 
 def send(args: argparse.Namespace) -> int:
@@ -59,43 +58,25 @@ def send(args: argparse.Namespace) -> int:
 
 
 def recv(args: argparse.Namespace) -> int:
-    stop = False
-
-    def _stop(_signum: int, _frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    flag = StopFlag()
+    sock = timestamping_udp_socket()
     sock.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
     sock.bind(("0.0.0.0", args.port))
     sock.settimeout(0.1)
-    ancillary_size = socket.CMSG_SPACE(_TIMESPEC.size) + socket.CMSG_SPACE(4)
+    ancillary_size = TIMESTAMP_ANCILLARY + socket.CMSG_SPACE(4)
     buffer = bytearray()
     received = 0
     with open(args.out, "wb") as out:
         with open(args.out + ".ready", "w"):
             pass  # tells the runner the socket is bound
-        while not stop:
+        while not flag.stop:
             try:
                 data, ancdata, _flags, _addr = sock.recvmsg(2048, ancillary_size)
-            except TimeoutError:
+            except (TimeoutError, InterruptedError):
                 continue
-            except InterruptedError:
-                continue
-            recv_ns = 0
-            tos = 0
-            for level, ctype, cdata in ancdata:
-                if level == socket.SOL_SOCKET and ctype == SO_TIMESTAMPNS:
-                    sec, nsec = _TIMESPEC.unpack_from(cdata)
-                    recv_ns = sec * 1_000_000_000 + nsec
-                elif level == socket.IPPROTO_IP and ctype == socket.IP_TOS:
-                    tos = cdata[0]
-            if recv_ns == 0:
-                recv_ns = time.time_ns()
+            recv_ns = rx_time_ns(ancdata)
+            tos = next((c[0] for lvl, typ, c in ancdata
+                        if lvl == socket.IPPROTO_IP and typ == socket.IP_TOS), 0)
             if len(data) < HEADER.size:
                 continue
             flow_id, seq, send_ns = HEADER.unpack_from(data)
@@ -116,55 +97,34 @@ PROBE = struct.Struct("!IQQ")  # seq, client send_ns, echo server receive ns (in
 PROBE_RECORD = struct.Struct("<I4xQQQ")  # seq, send_ns, echo_ns, recv_ns (raw file)
 
 
-def _rx_time(ancdata: list) -> int:
-    for level, ctype, cdata in ancdata:
-        if level == socket.SOL_SOCKET and ctype == SO_TIMESTAMPNS:
-            sec, nsec = _TIMESPEC.unpack_from(cdata)
-            return sec * 1_000_000_000 + nsec
-    return time.time_ns()
-
-
-def _timestamping_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-    return sock
-
-
 def echo(args: argparse.Namespace) -> int:
     """Reflect probes, writing this host's receive time into them (until SIGTERM)."""
-    stop = False
-
-    def _stop(_signum: int, _frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    sock = _timestamping_socket()
+    flag = StopFlag()
+    sock = timestamping_udp_socket()
     sock.bind(("0.0.0.0", args.port))
     sock.settimeout(0.1)
     with open(args.ready, "w"):
         pass
-    ancillary_size = socket.CMSG_SPACE(_TIMESPEC.size)
-    while not stop:
+    ancillary_size = TIMESTAMP_ANCILLARY
+    while not flag.stop:
         try:
             data, ancdata, _flags, addr = sock.recvmsg(2048, ancillary_size)
         except (TimeoutError, InterruptedError):
             continue
         if len(data) >= PROBE.size:
             seq, send_ns, _ = PROBE.unpack_from(data)
-            sock.sendto(PROBE.pack(seq, send_ns, _rx_time(ancdata)) + data[PROBE.size:], addr)
+            sock.sendto(PROBE.pack(seq, send_ns, rx_time_ns(ancdata)) + data[PROBE.size:], addr)
     return 0
 
 
 def probe(args: argparse.Namespace) -> int:
     """Send probes on an absolute schedule and log each echo: RTT and both one-way delays."""
-    sock = _timestamping_socket()
+    sock = timestamping_udp_socket()
     padding = bytes(max(0, args.payload_bytes - PROBE.size))
     interval_ns = int(args.interval_ms * 1e6)
     end_ns = args.start_ns + int(args.duration_s * 1e9)
     stop_ns = end_ns + int(args.drain_s * 1e9)
-    ancillary_size = socket.CMSG_SPACE(_TIMESPEC.size)
+    ancillary_size = TIMESTAMP_ANCILLARY
     records = bytearray()
     seq = sent = 0
     next_ns = args.start_ns
@@ -189,7 +149,7 @@ def probe(args: argparse.Namespace) -> int:
             continue
         if len(data) >= PROBE.size:
             rseq, send_ns, echo_ns = PROBE.unpack_from(data)
-            records += PROBE_RECORD.pack(rseq, send_ns, echo_ns, _rx_time(ancdata))
+            records += PROBE_RECORD.pack(rseq, send_ns, echo_ns, rx_time_ns(ancdata))
     with open(args.out, "wb") as out:
         out.write(records)
     with open(args.summary, "w") as summary:

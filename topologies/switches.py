@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from mininet.node import OVSSwitch
 
@@ -45,7 +46,38 @@ def select_datapath(requested: str) -> str:
     return requested
 
 
+def keeps_own_qdisc(intf: Any) -> bool:
+    """True for an interface whose root qdisc belongs to the link engine (netem links).
+
+    Open vSwitch manages the qdisc of every port it owns: a port with no QoS row gets its root
+    qdisc deleted when it is added (ovs-vswitchd netdev_linux_set_qos(): a qdisc of a kind OVS did
+    not install is replaced by the default), which silently removes netem from switch ports.
+    QoS type ``linux-noop`` tells OVS to leave the port's qdisc alone (ovs-vswitchd.conf.db(5)).
+    """
+    return bool(getattr(getattr(intf, "link", None), "owns_qdisc", False))
+
+
+def _noop_qos(intf: Any) -> str:
+    """ovs-vsctl words giving ``intf``'s Port a linux-noop QoS row (garbage-collected with the port)."""
+    ref = "fsnoop_" + "".join(c if c.isalnum() else "_" for c in str(intf))
+    return f" -- set Port {intf} qos=@{ref} -- --id=@{ref} create QoS type=linux-noop"
+
+
+class FactoryOVSSwitch(OVSSwitch):
+    """OVSSwitch that leaves the qdisc of link-engine (netem) ports to the link engine."""
+
+    def intfOpts(self, intf: Any) -> str:  # noqa: N802 (Mininet's name)
+        opts = super().intfOpts(intf)
+        return opts + _noop_qos(intf) if keeps_own_qdisc(intf) else opts
+
+    def attach(self, intf: Any) -> None:
+        """Add a data port at run time (one ovs-vsctl transaction, noop QoS included)."""
+        self.vsctl("add-port", self, intf, *(_noop_qos(intf).split() if keeps_own_qdisc(intf) else ()))
+        self.cmd("ip", "link", "set", intf, "up")
+        self.TCReapply(intf)
+
+
 def switch_class(datapath: str) -> functools.partial:
     """An OVSSwitch constructor for OpenFlow 1.3, secure fail mode, on ``datapath``."""
-    return functools.partial(OVSSwitch, datapath=datapath, protocols="OpenFlow13",
+    return functools.partial(FactoryOVSSwitch, datapath=datapath, protocols="OpenFlow13",
                              failMode="secure")

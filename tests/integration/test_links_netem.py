@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import secrets
+import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from topologies.links import DirectionParams, LinkEngine, netem_available
+from topologies.links import DirectionParams, LinkEngine, ScheduleRow, netem_available
 from topologies.links.udpprobe import owd_ms, run_probe
 from topologies.manifest import Manifest
+from topologies.switches import kernel_datapath_available, select_datapath, switch_class
 
 pytestmark = pytest.mark.root
 SCRATCH = Path(os.environ.get("FACTORYSAT_TEST_SCRATCH", "/work/scratch/links/test"))
@@ -58,3 +62,96 @@ def test_netem_delay_and_hitless_change() -> None:
         net.stop()
         engine.stop()
         assert not manifest.remove_all()
+
+
+def _netem_delay_us(dev: str) -> int | None:
+    """The delay (µs) of the netem root qdisc on root-namespace ``dev``; None when it has none."""
+    out = subprocess.run(["tc", "-j", "qdisc", "show", "dev", dev], capture_output=True, text=True)
+    q = next((q for q in json.loads(out.stdout or "[]") if q.get("kind") == "netem"), None)
+    return None if q is None else round(q["options"]["delay"]["delay"] * 1e6)
+
+
+def test_netem_on_ovs_switch_port_survives_switch_start_and_schedules() -> None:
+    """netem on a switch port (root namespace) must survive OVS adding the port (OVS resets the
+    qdisc of ports without a QoS row), take effect through the switch, and follow a schedule."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces, OVS)")
+    if not netem_available():
+        pytest.skip("this kernel has no sch_netem: the netem backend cannot run here")
+    from mininet.net import Mininet
+
+    datapath = select_datapath("auto")
+    assert datapath == ("kernel" if kernel_datapath_available() else "user")
+    tag = "t" + secrets.token_hex(3)
+    sw, port1 = f"s{tag}", f"s{tag}-eth1"
+    manifest = Manifest.create(tag)
+    engine = LinkEngine("netem", tag, manifest, SCRATCH / tag)
+    net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False)
+    try:
+        engine.start()
+        manifest.add("ovs_bridge", sw)
+        manifest.add("link", port1)
+        manifest.add("link", f"s{tag}-eth2")
+        s1 = net.addSwitch(sw, cls=switch_class(datapath), failMode="standalone",
+                           dpid=secrets.token_hex(8))
+        h1 = net.addHost("h1", ip="10.0.0.1/24")
+        h2 = net.addHost("h2", ip="10.0.0.2/24")
+        txo = datapath != "user"
+        net.addLink(h1, s1, cls=engine.link_class, link_name="l1", ab=DirectionParams(delay_ms=10),
+                    ba=DirectionParams(delay_ms=30), txo=txo)
+        net.addLink(h2, s1, cls=engine.link_class, link_name="l2", txo=txo)  # plain veth
+        net.build()
+        net.start()
+        net.staticArp()
+        assert _netem_delay_us(port1) == 30_000  # still there after OVS took the port
+        d = owd_ms(probe(h1, h2, 500, 500))
+        assert len(d) == 500 and abs(np.median(d) - 10) < 1.5, np.median(d)
+        back = owd_ms(probe(h2, h1, 500, 500, port=5002))  # leaves s1 through port1's netem
+        assert len(back) == 500 and abs(np.median(back) - 30) < 1.5, np.median(back)
+        engine.set_schedule("l1", "ba", [ScheduleRow(0.3, 5, 0, 0, None, True),
+                                         ScheduleRow(0.6, 20, 0, 0, None, True)], time.monotonic())
+        deadline = time.monotonic() + 10
+        while _netem_delay_us(port1) != 20_000 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _netem_delay_us(port1) == 20_000
+        assert engine.stats("l1")["ba"]["tx"] >= 500
+    finally:
+        net.stop()
+        engine.stop()
+        assert not manifest.remove_all()
+    assert subprocess.run(["ovs-vsctl", "br-exists", sw]).returncode == 2
+
+
+def test_netem_loss_within_binomial_bounds() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces)")
+    if not netem_available():
+        pytest.skip("this kernel has no sch_netem: the netem backend cannot run here")
+    from mininet.net import Mininet
+
+    tag = "t" + secrets.token_hex(3)
+    manifest = Manifest.create(tag)
+    engine = LinkEngine("netem", tag, manifest, SCRATCH / tag)
+    net = Mininet(topo=None, build=False, controller=None)
+    n, loss_pct = 4000, 10.0
+    try:
+        engine.start()
+        h1 = net.addHost("h1", ip="10.0.0.1/24")
+        h2 = net.addHost("h2", ip="10.0.0.2/24")
+        net.addLink(h1, h2, cls=engine.link_class, link_name="l1",
+                    ab=DirectionParams(delay_ms=1, loss_pct=loss_pct), txo=False)
+        net.build()
+        net.staticArp()
+        got = len(probe(h1, h2, 1000, n))
+        engine.set_params("l1", "ab", DirectionParams(delay_ms=1, up=False))
+        down = len(probe(h1, h2, 1000, 200, port=5002))
+        engine.set_params("l1", "ab", DirectionParams(delay_ms=1))
+        up_again = len(probe(h1, h2, 1000, 200, port=5003))
+    finally:
+        net.stop()
+        engine.stop()
+        assert not manifest.remove_all()
+    p = loss_pct / 100
+    half = 2.5758 * math.sqrt(n * p * (1 - p))  # two-sided 99 % normal approximation
+    assert abs((n - got) - n * p) <= half, (n - got, n * p, half)
+    assert down == 0 and up_again == 200

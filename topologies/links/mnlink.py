@@ -40,6 +40,8 @@ def make_link_class(engine: LinkEngine) -> type:
             self._engine = engine
             self._root_links: list[str] = []
             self._mode = "veth" if transparent else ("relay" if engine.backend == "relay" else "netem")
+            # netem lives in the ports' root qdiscs: switches must not touch them (switches.py)
+            self.owns_qdisc = self._mode == "netem"
             self._state = engine._register(link_name, self, relayed=self._mode == "relay")
             # A direction entering a switch carries that switch's latency (engine.switch_hop_ms).
             self._state.hop_ms = {"ab": 0.0 if getattr(node2, "inNamespace", True) else engine.switch_hop_ms,
