@@ -211,6 +211,7 @@ def parse_scenario(raw: dict, source: str = "<dict>", base_dir: Path | None = No
         raise ConfigError("ue_groups", total, f"at most {MAX_UES} UEs in all")
     scenario = Scenario(name, seed, link_backend, ovs_datapath, slices, cells, groups, core, leo,
                         cloud, source, raw)
+    _check_interface_names(scenario)
     names = ([c.name for c in cells] + [u.name for u in scenario.ues]
              + [core.upf, core.edge, leo.terminal, leo.ground_station, cloud.name]
              + ([leo.compute_host] if leo.compute_host else []))
@@ -305,6 +306,29 @@ def _node_name(t: Table, key: str, default: str) -> str:
     if not _NAME_RE.match(value):
         raise ConfigError(t.key(key), value, "1-10 lowercase letters/digits starting with a letter")
     return value
+
+
+# Switch ports live in the root namespace as "<run prefix><switch>-eth<port>"; Linux allows 15
+# characters. The run prefix is "fs" + a 2-character tag (experiments/network.py).
+IFNAME_MAX = 15
+RUN_PREFIX_LEN = 4
+
+
+def _check_interface_names(scenario: Scenario) -> None:
+    ues_per_cell = {c.name: 0 for c in scenario.cells}
+    for group in scenario.ue_groups:
+        ues_per_cell[group.cell] += group.count
+    switches = [(f"cells[{i}].name", c.name, ues_per_cell[c.name] + 1)
+                for i, c in enumerate(scenario.cells)]
+    switches += [("core.upf", scenario.core.upf, len(scenario.cells) + 2),
+                 ("leo.terminal", scenario.leo.terminal, 3),
+                 ("leo.ground_station", scenario.leo.ground_station, 2)]
+    for path, name, ports in switches:
+        longest = RUN_PREFIX_LEN + len(name) + len("-eth") + len(str(ports))
+        if longest > IFNAME_MAX:
+            allowed = IFNAME_MAX - RUN_PREFIX_LEN - len("-eth") - len(str(ports))
+            raise ConfigError(path, name, f"at most {allowed} characters for a switch with {ports} "
+                                          f"ports (its interface names must fit Linux's {IFNAME_MAX})")
 
 
 def _check_unique(path: str, names: list[str]) -> None:

@@ -127,3 +127,19 @@ def test_periodic_and_rate_keys_are_exclusive(raw) -> None:
     with pytest.raises(ConfigError) as info:
         parse_scenario(bad)
     assert info.value.path == "ue_groups[0].traffic.rate_mbps"
+
+
+def test_switch_names_must_leave_room_for_interface_names(raw) -> None:
+    bad = copy.deepcopy(raw)
+    bad["cells"][0]["name"] = "assembly01"  # 10 characters, valid as a name
+    for group in bad["ue_groups"]:
+        if group["cell"] == "gnb1":
+            group["cell"] = "assembly01"
+    with pytest.raises(ConfigError) as info:
+        parse_scenario(bad)
+    assert info.value.path == "cells[0].name" and "at most 6 characters" in info.value.allowed
+    bad["cells"][0]["name"] = "assy1"
+    for group in bad["ue_groups"]:
+        if group["cell"] == "assembly01":
+            group["cell"] = "assy1"
+    assert parse_scenario(bad).cells[0].name == "assy1"
