@@ -27,10 +27,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # --- Python venv ------------------------------------------------------------------------------
-py=/usr/bin/python3.11
-[ -x "$py" ] || py=$(command -v python3.11)
+# The system CPython (Debian 12: 3.11), so that Debian's Mininet package matches it.
+py=""
+for candidate in /usr/bin/python3.11 /usr/bin/python3 "$(command -v python3 || true)"; do
+  if [ -x "$candidate" ] && "$candidate" -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then
+    py=$candidate; break
+  fi
+done
+[ -n "$py" ] || { echo "bootstrap: needs Python >= 3.11 (Debian 12 has it as python3)" >&2; exit 1; }
 stamp=.venv/.factorysat-installed
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; assert sys.version_info[:2]==(3,11)' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then
   say "creating .venv with $py"
   rm -rf .venv
   "$py" -m venv .venv
@@ -49,7 +55,9 @@ fi
 # package to the venv through a .pth pointing at a folder holding one symlink.
 site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 mkdir -p .venv/debian-mininet
-ln -sfn /usr/lib/python3/dist-packages/mininet .venv/debian-mininet/mininet
+mininet_pkg=/usr/lib/python3/dist-packages/mininet
+[ -d "$mininet_pkg" ] || { echo "bootstrap: Debian's mininet package is not at $mininet_pkg" >&2; exit 1; }
+ln -sfn "$mininet_pkg" .venv/debian-mininet/mininet
 echo "$PWD/.venv/debian-mininet" > "$site/debian-mininet.pth"
 .venv/bin/python -c 'import mininet.net' || { echo "bootstrap: mininet does not import in .venv" >&2; exit 1; }
 

@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     from experiments import bench_links as bl
     from experiments import bench_links_report as rep
+    from experiments.results import mark_complete
     from topologies.links import netem_available, select_backend
 
     try:
@@ -78,6 +79,20 @@ def run(args: argparse.Namespace) -> int:
     rep.write(out, rep.metadata(args, results, started), "metadata.json")
     figs = rep.figure(results, out)
     rep.write(out, summary, "summary.json")
+    scratch = out / "scratch"  # probe files, removed as they are read
+    if scratch.is_dir() and not any(scratch.iterdir()):
+        scratch.rmdir()
+    mark_complete(out)
     print(f"\nfigure: {figs[0]}")
     print(out)
     return 0
+
+
+def draw_figures(run_dir: Path) -> list[Path]:
+    """Redraw a ``bench links`` run's figure from its summary.json (for ``factorysat figures``)."""
+    import json
+
+    from experiments import bench_links_report as rep
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return rep.figure(summary["details"], run_dir)

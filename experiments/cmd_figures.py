@@ -29,8 +29,11 @@ def figures_cmd(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             status = 2
             continue
-        definition = tomllib.loads((run_dir / "experiment.toml").read_text())
-        kind = definition["experiment"].get("kind", "slices")
-        paths = importlib.import_module(KINDS[kind]).draw_figures(run_dir)
+        if (run_dir / "experiment.toml").is_file():
+            definition = tomllib.loads((run_dir / "experiment.toml").read_text())
+            module = KINDS[definition["experiment"].get("kind", "slices")]
+        else:  # a benchmark run folder (results/bench_links/<run_id>)
+            module = "experiments.cmd_bench"
+        paths = importlib.import_module(module).draw_figures(run_dir)
         print("\n".join(str(p) for p in paths))
     return status

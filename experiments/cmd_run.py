@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
 
     from experiments.analysis import format_table
     from experiments.runner import KINDS, RunOptions, run_experiment
+    from experiments.session import Terminated
+    from topologies.switches import OvsNotRunning
 
     if os.geteuid() != 0:
         print("factorysat run: needs root (network namespaces, Open vSwitch); use sudo", file=sys.stderr)
@@ -49,9 +51,15 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"factorysat run: invalid configuration: {exc}", file=sys.stderr)
         return 2
+    except OvsNotRunning as exc:
+        print(f"factorysat run: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("factorysat run: interrupted; everything the run created was removed", file=sys.stderr)
         return 130
+    except Terminated:
+        print("factorysat run: terminated; everything the run created was removed", file=sys.stderr)
+        return 143
     formatter = getattr(importlib.import_module(KINDS[experiment.kind]), "print_summary", format_table)
     print()
     print(formatter(result.summary))

@@ -29,7 +29,8 @@ def leo_schedule_figure(df: pd.DataFrame, out_png: Path) -> list[Path]:
     ax_sr.set_ylabel("slant range (km)")
     ax_sat.step(t, np.where(up, rtt["serving_sat"], np.nan), where="post", color="tab:purple", lw=1)
     ax_sat.set_ylabel("serving satellite")
-    ax_rtt.plot(t, rtt["rtt_ms"], color="tab:red", lw=0.8, label="modelled RTT (up + down one-way)")
+    ax_rtt.step(t, rtt["rtt_ms"], where="post", color="tab:red", lw=0.8,
+                label="modelled RTT (up + down one-way)")
     ax_rtt.scatter(boundary_t, rtt.loc[rtt["in_boundary"], "rtt_ms"], s=8, color="black",
                    zorder=3, label="reconfiguration boundary window")
     ax_rtt.set_ylabel("RTT (ms)")

@@ -29,18 +29,30 @@ from topologies.links.ovs_calibrate import measure_switch_hop_ms
 from topologies.manifest import STATE_ROOT, Manifest
 from topologies.scenario import LinkPair, Scenario
 from topologies.switches import OvsNotRunning, ovs_running, select_datapath, switch_class
+from topologies.validate import ConfigError
 
 log = logging.getLogger(__name__)
 _TAG_CHARS = string.ascii_lowercase + string.digits
 
 
-def new_tag() -> str:
-    """A 2-character run tag not used by a live or leftover run on this machine."""
+def claim_tag() -> tuple[str, Manifest]:
+    """A 2-character run tag no live or leftover run uses, claimed by creating its manifest."""
     for _ in range(200):
         tag = "".join(secrets.choice(_TAG_CHARS) for _ in range(2))
-        if not (STATE_ROOT / f"fs{tag}.json").exists():
-            return tag
+        try:
+            return tag, Manifest.create(f"fs{tag}")
+        except FileExistsError:
+            continue
     raise RuntimeError(f"no free run tag: too many manifests in {STATE_ROOT}; run `factorysat clean`")
+
+
+def _resolve(select: Any, override: str | None, flag: str, configured: str, key: str) -> str:
+    """Apply ``select`` to the CLI override or the scenario value; errors name which one."""
+    value, path = (override, flag) if override else (configured, key)
+    try:
+        return select(value)
+    except ValueError as exc:
+        raise ConfigError(path, value, str(exc)) from None
 
 
 def free_loopback_port() -> int:
@@ -59,13 +71,15 @@ class EmulatedNetwork:
         self.initial_links = initial_links
         self.run_dir = Path()
         # Resolve choices first: a bad choice fails before anything is created.
-        self.backend = select_backend(link_backend or scenario.link_backend)
-        self.datapath = select_datapath(ovs_datapath or scenario.ovs_datapath)
+        self.backend = _resolve(select_backend, link_backend, "--link-backend",
+                                scenario.link_backend, "site.link_backend")
+        self.datapath = _resolve(select_datapath, ovs_datapath, "--ovs-datapath",
+                                 scenario.ovs_datapath, "site.ovs_datapath")
         if not ovs_running():
             raise OvsNotRunning("the Open vSwitch daemons do not answer (ovs-vsctl show failed); "
                                 "run ./bootstrap.sh, which starts them")
-        self.tag = new_tag()
-        self.prefix = f"fs{self.tag}"
+        self.tag = ""
+        self.prefix = ""
         self.manifest: Manifest | None = None
         self.engine: LinkEngine | None = None
         self.controller: ControllerProcess | None = None
@@ -85,7 +99,8 @@ class EmulatedNetwork:
 
     def _start(self) -> None:
         setLogLevel("warning")
-        self.manifest = Manifest.create(self.prefix)
+        self.tag, self.manifest = claim_tag()
+        self.prefix = f"fs{self.tag}"
         logs = self.run_dir / "logs"
         self.engine = LinkEngine(self.backend, self.tag, self.manifest, logs, seed=self.scenario.seed)
         self.engine.start()
@@ -110,8 +125,9 @@ class EmulatedNetwork:
                            link=link, build=False, autoSetMacs=False,
                            waitConnected=False)
         self.net.build()
-        for host in self.net.hosts:
-            self.manifest.add_process(f"host:{host.name}", host.pid)
+        # Mininet starts one shell per node during build(); their pids exist only from then on.
+        for node in (*self.net.hosts, *self.net.switches):
+            self.manifest.add_process(f"shell:{node.name}", node.pid)
         self.net.staticArp()
 
         policy_path = self.run_dir / "controller_policy.json"
@@ -120,8 +136,9 @@ class EmulatedNetwork:
         self.controller.start(policy_path, self.run_dir / "controller_status.json",
                               logs / "controller.log", port=port)
         self.manifest.add_process("controller", self.controller.pid)
-        remote = self.net.addController(RemoteController("c0", ip="127.0.0.1", port=port))
-        self.manifest.add_process("host:c0", remote.pid)  # Mininet keeps a shell per controller
+        remote = self.net.addController(RemoteController(f"{self.prefix}-c0", ip="127.0.0.1",
+                                                                  port=port))
+        self.manifest.add_process("shell:controller", remote.pid)  # Mininet keeps a shell per node
         self.net.start()
         self.controller.wait_ready([int(s.dpid, 16) for s in self.net.switches], timeout_s=30)
 

@@ -51,12 +51,12 @@ class RunResult:
     figure_paths: list[Path]
 
 
-class _Terminated(Exception):
+class Terminated(Exception):
     """SIGTERM received: unwind like Ctrl-C so that teardown runs."""
 
 
 def _on_sigterm(_signum: int, _frame: Any) -> None:
-    raise _Terminated("terminated by SIGTERM")
+    raise Terminated("terminated by SIGTERM")
 
 
 class RunSession:

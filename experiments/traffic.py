@@ -66,9 +66,11 @@ class TrafficRun:
         self.log_dir = log_dir
         self.receivers: dict[str, subprocess.Popen] = {}
         self.senders: dict[str, subprocess.Popen] = {}
+        self.logs: dict[str, Path] = {}  # sender/receiver name -> its log file
 
     def _popen(self, host_name: str, args: list[str], log_name: str) -> subprocess.Popen:
         host = self.network.host(host_name)
+        self.logs[log_name.removesuffix(".txt")] = self.log_dir / log_name
         with open(self.log_dir / log_name, "w") as log_file:
             proc = host.popen([sys.executable, "-m", "experiments.traffic_agent", *args],
                               stdout=log_file, stderr=subprocess.STDOUT)
@@ -124,8 +126,8 @@ class TrafficRun:
             except subprocess.TimeoutExpired:
                 raise TimeoutError(f"sender on {ue} still running {timeout_s} s after start") from None
             if code != 0:
-                raise RuntimeError(f"sender on {ue} exited with {code}; "
-                                   f"see {self.log_dir / f'send-{ue}.txt'}")
+                log = self.logs.get(ue if ue.startswith("probe-") else f"send-{ue}")
+                raise RuntimeError(f"sender {ue} exited with {code}; see {log}")
 
     def stop_receivers(self, timeout_s: float = 10.0) -> None:
         for dest, proc in self.receivers.items():

@@ -122,22 +122,18 @@ def tclink_params(params: DirectionParams) -> dict:
 
 
 def orbit_start_links(scenario: Scenario) -> dict[str, LinkPair]:
-    """Values of the orbit-driven LEO link at schedule time 0 (for static use, e.g. ``mn``)."""
-    if scenario.leo.orbit is None:
-        return {}
-    from topologies.leo import leo_schedule, schedule_records
+    """Values of the orbit-driven links at schedule time 0 (for static use, e.g. ``mn``)."""
+    from topologies.leo_links import scenario_link_schedules, start_links
 
-    frame = leo_schedule(scenario.leo.orbit, 1.0)
-    up, down = (schedule_records(frame, d)[0] for d in ("uplink", "downlink"))
-    return {"leo": LinkPair(*(DirectionParams(delay_ms=r["delay_ms"], jitter_ms=r["jitter_ms"],
-                                              loss_pct=r["loss_pct"], rate_mbps=r["rate_mbps"])
-                              for r in (up, down)))}
+    return start_links(scenario_link_schedules(scenario, 1.0))
 
 
 def _mn_factory_topo(scenario_path: str | None = None) -> FactoryTopo:
     """Entry point for ``mn --custom topologies/factory.py --topo factory[,FILE]``.
 
-    ``mn`` cannot replay schedules: an orbit-driven LEO link is fixed at its values at t = 0.
+    ``mn`` cannot replay schedules: orbit-driven links are fixed at their values at t = 0, and
+    Mininet's TCLink takes only delay, jitter, loss and rate (no loss bursts, queue limits or
+    jitter distribution; with jitter and no rate, netem may reorder).
     """
     scenario = load_scenario(scenario_path)
     return FactoryTopo(scenario=scenario, link_params="tclink", initial=orbit_start_links(scenario))

@@ -47,8 +47,11 @@ class Manifest:
     @classmethod
     def create(cls, tag: str) -> Manifest:
         manifest = cls(tag)
-        if manifest.path.exists():
-            raise FileExistsError(f"{manifest.path} exists: run tag {tag!r} is in use")
+        STATE_ROOT.mkdir(parents=True, exist_ok=True)
+        try:  # exclusive create: two runs can never own the same tag
+            os.close(os.open(manifest.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            raise FileExistsError(f"{manifest.path} exists: run tag {tag!r} is in use") from None
         manifest._save()
         return manifest
 

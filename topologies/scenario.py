@@ -202,6 +202,9 @@ def parse_scenario(raw: dict, source: str = "<dict>", base_dir: Path | None = No
         groups = tuple(_ue_group(t, slices, cells, servers) for t in groups_tables)
     _check_unique(root.key("slices"), [s.name for s in slices])
     _check_unique(root.key("cells"), [c.name for c in cells])
+    for i, sl in enumerate(slices):  # the controller tells slices apart by DSCP
+        if any(other.dscp == sl.dscp for other in slices[:i]):
+            raise ConfigError(f"slices[{i}].dscp", sl.dscp, "a DSCP value no other slice uses")
     if not slices:
         raise ConfigError("slices", [], "at least one [[slices]] table")
     if not cells:

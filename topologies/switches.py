@@ -57,10 +57,28 @@ def keeps_own_qdisc(intf: Any) -> bool:
     return bool(getattr(getattr(intf, "link", None), "owns_qdisc", False))
 
 
+QOS_OWNER_KEY = "factorysat_bridge"  # external_ids key naming the bridge a noop QoS row was made for
+
+
 def _noop_qos(intf: Any) -> str:
-    """ovs-vsctl words giving ``intf``'s Port a linux-noop QoS row (garbage-collected with the port)."""
+    """ovs-vsctl words giving ``intf``'s Port a linux-noop QoS row, tagged with its bridge's name.
+
+    QoS is a root table in OVSDB: its rows outlive the port and must be destroyed (destroy_noop_qos).
+    """
     ref = "fsnoop_" + "".join(c if c.isalnum() else "_" for c in str(intf))
-    return f" -- set Port {intf} qos=@{ref} -- --id=@{ref} create QoS type=linux-noop"
+    return (f" -- set Port {intf} qos=@{ref} -- --id=@{ref} create QoS type=linux-noop"
+            f" external_ids:{QOS_OWNER_KEY}={intf.node}")
+
+
+def destroy_noop_qos(bridge: str) -> None:
+    """Destroy the noop QoS rows made for ``bridge``'s ports (after the bridge is deleted)."""
+    out = subprocess.run(["ovs-vsctl", "--bare", "--columns=_uuid", "find", "QoS",
+                          f"external_ids:{QOS_OWNER_KEY}={bridge}"], capture_output=True, text=True)
+    argv = ["ovs-vsctl"]
+    for uuid in out.stdout.split():
+        argv += ["--", "--if-exists", "destroy", "QoS", uuid]
+    if len(argv) > 1:
+        subprocess.run(argv, capture_output=True)
 
 
 class FactoryOVSSwitch(OVSSwitch):
@@ -75,6 +93,17 @@ class FactoryOVSSwitch(OVSSwitch):
         self.vsctl("add-port", self, intf, *(_noop_qos(intf).split() if keeps_own_qdisc(intf) else ()))
         self.cmd("ip", "link", "set", intf, "up")
         self.TCReapply(intf)
+
+    def stop(self, deleteIntfs: bool = True) -> None:  # noqa: N803 (Mininet's name)
+        super().stop(deleteIntfs)
+        destroy_noop_qos(self.name)
+
+    @classmethod
+    def batchShutdown(cls, switches: Any, run: Any = None) -> Any:  # noqa: N802 (Mininet's name)
+        done = super().batchShutdown(switches) if run is None else super().batchShutdown(switches, run)
+        for switch in switches:
+            destroy_noop_qos(switch.name)
+        return done
 
 
 def switch_class(datapath: str) -> functools.partial:

@@ -53,7 +53,7 @@ def _check_environment() -> None:
     except ImportError:
         pytest.fail("mininet is not importable in this venv (run make test / bootstrap.sh)")
     if subprocess.run(["ovs-vsctl", "--timeout=5", "show"], capture_output=True).returncode != 0:
-        pytest.fail("OVS daemons are not running: run /work/main/bootstrap.sh")
+        pytest.fail("OVS daemons are not running: run ./bootstrap.sh")
 
 
 def _bridges() -> set[str]:

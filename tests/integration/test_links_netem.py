@@ -7,6 +7,7 @@ import math
 import os
 import secrets
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,10 +17,15 @@ import pytest
 from topologies.links import DirectionParams, LinkEngine, ScheduleRow, netem_available
 from topologies.links.udpprobe import owd_ms, run_probe
 from topologies.manifest import Manifest
-from topologies.switches import kernel_datapath_available, select_datapath, switch_class
+from topologies.switches import (
+    QOS_OWNER_KEY,
+    kernel_datapath_available,
+    select_datapath,
+    switch_class,
+)
 
 pytestmark = pytest.mark.root
-SCRATCH = Path(os.environ.get("FACTORYSAT_TEST_SCRATCH", "/work/scratch/links/test"))
+SCRATCH = Path(os.environ.get("FACTORYSAT_TEST_SCRATCH") or tempfile.mkdtemp(prefix="factorysat-links-"))
 
 
 def probe(src, dst, pps: float, count: int, port: int = 5001, during=None) -> np.ndarray:
@@ -120,6 +126,9 @@ def test_netem_on_ovs_switch_port_survives_switch_start_and_schedules() -> None:
         engine.stop()
         assert not manifest.remove_all()
     assert subprocess.run(["ovs-vsctl", "br-exists", sw]).returncode == 2
+    qos = subprocess.run(["ovs-vsctl", "--bare", "--columns=_uuid", "find", "QoS",
+                          f"external_ids:{QOS_OWNER_KEY}={sw}"], capture_output=True, text=True)
+    assert qos.returncode == 0 and not qos.stdout.split()  # the noop QoS rows went with the switch
 
 
 def test_netem_loss_within_binomial_bounds() -> None:

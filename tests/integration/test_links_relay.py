@@ -8,6 +8,7 @@ import math
 import os
 import secrets
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from topologies.links.udpprobe import run_probe as _run_probe
 from topologies.manifest import Manifest, proc_start_time
 
 pytestmark = pytest.mark.root
-SCRATCH = Path(os.environ.get("FACTORYSAT_TEST_SCRATCH", "/work/scratch/links/test"))
+SCRATCH = Path(os.environ.get("FACTORYSAT_TEST_SCRATCH") or tempfile.mkdtemp(prefix="factorysat-links-"))
 Z99 = 2.5758  # two-sided 99 % normal quantile
 
 

@@ -1,6 +1,6 @@
 """OVS per-hop calibration on the real datapath: plausible numbers, nothing left behind.
 
-Needs root and the OVS daemons (started by /work/main/bootstrap.sh).
+Needs root and the OVS daemons (started by ./bootstrap.sh).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, 
     if os.geteuid() != 0:
         pytest.skip("needs root")
     if subprocess.run(["ovs-vsctl", "--timeout=5", "show"], capture_output=True).returncode != 0:
-        pytest.fail("OVS daemons are not running: run /work/main/bootstrap.sh")
+        pytest.fail("OVS daemons are not running: run ./bootstrap.sh")
     monkeypatch.setattr("topologies.manifest.STATE_ROOT", tmp_path / "state")
     tag = "t" + secrets.token_hex(2)
     manifest = Manifest.create(f"fs{tag}")

@@ -88,6 +88,7 @@ def test_file_round_trip(tmp_path, raw) -> None:
     ("mutate", "path", "allowed"),
     [
         (lambda r: r["slices"][0].__setitem__("dscp", 64), "slices[0].dscp", "<= 63"),
+        (lambda r: r["slices"][2].__setitem__("dscp", 46), "slices[2].dscp", "no other slice"),
         (lambda r: r["slices"][1].__setitem__("latency_bound_ms", 0), "slices[1].latency_bound_ms", "> 0"),
         (lambda r: r["ue_groups"][0].__setitem__("slice", "gold"), "ue_groups[0].slice", "'urllc'"),
         (lambda r: r["ue_groups"][0].__setitem__("cell", "gnb9"), "ue_groups[0].cell", "'gnb1'"),

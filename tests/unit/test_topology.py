@@ -76,3 +76,5 @@ def test_mn_custom_entry_point_declares_tclink_params() -> None:
     assert leo["params1"]["delay"] == f"{start.uplink.delay_ms}ms"
     assert leo["params1"]["bw"] == start.uplink.rate_mbps and leo["params1"]["txo"] is False
     assert leo["params2"]["bw"] == start.downlink.rate_mbps
+    compute = params[frozenset(("fsut1", "sat1"))]
+    assert compute["params1"]["delay"].endswith("ms") and compute["params2"]["bw"] > 0
