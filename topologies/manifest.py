@@ -119,6 +119,9 @@ def remove_entry(entry: dict[str, Any]) -> None:
     elif kind == "ovs_bridge":
         subprocess.run(["ovs-vsctl", "--timeout=10", "--if-exists", "del-br", name],
                        check=True, capture_output=True)
+        from topologies.switches import destroy_noop_qos  # QoS rows outlive their ports
+
+        destroy_noop_qos(name)
     elif kind == "netns":
         if Path(f"/run/netns/{name}").exists():
             subprocess.run(["ip", "netns", "delete", name], check=True, capture_output=True)
