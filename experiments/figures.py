@@ -59,15 +59,15 @@ def save(fig: plt.Figure, path_stem: Path) -> list[Path]:
 
 def rtt_timeline(rtt: pd.DataFrame, schedule: pd.DataFrame | None) -> plt.Figure:
     """Measured probe RTT over time, the modelled RTT of the LEO schedule, and handover instants."""
-    fig, ax = plt.subplots(figsize=(8.0, 3.6), layout="constrained")
+    fig, ax = plt.subplots(figsize=(8.0, 4.0), layout="constrained")
     for (source, target), group in rtt.groupby(["source", "target"], sort=True):
         got = group.dropna(subset=["rtt_ms"])
         ax.plot(got["t_s"], got["rtt_ms"], ".", markersize=2, color="#0072B2",
                 label=f"measured RTT {source} -> {target}")
         lost = group[group["rtt_ms"].isna()]
-        if len(lost):
-            ax.plot(lost["t_s"], np.full(len(lost), 0.0), "|", color="#D55E00", markersize=8,
-                    label=f"lost probes ({len(lost)})")
+        if len(lost):  # drawn as ticks just above the time axis
+            ax.plot(lost["t_s"], np.full(len(lost), 2.0), "|", color="#D55E00", markersize=10,
+                    markeredgewidth=1.5, label=f"lost probes ({len(lost)})")
     if schedule is not None and len(schedule):
         up = schedule[schedule["direction"] == "uplink"].set_index("t_s")["delay_ms"]
         down = schedule[schedule["direction"] == "downlink"].set_index("t_s")["delay_ms"]
@@ -84,5 +84,5 @@ def rtt_timeline(rtt: pd.DataFrame, schedule: pd.DataFrame | None) -> plt.Figure
     ax.set_ylabel("RTT (ms)")
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, fontsize=8, frameon=False)
     return fig
