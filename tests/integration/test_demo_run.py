@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,8 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from topologies.manifest import STATE_ROOT
+from netstate import snapshot
 
 pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
@@ -22,26 +20,15 @@ REPO = Path(__file__).resolve().parents[2]
 SWITCHES = ("gnb1", "gnb2", "upf1", "ut1", "gs1")
 
 
-def _ours(snapshot: dict[str, set[str]], run_tag: str) -> dict[str, set[str]]:
+def _ours(state: dict[str, set[str]], run_tag: str) -> dict[str, set[str]]:
     """The objects of one run (tag ``fsXX``) in a snapshot; other work may share the machine."""
     def mine(name: str) -> bool:
         rest = name.removeprefix(run_tag)
         return name.startswith(run_tag) and (rest == "rly" or rest.split("-")[0] in SWITCHES)
 
-    ours = {kind: {n for n in names if mine(n)} for kind, names in snapshot.items()}
-    ours["manifests"] = {n for n in snapshot["manifests"] if n == f"{run_tag}.json"}
+    ours = {kind: {n for n in names if mine(n)} for kind, names in state.items()}
+    ours["manifests"] = {n for n in state["manifests"] if n == f"{run_tag}.json"}
     return ours
-
-
-def _snapshot() -> dict[str, set[str]]:
-    """Kernel objects and OVS bridges visible in the root namespace."""
-    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    bridges = subprocess.run(["ovs-vsctl", "--timeout=10", "list-br"], capture_output=True,
-                             text=True).stdout
-    return {"netns": {line.split()[0] for line in netns.splitlines() if line.strip()},
-            "links": set(os.listdir("/sys/class/net")),
-            "bridges": set(bridges.split()),
-            "manifests": {p.name for p in STATE_ROOT.glob("*.json")} if STATE_ROOT.exists() else set()}
 
 
 def _factorysat(*args: str, **kwargs) -> subprocess.Popen:
@@ -99,7 +86,7 @@ def test_demo_run_is_complete_and_leaves_nothing(tmp_path) -> None:
     packets = pd.read_parquet(run_dir / "packets.parquet")
     assert (packets.groupby("slice")["dscp"].first().to_dict()
             == {"urllc": 46, "embb": 34, "mmtc": 10})
-    leftovers = _ours(_snapshot(), meta["run_tag"])
+    leftovers = _ours(snapshot(), meta["run_tag"])
     assert not any(leftovers.values()), f"leftovers: {leftovers}"
     # Figures regenerate from the stored tables alone.
     (run_dir / "owd_cdf.png").unlink()
@@ -121,7 +108,7 @@ def test_interrupted_run_leaves_nothing_after_clean(tmp_path, sig) -> None:
     assert children, "the run should have started host and traffic processes"
     run_dir = next(tmp_path.glob("demo/*"))
     run_tag = json.loads((run_dir / "metadata.json").read_text())["run_tag"]
-    assert any(_ours(_snapshot(), run_tag).values())  # the check below can see this run's objects
+    assert any(_ours(snapshot(), run_tag).values())  # the check below can see this run's objects
     proc.send_signal(sig)
     proc.communicate(timeout=60)
     if sig == signal.SIGKILL:
@@ -129,7 +116,7 @@ def test_interrupted_run_leaves_nothing_after_clean(tmp_path, sig) -> None:
         out, _ = clean.communicate(timeout=60)
         assert clean.returncode == 0, out
     time.sleep(0.5)
-    leftovers = _ours(_snapshot(), run_tag)
+    leftovers = _ours(snapshot(), run_tag)
     assert not any(leftovers.values()), f"leftovers after {sig!r}: {leftovers}"
     alive = {pid for pid in children if _running(pid)}
     assert not alive, f"processes still running after {sig!r}: {alive}"

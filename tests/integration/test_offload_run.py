@@ -5,33 +5,22 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from netstate import snapshot
 
 from experiments.experiment import load_experiment
 from experiments.offload import parse_params, predict_response_ms
-from topologies.manifest import STATE_ROOT
 from topologies.scenario import load_scenario
 
 pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
 DURATION_S = 8
 ORDER_MARGIN_MS = 5.0  # predicted medians closer than this are not ordered by the test
-
-
-def _snapshot() -> dict[str, set[str]]:
-    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    bridges = subprocess.run(["ovs-vsctl", "--timeout=10", "list-br"], capture_output=True,
-                             text=True).stdout
-    return {"netns": {line.split()[0] for line in netns.splitlines() if line.strip()},
-            "links": set(os.listdir("/sys/class/net")),
-            "bridges": set(bridges.split()),
-            "manifests": {p.name for p in STATE_ROOT.glob("*.json")} if STATE_ROOT.exists() else set()}
 
 
 def _processes_mentioning(text: str) -> list[int]:
@@ -46,7 +35,7 @@ def _processes_mentioning(text: str) -> list[int]:
 
 
 def test_offload_run_complete_ordered_and_clean(tmp_path: Path) -> None:
-    before = _snapshot()
+    before = snapshot()
     proc = subprocess.run([sys.executable, "-m", "experiments", "run", "offload", "--duration-s",
                            str(DURATION_S), "--results", str(tmp_path), "--quiet"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -92,7 +81,7 @@ def test_offload_run_complete_ordered_and_clean(tmp_path: Path) -> None:
 
     meta = json.loads((run_dir / "metadata.json").read_text())
     tag = meta["run_tag"]
-    after = _snapshot()
+    after = snapshot()
     for kind in ("netns", "links", "bridges"):
         assert not {n for n in after[kind] - before[kind] if n.startswith(tag)}, kind
         assert not {n for n in after[kind] if n.startswith(tag)}, kind
