@@ -67,26 +67,30 @@ echo "$PWD/.venv/debian-mininet" > "$site/debian-mininet.pth"
 # state of ours, and are left running like the service would be.
 rundir=/var/run/openvswitch
 alive() { [ -f "$rundir/$1.pid" ] && kill -0 "$(cat "$rundir/$1.pid")" 2>/dev/null; }
+start_by_hand() {
+  mkdir -p "$rundir" /etc/openvswitch /var/log/openvswitch
+  db=/etc/openvswitch/conf.db
+  [ -f "$db" ] || ovsdb-tool create "$db" /usr/share/openvswitch/vswitch.ovsschema
+  if ! alive ovsdb-server; then
+    say "starting ovsdb-server"
+    ovsdb-server "$db" --remote=punix:$rundir/db.sock \
+      --remote=db:Open_vSwitch,Open_vSwitch,manager_options \
+      --pidfile=$rundir/ovsdb-server.pid --detach --log-file=/var/log/openvswitch/ovsdb-server.log
+    ovs-vsctl --no-wait init
+  fi
+  if ! alive ovs-vswitchd; then
+    say "starting ovs-vswitchd"
+    ovs-vswitchd unix:$rundir/db.sock --pidfile=$rundir/ovs-vswitchd.pid --detach \
+      --log-file=/var/log/openvswitch/ovs-vswitchd.log
+  fi
+}
 if ! alive ovsdb-server || ! alive ovs-vswitchd; then
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
     say "starting openvswitch-switch service"
-    systemctl start openvswitch-switch
+    # The service may refuse to start without the kernel module (containers): then by hand.
+    systemctl start openvswitch-switch || start_by_hand
   else
-    mkdir -p "$rundir" /etc/openvswitch /var/log/openvswitch
-    db=/etc/openvswitch/conf.db
-    [ -f "$db" ] || ovsdb-tool create "$db" /usr/share/openvswitch/vswitch.ovsschema
-    if ! alive ovsdb-server; then
-      say "starting ovsdb-server"
-      ovsdb-server "$db" --remote=punix:$rundir/db.sock \
-        --remote=db:Open_vSwitch,Open_vSwitch,manager_options \
-        --pidfile=$rundir/ovsdb-server.pid --detach --log-file=/var/log/openvswitch/ovsdb-server.log
-      ovs-vsctl --no-wait init
-    fi
-    if ! alive ovs-vswitchd; then
-      say "starting ovs-vswitchd"
-      ovs-vswitchd unix:$rundir/db.sock --pidfile=$rundir/ovs-vswitchd.pid --detach \
-        --log-file=/var/log/openvswitch/ovs-vswitchd.log
-    fi
+    start_by_hand
   fi
 fi
 ovs-vsctl --timeout=10 show >/dev/null
