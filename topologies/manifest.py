@@ -25,12 +25,26 @@ _ORDER = {kind: i for i, kind in enumerate(KINDS)}
 
 
 def proc_start_time(pid: int) -> int | None:
-    """Kernel start time of ``pid`` (clock ticks since boot), used to detect pid reuse."""
+    """Kernel start time of a running ``pid`` (clock ticks since boot), to detect pid reuse.
+
+    None if there is no such process or it has exited (a zombie waiting to be reaped).
+    """
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    if fields[0] == "Z":
+        _reap(pid)
+        return None
+    return int(fields[19])
+
+
+def _reap(pid: int) -> None:
+    """Collect ``pid``'s exit status if it is our child (no-op otherwise)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
 
 
 @dataclass
