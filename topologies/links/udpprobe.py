@@ -120,16 +120,23 @@ def run_probe(src: Any, dst: Any, pps: float, count: int, scratch: Path, size: i
             raise RuntimeError(f"probe receiver did not start: {recv.communicate()[1]!r}")
         time.sleep(0.01)
     extra = [str(duration_s)] if duration_s is not None and fast else []
-    send = src.popen([*tool, "send", dst.IP(), str(port), str(pps), str(count), str(size), *extra],
-                     cwd=str(REPO_ROOT), env=env)
-    if during is not None:
-        during()
-    out_text, _ = send.communicate(timeout=expected_s + 30)
-    if info is not None and out_text:
-        words = out_text.decode().split()
-        if len(words) >= 6 and words[0] == "sent":
-            info.update(sent=int(words[1]), elapsed_s=float(words[3]), errors=int(words[5]))
-    recv.wait(timeout=30)
+    send = None
+    try:
+        send = src.popen([*tool, "send", dst.IP(), str(port), str(pps), str(count), str(size), *extra],
+                         cwd=str(REPO_ROOT), env=env)
+        if during is not None:
+            during()
+        out_text, _ = send.communicate(timeout=expected_s + 30)
+        if info is not None and out_text:
+            words = out_text.decode().split()
+            if len(words) >= 6 and words[0] == "sent":
+                info.update(sent=int(words[1]), elapsed_s=float(words[3]), errors=int(words[5]))
+        recv.wait(timeout=30)
+    finally:  # never leave a probe process behind, whatever failed
+        for proc in (send, recv):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
     rows = np.load(out)
     out.unlink()
     ready.unlink()
