@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
-import socket
 import string
 from collections import deque
 from pathlib import Path
@@ -53,12 +52,6 @@ def _resolve(select: Any, override: str | None, flag: str, configured: str, key:
         return select(value)
     except ValueError as exc:
         raise ConfigError(path, value, str(exc)) from None
-
-
-def free_loopback_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class EmulatedNetwork:
@@ -118,7 +111,6 @@ class EmulatedNetwork:
                 if self.topo.isSwitch(node):  # switch ports live in the root namespace
                     self.manifest.add("link", f"{node}-eth{port}")
 
-        port = free_loopback_port()
         # The userspace datapath needs TX checksum offload off on every interface (DESIGN.md).
         link = functools.partial(self.engine.link_class, txo=self.datapath != "user")
         self.net = Mininet(topo=self.topo, switch=switch_class(self.datapath), controller=None,
@@ -134,10 +126,10 @@ class EmulatedNetwork:
         write_json(policy_path, self.controller_policy())
         self.controller = ControllerProcess()
         self.controller.start(policy_path, self.run_dir / "controller_status.json",
-                              logs / "controller.log", port=port)
+                              logs / "controller.log")  # on a free loopback port
         self.manifest.add_process("controller", self.controller.pid)
         remote = self.net.addController(RemoteController(f"{self.prefix}-c0", ip="127.0.0.1",
-                                                                  port=port))
+                                                         port=self.controller.port))
         self.manifest.add_process("shell:controller", remote.pid)  # Mininet keeps a shell per node
         self.net.start()
         self.controller.wait_ready([int(s.dpid, 16) for s in self.net.switches], timeout_s=30)
