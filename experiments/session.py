@@ -114,6 +114,11 @@ class RunSession:
         if exc is not None:
             self.metadata["error"] = repr(exc)  # no COMPLETE marker: visibly incomplete
         try:
+            if self.network.engine is not None:  # counters as of the end (schedule rows applied)
+                self.metadata["link_engine"] = self.network.engine.metadata()
+        except Exception as meta_exc:  # never let metadata block the teardown
+            log.warning("could not read link-engine metadata at teardown: %s", meta_exc)
+        try:
             self.problems = self.network.stop()
         finally:
             signal.signal(signal.SIGTERM, self._previous_sigterm or signal.SIG_DFL)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +15,14 @@ from topologies.links import (
     check_schedule,
     netem_argv,
 )
-from topologies.links.netem import UNLIMITED_RATE_BPS, netem_limit_pkts
+from topologies.links.netem import (
+    UNLIMITED_RATE_BPS,
+    BatchCounters,
+    TcBatch,
+    netem_batch_line,
+    netem_limit_pkts,
+    schedule_summary,
+)
 from topologies.links.relayproc import wire_params
 from topologies.validate import ConfigError, Table
 
@@ -165,3 +174,46 @@ def test_wire_params_subtracts_calibration_and_maps_fields() -> None:
     assert float(f[5]) == pytest.approx(0.01) and float(f[6]) == pytest.approx(0.25)
     assert f[9] == "8000000" and f[10] == "7" and f[12] == "0"
     assert wire_params(DirectionParams(delay_ms=0.01), offset_ms=0.05).split()[0] == "0"
+
+
+def test_netem_batch_line_is_the_argv_without_tc() -> None:
+    p = DirectionParams(delay_ms=12.5, jitter_ms=1, loss_pct=2, rate_mbps=50)
+    line = netem_batch_line("s1-eth2", p)
+    assert line.split() == netem_argv("s1-eth2", p, "change")[1:]
+    assert line.startswith("qdisc change dev s1-eth2 root netem limit ")
+    assert "delay 12500us 1000us" in line and line.endswith("rate 50000000bit")
+    assert "\n" not in line and "nsenter" not in line
+    assert netem_batch_line("x", p, "replace").startswith("qdisc replace dev x root netem ")
+    with pytest.raises(ValueError, match="verb"):
+        netem_batch_line("x", p, "add")
+
+
+def test_tc_batch_ties_each_failure_to_its_link_and_keeps_running(tmp_path: Path) -> None:
+    """A change on a device that does not exist fails without root and touches nothing."""
+    dev = "fsnodev" + secrets.token_hex(4)
+    batch = TcBatch(None, tmp_path / "tc.log")
+    try:
+        for i in range(3):
+            batch.send(("l1", "ab") if i < 2 else ("l2", "ba"), f"row {i}",
+                       netem_batch_line(dev, DirectionParams(delay_ms=i)), dev)
+        assert batch.drain(5.0)
+        assert batch.alive()  # -force: tc goes on after a failed line
+        got = batch.snapshot()
+    finally:
+        batch.close()
+    assert (got["l1", "ab"].sent, got["l1", "ab"].errors, got["l1", "ab"].applied) == (2, 2, 0)
+    assert (got["l2", "ba"].sent, got["l2", "ba"].errors) == (1, 1)
+    text = (tmp_path / "tc.log").read_text()
+    assert text.count("Command failed -:") == 6 and dev in text  # change + its show, per row
+    assert not batch.alive()
+
+
+def test_schedule_summary_counts_and_percentiles() -> None:
+    a, b = BatchCounters(sent=3, applied=2, errors=1, ack_ms=[0.2, 0.1]), BatchCounters(sent=1, applied=1,
+                                                                                        ack_ms=[0.4])
+    s = schedule_summary([a, b], [0.05, 0.5, 0.07])
+    assert (s["rows_sent"], s["rows_applied"], s["errors"]) == (4, 3, 1)
+    assert s["ack_ms_p50"] == 0.2 and s["ack_ms_max"] == 0.4 and s["late_ms_max"] == 0.5
+    assert s["late_ms_p50"] == 0.07
+    empty = schedule_summary([], [])
+    assert empty["rows_sent"] == 0 and empty["ack_ms_p50"] is None and empty["late_ms_max"] is None

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from topologies.links.netem import netem_argv, netem_available
+from topologies.links.netem import TcBatch, netem_argv, netem_available, netem_batch_line, schedule_summary
 from topologies.links.params import DirectionParams, ScheduleRow, check_schedule
 from topologies.links.relayproc import REPO_ROOT, RelayProcess, compiler_version, wire_params
 from topologies.manifest import Manifest
@@ -73,6 +73,9 @@ class LinkEngine:
         if self.relay_impl not in ("c", "python"):
             raise ValueError(f"relay_impl: got {self.relay_impl!r}; allowed: 'c', 'python'")
         self._links: dict[str, _LinkState] = {}
+        # netem schedules: one long-lived `tc -batch` per network namespace (None = root namespace)
+        self._batches: dict[int | None, TcBatch] = {}
+        self._late_ms: dict[tuple[str, str], list[float]] = {}  # write time - row time, per direction
         # One-way latency of one switch on this machine (measured by the runner, see
         # ovs_calibrate). A direction that enters a switch has it subtracted from its delay, so
         # the end-to-end delay of a path matches the sum of the configured link delays.
@@ -108,6 +111,10 @@ class LinkEngine:
         for state in list(self._links.values()):
             for direction in DIRECTIONS:
                 self._cancel_thread(state, direction)
+        for ns_pid, batch in list(self._batches.items()):
+            batch.close()
+            self.manifest.discard("process", self._batch_name(ns_pid))
+            del self._batches[ns_pid]
         if self.relay is not None:
             self.relay.stop()
             self.manifest.discard("process", f"relay-{self.tag}")
@@ -162,9 +169,12 @@ class LinkEngine:
             self.relay.command(f"sched {state.link_id} {d} {len(lines)}", lines)
             state.params[direction] = full[-1]
             return
+        dev, pid = state.devs[direction]
+        lines = [netem_batch_line(dev, self._netem_params(state, direction, p)) for p in full]
+        batch = self._batch(pid)
         stop = threading.Event()
         thread = threading.Thread(target=self._netem_schedule, daemon=True,
-                                  args=(state, direction, rows, full, t0_monotonic_s, stop))
+                                  args=(state, direction, rows, full, lines, batch, t0_monotonic_s, stop))
         state.threads[direction] = (thread, stop)
         thread.start()
 
@@ -173,7 +183,11 @@ class LinkEngine:
         state = self._state(link_name, "ab")
         if state.relayed:
             return self.relay.stats(state.link_id)
-        return {d: self._netem_stats(*state.devs[d]) for d in DIRECTIONS if d in state.devs}
+        counters = {k: c for b in self._batches.values() for k, c in b.snapshot().items()}
+        return {d: {**self._netem_stats(*state.devs[d]),
+                    "schedule": schedule_summary([counters[k]] if (k := (link_name, d)) in counters else [],
+                                                 list(self._late_ms.get(k, [])))}
+                for d in DIRECTIONS if d in state.devs}
 
     def metadata(self) -> dict:
         """Backend, relay implementation, calibration and versions, for a run's metadata.json."""
@@ -187,6 +201,10 @@ class LinkEngine:
             "switch_hop_ms_compensated": self.switch_hop_ms,
             # link -> direction -> worst part of the charged switch latency a delay could not absorb
             "switch_hop_shortfall_ms": {k: dict(v) for k, v in self.shortfall_ms.items() if any(v.values())},
+            # netem schedules: rows sent/applied/failed through the tc batch processes, and timing
+            "netem_schedule": schedule_summary(
+                [c for b in self._batches.values() for c in b.snapshot().values()],
+                [x for v in list(self._late_ms.values()) for x in v]) if self.backend == "netem" else None,
             "versions": {"kernel": platform.release(), "compiler": compiler_version(),
                          "iproute2": ip_version, "python": sys.version.split()[0]},
         }
@@ -269,27 +287,60 @@ class LinkEngine:
         if entry:
             entry[1].set()
             entry[0].join(timeout=2)
+            batch = self._batches.get(state.devs[direction][1]) if state.devs else None
+            if batch is not None:  # what was written must reach the kernel before a later change
+                batch.drain(timeout_s=2.0)
 
     # --- netem ---------------------------------------------------------------------------------
-    def _netem_apply(self, state: _LinkState, direction: str, p: DirectionParams, verb: str) -> None:
-        dev, pid = state.devs[direction]
+    @staticmethod
+    def _netem_params(state: _LinkState, direction: str, p: DirectionParams) -> DirectionParams:
+        """``p`` with the switch hop charged to ``direction`` taken off its delay."""
         hop = state.hop_ms.get(direction, 0.0)
         if hop and p.delay_ms > 0:
             p = dataclasses.replace(p, delay_ms=max(0.0, p.delay_ms - hop))
-        _run(netem_argv(dev, p, verb, netns_pid=pid))
+        return p
+
+    def _netem_apply(self, state: _LinkState, direction: str, p: DirectionParams, verb: str) -> None:
+        dev, pid = state.devs[direction]
+        _run(netem_argv(dev, self._netem_params(state, direction, p), verb, netns_pid=pid))
+
+    def _batch_name(self, ns_pid: int | None) -> str:
+        return f"tc-batch-{self.tag}-{'root' if ns_pid is None else ns_pid}"
+
+    def _batch(self, ns_pid: int | None) -> TcBatch:
+        """The tc batch process of one network namespace, started (and recorded) on first use."""
+        batch, name = self._batches.get(ns_pid), self._batch_name(ns_pid)
+        counters = {}
+        if batch is not None and not batch.alive():
+            log.error("tc batch %s (pid %d) had exited; starting a new one", name, batch.pid)
+            batch.close()
+            self.manifest.discard("process", name)
+            counters, batch = batch.counters, None
+        if batch is None:
+            batch = TcBatch(ns_pid, self.log_dir / f"{name}.log")
+            self.manifest.add_process(name, batch.pid)
+            batch.counters.update(counters)  # keep what the exited one counted
+            self._batches[ns_pid] = batch
+        return batch
 
     def _netem_schedule(self, state: _LinkState, direction: str, rows: list[ScheduleRow],
-                        full: list[DirectionParams], t0: float, stop: threading.Event) -> None:
-        for row, p in zip(rows, full, strict=True):
-            wait = t0 + row.t_s - time.monotonic()
+                        full: list[DirectionParams], lines: list[str], batch: TcBatch, t0: float,
+                        stop: threading.Event) -> None:
+        """Write each precomputed line to tc at its row's time; errors are reported by the batch."""
+        key, dev = (state.name, direction), state.devs[direction][0]
+        late = self._late_ms.setdefault(key, [])
+        for row, p, line in zip(rows, full, lines, strict=True):
+            due = t0 + row.t_s
+            wait = due - time.monotonic()
             if wait > 0 and stop.wait(wait):
                 return
             try:
-                self._netem_apply(state, direction, p, "change")
-            except RuntimeError as exc:
-                log.error("link %s %s: schedule row at %.3f s failed: %s", state.name, direction,
-                          row.t_s, exc)
+                t_write = batch.send(key, f"schedule row at {row.t_s:.3f} s", line, dev)
+            except OSError as exc:
+                log.error("link %s %s: schedule row at %.3f s not sent, tc batch (pid %d) is gone: %s",
+                          state.name, direction, row.t_s, batch.pid, exc)
                 return
+            late.append((t_write - due) * 1000)
             state.params[direction] = p
 
     @staticmethod
