@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +28,7 @@ from experiments import offload_figures as figs
 from experiments.experiment import Experiment
 from experiments.offload_agent import MAX_DATAGRAM_BYTES, REPLY, REQ, fragment_sizes
 from experiments.session import SCHEDULE_SLACK_S, RunOptions, RunResult, RunSession
+from experiments.traffic import kill_agents, start_agent, stop_agent, wait_ready
 from topologies.links import DirectionParams
 from topologies.scenario import Scenario
 from topologies.validate import ConfigError, Table
@@ -240,13 +238,8 @@ class OffloadRun:
         self.client: subprocess.Popen | None = None
 
     def _popen(self, host_name: str, args: list[str], log_name: str) -> subprocess.Popen:
-        network = self.session.network
-        with open(self.session.log_dir / log_name, "w") as log_file:
-            proc = network.host(host_name).popen(
-                [sys.executable, "-m", "experiments.offload_agent", *args],
-                stdout=log_file, stderr=subprocess.STDOUT)
-        network.manifest.add_process(f"offload:{log_name}", proc.pid)
-        return proc
+        return start_agent(self.session.network, host_name, "experiments.offload_agent", args,
+                           self.session.log_dir / log_name, f"offload:{log_name}")
 
     def start_servers(self, timeout_s: float = 10.0) -> None:
         raw = self.session.raw_dir
@@ -257,14 +250,8 @@ class OffloadRun:
                 "--reply-bytes", str(self.params.reply_bytes),
                 "--out", str(raw / f"server-{target.host}.jsonl"),
                 "--ready", str(raw / f"server-{target.host}.ready")], f"server-{target.host}.txt")
-        deadline = time.monotonic() + timeout_s
-        for host, proc in self.servers.items():
-            while not (raw / f"server-{host}.ready").exists():
-                if proc.poll() is not None:
-                    raise RuntimeError(f"offload server on {host} exited with {proc.returncode}")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"offload server on {host} not ready after {timeout_s} s")
-                time.sleep(0.02)
+        wait_ready([(f"offload server on {host}", proc, raw / f"server-{host}.ready")
+                    for host, proc in self.servers.items()], timeout_s)
 
     def start_client(self, start_ns: int, duration_s: float) -> None:
         p = self.params
@@ -288,20 +275,10 @@ class OffloadRun:
 
     def stop_servers(self, timeout_s: float = 10.0) -> None:
         for host, proc in self.servers.items():
-            proc.send_signal(signal.SIGTERM)
-            try:
-                code = proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                raise TimeoutError(f"offload server on {host} did not stop") from None
-            if code != 0:
-                raise RuntimeError(f"offload server on {host} exited with {code}")
+            stop_agent(f"offload server on {host}", proc, timeout_s)
 
     def kill_all(self) -> None:
-        for proc in [*([self.client] if self.client else []), *self.servers.values()]:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        kill_agents([*([self.client] if self.client else []), *self.servers.values()])
 
 
 def run(experiment: Experiment, options: RunOptions) -> RunResult:

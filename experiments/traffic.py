@@ -53,6 +53,48 @@ def flows_table(flows: list[FlowPlan], raw_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def start_agent(network: Any, host_name: str, module: str, args: list[str], log_path: Path,
+                label: str) -> subprocess.Popen:
+    """Start ``python -m module args`` inside emulated host ``host_name``; record its pid."""
+    with open(log_path, "w") as log_file:
+        proc = network.host(host_name).popen([sys.executable, "-m", module, *args],
+                                             stdout=log_file, stderr=subprocess.STDOUT)
+    network.manifest.add_process(label, proc.pid)
+    return proc
+
+
+def wait_ready(waits: list[tuple[str, subprocess.Popen, Path]], timeout_s: float) -> None:
+    """Wait until each ``(what, process, ready file)`` has written its file, or fail clearly."""
+    deadline = time.monotonic() + timeout_s
+    for what, proc, ready in waits:
+        while not ready.exists():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited with {proc.returncode}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what} not ready after {timeout_s} s")
+            time.sleep(0.02)
+
+
+def stop_agent(what: str, proc: subprocess.Popen, timeout_s: float) -> None:
+    """SIGTERM an agent that flushes its data on exit; it must exit cleanly in time."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise TimeoutError(f"{what} did not stop; its data may be partial") from None
+    if code != 0:
+        raise RuntimeError(f"{what} exited with {code}")
+
+
+def kill_agents(procs: list[subprocess.Popen]) -> None:
+    """Kill and reap whichever of ``procs`` still run (teardown after an error)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 class TrafficRun:
     """Receivers on the destination hosts and one sender per UE, all inside their hosts."""
 
@@ -69,34 +111,26 @@ class TrafficRun:
         self.logs: dict[str, Path] = {}  # sender/receiver name -> its log file
 
     def _popen(self, host_name: str, args: list[str], log_name: str) -> subprocess.Popen:
-        host = self.network.host(host_name)
         self.logs[log_name.removesuffix(".txt")] = self.log_dir / log_name
-        with open(self.log_dir / log_name, "w") as log_file:
-            proc = host.popen([sys.executable, "-m", "experiments.traffic_agent", *args],
-                              stdout=log_file, stderr=subprocess.STDOUT)
-        self.network.manifest.add_process(f"traffic:{log_name}", proc.pid)
-        return proc
+        return start_agent(self.network, host_name, "experiments.traffic_agent", args,
+                           self.log_dir / log_name, f"traffic:{log_name}")
 
     def start_receivers(self, timeout_s: float = 10.0) -> None:
+        """Start a receiver per destination and an echo server per probe target; wait for them."""
+        waits = []
         for dest in sorted({f.destination for f in self.flows}):
             out = self.raw_dir / f"recv-{dest}.bin"
-            self.receivers[dest] = self._popen(dest, ["recv", "--port", str(RECEIVER_PORT),
-                                                      "--out", str(out)], f"recv-{dest}.txt")
+            proc = self._popen(dest, ["recv", "--port", str(RECEIVER_PORT), "--out", str(out)],
+                               f"recv-{dest}.txt")
+            self.receivers[dest] = proc
+            waits.append((f"receiver on {dest}", proc, Path(f"{out}.ready")))
         for target in sorted({p.target for p in self.probes}):
-            self.receivers[f"echo-{target}"] = self._popen(target, [
-                "echo", "--port", str(ECHO_PORT), "--ready", str(self.raw_dir / f"echo-{target}.ready")],
-                f"echo-{target}.txt")
-        deadline = time.monotonic() + timeout_s
-        for dest, proc in self.receivers.items():
-            ready = self.raw_dir / (f"{dest}.ready" if dest.startswith("echo-")
-                                    else f"recv-{dest}.bin.ready")
-            while not ready.exists():
-                if proc.poll() is not None:
-                    raise RuntimeError(f"receiver on {dest} exited with {proc.returncode}; "
-                                       f"see {self.log_dir / f'recv-{dest}.txt'}")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"receiver on {dest} not ready after {timeout_s} s")
-                time.sleep(0.02)
+            ready = self.raw_dir / f"echo-{target}.ready"
+            proc = self._popen(target, ["echo", "--port", str(ECHO_PORT), "--ready", str(ready)],
+                               f"echo-{target}.txt")
+            self.receivers[f"echo-{target}"] = proc
+            waits.append((f"echo server on {target}", proc, ready))
+        wait_ready(waits, timeout_s)
 
     def start_senders(self, start_ns: int, duration_s: float) -> None:
         for flow in self.flows:
@@ -131,17 +165,7 @@ class TrafficRun:
 
     def stop_receivers(self, timeout_s: float = 10.0) -> None:
         for dest, proc in self.receivers.items():
-            proc.send_signal(signal.SIGTERM)
-            try:
-                code = proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                raise TimeoutError(f"receiver on {dest} did not stop; its data may be partial") from None
-            if code != 0:
-                raise RuntimeError(f"receiver on {dest} exited with {code}")
+            stop_agent(f"receiver on {dest}", proc, timeout_s)
 
     def kill_all(self) -> None:
-        for proc in [*self.senders.values(), *self.receivers.values()]:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        kill_agents([*self.senders.values(), *self.receivers.values()])
