@@ -36,10 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from controllers.policy import SlicePolicy
+from topologies.paths import REPO_ROOT
 from topologies.validate import ConfigError
 
 APP_MODULES = ["controllers.apps.slice_switch"]
-REPO_ROOT = Path(__file__).resolve().parents[1]
+
 _POLL_S = 0.02
 
 

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from netstate import snapshot
 
-from experiments.experiment import load_experiment
-from experiments.offload import parse_params, predict_response_ms
+from experiments.framework.definition import load_experiment
+from experiments.kinds.offload.kind import parse_params, predict_response_ms
 from topologies.scenario import load_scenario
 
 pytestmark = pytest.mark.root

@@ -7,9 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from experiments import analysis, figures
-from experiments.traffic import FlowPlan, flows_table, plan_flows
-from experiments.traffic_agent import RECORD
+from experiments.agents.traffic import RECORD
+from experiments.kinds.slices import analysis, figures
+from experiments.kinds.slices.traffic import FlowPlan, flows_table, plan_flows
 from topologies.scenario import load_scenario
 
 
@@ -71,7 +71,7 @@ def test_plan_flows_matches_scenario() -> None:
 
 
 def test_probe_records_give_rtt_one_way_delays_and_loss(tmp_path) -> None:
-    from experiments.traffic_agent import PROBE_RECORD
+    from experiments.agents.traffic import PROBE_RECORD
 
     ms = 1_000_000
     start = 10_000 * ms

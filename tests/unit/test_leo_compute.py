@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments import cmd_leo
+from experiments.cli import leo as cmd_leo
 from topologies.leo.compute import compute_satellite_schedule, serving_satellite_schedule
 from topologies.leo.config import Compute, LeoOrbitConfig
 from topologies.leo.geometry import SPEED_OF_LIGHT_KM_PER_S

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.offload_agent import (
+from experiments.agents.offload import (
     REPLY,
     REQ,
     Reassembler,
@@ -110,7 +110,7 @@ def _free_udp_port() -> int:
 def test_client_and_server_on_loopback(tmp_path: Path) -> None:
     """Every request answered; the compute part is the modelled sleep; parts sum to the response."""
     port = _free_udp_port()
-    agent = [sys.executable, "-m", "experiments.offload_agent"]
+    agent = [sys.executable, "-m", "experiments.agents.offload"]
     server = subprocess.Popen([*agent, "server", "--port", str(port), "--compute-ms", "5",
                                "--reply-bytes", "500", "--out", str(tmp_path / "server.jsonl"),
                                "--ready", str(tmp_path / "ready")], cwd=REPO)

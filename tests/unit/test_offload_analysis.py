@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments import offload_figures as figs
-from experiments.offload import OffloadParams, Target, print_summary
+from experiments.kinds.offload import figures as figs
+from experiments.kinds.offload.kind import OffloadParams, Target, print_summary
 
 MS = 1_000_000
 START = 1_000 * 1_000_000_000

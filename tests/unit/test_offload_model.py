@@ -7,8 +7,8 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-from experiments.experiment import load_experiment
-from experiments.offload import (
+from experiments.framework.definition import load_experiment
+from experiments.kinds.offload.kind import (
     OVS_ONE_WAY_MS,
     OffloadParams,
     Target,

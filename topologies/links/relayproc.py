@@ -25,9 +25,9 @@ import threading
 from pathlib import Path
 
 from topologies.links.params import JITTER_DISTRIBUTIONS, DirectionParams
+from topologies.paths import REPO_ROOT
 
 RELAY_DIR = Path(__file__).resolve().parent / "relay"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def build_tool(name: str) -> Path | None:

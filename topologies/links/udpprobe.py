@@ -25,8 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from topologies.paths import REPO_ROOT
+
 SO_TIMESTAMPNS = 35
-REPO_ROOT = Path(__file__).resolve().parents[2]
+
 HEADER = struct.Struct("!IQ")
 
 

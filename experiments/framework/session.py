@@ -20,10 +20,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from experiments.experiment import Experiment
-from experiments.leo_link import build_leo_schedules
-from experiments.network import EmulatedNetwork
-from experiments.results import base_metadata, mark_complete, new_run_dir, write_json
+from experiments.framework.definition import Experiment
+from experiments.framework.leo_link import build_leo_schedules
+from experiments.framework.network import EmulatedNetwork
+from experiments.framework.results import base_metadata, mark_complete, new_run_dir, write_json
 from topologies.scenario import Scenario, load_scenario
 
 log = logging.getLogger(__name__)

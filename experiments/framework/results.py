@@ -16,7 +16,8 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from topologies.paths import REPO_ROOT
+
 COMPLETE_MARKER = "COMPLETE"
 PACKAGES = ("os-ken", "scapy", "pandas", "pyarrow", "matplotlib", "numpy", "sgp4", "pyroute2")
 

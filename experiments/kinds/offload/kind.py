@@ -1,6 +1,6 @@
 """The ``offload`` experiment kind: inference offload from a factory camera to edge, orbit or cloud.
 
-A camera UE sends image requests (UDP fragments, see :mod:`experiments.offload_agent`) to a server
+A camera UE sends image requests (UDP fragments, see :mod:`experiments.agents.offload`) to a server
 on each target in turn: the factory edge server (behind the UPF), the in-orbit compute host
 (terminal -> serving satellite -> laser ISLs -> computing satellite) and the ground cloud (LEO
 link -> ground station -> PoP). Network delays are MEASURED in the emulator; the compute time is
@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from experiments import offload_figures as figs
-from experiments.experiment import Experiment
-from experiments.offload_agent import MAX_DATAGRAM_BYTES, REPLY, REQ, fragment_sizes
-from experiments.session import SCHEDULE_SLACK_S, RunOptions, RunResult, RunSession
-from experiments.traffic import kill_agents, start_agent, stop_agent, wait_ready
+from experiments.agents.offload import MAX_DATAGRAM_BYTES, REPLY, REQ, fragment_sizes
+from experiments.framework.definition import Experiment
+from experiments.framework.session import SCHEDULE_SLACK_S, RunOptions, RunResult, RunSession
+from experiments.kinds.offload import figures as figs
+from experiments.kinds.slices.traffic import kill_agents, start_agent, stop_agent, wait_ready
 from topologies.links import DirectionParams
 from topologies.scenario import Scenario
 from topologies.validate import ConfigError, Table
@@ -238,7 +238,7 @@ class OffloadRun:
         self.client: subprocess.Popen | None = None
 
     def _popen(self, host_name: str, args: list[str], log_name: str) -> subprocess.Popen:
-        return start_agent(self.session.network, host_name, "experiments.offload_agent", args,
+        return start_agent(self.session.network, host_name, "experiments.agents.offload", args,
                            self.session.log_dir / log_name, f"offload:{log_name}")
 
     def start_servers(self, timeout_s: float = 10.0) -> None:

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from topologies.paths import REPO_ROOT
+
 # Goals of issue 3 ("Goals (the benchmark prints each against its goal)").
 GOALS = {
     "delay_err_ms_p99_at_10kpps": ("<=", 0.1, "ms"),
@@ -129,7 +131,7 @@ def figure(results: dict[str, dict], out: Path) -> list[Path]:
 
 
 def metadata(args: Any, results: dict[str, dict], started: float) -> dict[str, Any]:
-    repo = Path(__file__).resolve().parents[1]
+    repo = REPO_ROOT
 
     def cmd(*argv: str) -> str | None:
         try:

@@ -9,11 +9,11 @@ import sys
 # Each module defines ``register(subparsers)``, adding its parser with ``set_defaults(func=...)``.
 # ``func(args) -> int`` returns the exit code.
 SUBCOMMAND_MODULES = (
-    "experiments.cmd_run",
-    "experiments.cmd_clean",
-    "experiments.cmd_figures",
-    "experiments.cmd_bench",
-    "experiments.cmd_leo",
+    "experiments.cli.run",
+    "experiments.cli.clean",
+    "experiments.cli.figures",
+    "experiments.cli.bench",
+    "experiments.cli.leo",
 )
 
 

@@ -27,12 +27,12 @@ import matplotlib.ticker as ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from experiments.figures import save  # noqa: E402,F401  (re-exported for experiments.offload)
+from experiments.kinds.slices.figures import save  # noqa: E402,F401  (re-exported for experiments.kinds.offload.kind)
 
 if TYPE_CHECKING:
-    from experiments.offload import OffloadParams
+    from experiments.kinds.offload.kind import OffloadParams
 
-# role -> (colour, label), Okabe-Ito colour-blind-safe palette as in experiments.figures
+# role -> (colour, label), Okabe-Ito colour-blind-safe palette as in experiments.kinds.slices.figures
 TARGET_STYLE: dict[str, tuple[str, str]] = {
     "edge": ("#009E73", "factory edge"),
     "orbit": ("#CC79A7", "in-orbit"),

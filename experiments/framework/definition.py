@@ -9,7 +9,7 @@ from pathlib import Path
 from topologies.scenario import Scenario, load_scenario
 from topologies.validate import ConfigError, Table
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parent
+EXPERIMENTS_DIR = Path(__file__).resolve().parents[1]
 
 
 KINDS = ("slices", "offload")

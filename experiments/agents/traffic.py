@@ -1,6 +1,6 @@
 """UDP traffic sender and receiver that run *inside* an emulated host (standard library only).
 
-Sender: ``python -m experiments.traffic_agent send --dest IP --port N --flow-id F
+Sender: ``python -m experiments.agents.traffic send --dest IP --port N --flow-id F
 --payload-bytes B --interval-ms I --start-ns T --duration-s D --summary FILE``. Packets carry
 (flow id, sequence number, send time); the send time is CLOCK_REALTIME in ns, taken just before
 ``sendto``. Packets leave on an absolute schedule ``T + k * interval`` (no drift).
@@ -8,7 +8,7 @@ Sender: ``python -m experiments.traffic_agent send --dest IP --port N --flow-id 
 Probes: ``echo`` reflects UDP probes and stamps its receive time into them; ``probe`` sends them
 on a schedule and logs RTT plus both one-way delays (same shared clock).
 
-Receiver: ``python -m experiments.traffic_agent recv --port N --out FILE``. It logs every
+Receiver: ``python -m experiments.agents.traffic recv --port N --out FILE``. It logs every
 packet: the sender's fields, the kernel receive timestamp (SO_TIMESTAMPNS, CLOCK_REALTIME, the
 same clock the sender used: every emulated host shares the machine's kernel clock) and the
 TOS byte as received (DSCP marking). It stops on SIGTERM/SIGINT after flushing everything.
@@ -23,7 +23,7 @@ import socket
 import struct
 import time
 
-from experiments.agent_common import TIMESTAMP_ANCILLARY, StopFlag, rx_time_ns, timestamping_udp_socket
+from experiments.agents.common import TIMESTAMP_ANCILLARY, StopFlag, rx_time_ns, timestamping_udp_socket
 
 HEADER = struct.Struct("!IIQ")  # flow_id, seq, send_ns (network order, in the payload)
 RECORD = struct.Struct("<IIQQIB3x")  # flow_id, seq, send_ns, recv_ns, bytes, tos (raw file)

@@ -19,8 +19,8 @@ def figures_cmd(args: argparse.Namespace) -> int:
     import importlib
     import tomllib
 
-    from experiments.results import is_complete
-    from experiments.runner import KINDS
+    from experiments.framework.results import is_complete
+    from experiments.kinds.slices.kind import KINDS
 
     status = 0
     for run_dir in args.run_dirs:
@@ -33,7 +33,7 @@ def figures_cmd(args: argparse.Namespace) -> int:
             definition = tomllib.loads((run_dir / "experiment.toml").read_text())
             module = KINDS[definition["experiment"].get("kind", "slices")]
         else:  # a benchmark run folder (results/bench_links/<run_id>)
-            module = "experiments.cmd_bench"
+            module = "experiments.cli.bench"
         paths = importlib.import_module(module).draw_figures(run_dir)
         print("\n".join(str(p) for p in paths))
     return status

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from experiments.experiment import available_experiments, load_experiment
+from experiments.framework.definition import available_experiments, load_experiment
 from topologies.validate import ConfigError
 
 
@@ -31,9 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import importlib
 
-    from experiments.analysis import format_table
-    from experiments.runner import KINDS, RunOptions, run_experiment
-    from experiments.session import Terminated
+    from experiments.framework.session import Terminated
+    from experiments.kinds.slices.analysis import format_table
+    from experiments.kinds.slices.kind import KINDS, RunOptions, run_experiment
     from topologies.switches import OvsNotRunning
 
     if os.geteuid() != 0:

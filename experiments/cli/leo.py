@@ -46,7 +46,7 @@ def run_schedule(args: argparse.Namespace) -> int:
     for key, value in summary.items():
         print(f"  {key}: {value:.2f}")
     if args.figure is not None:
-        from experiments.leo_figures import leo_schedule_figure
+        from experiments.framework.leo_figures import leo_schedule_figure
 
         for path in leo_schedule_figure(df, args.figure):
             print(f"wrote {path}")

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments import analysis, figures
-from experiments.experiment import Experiment
-from experiments.session import RunOptions, RunResult, RunSession
-from experiments.traffic import TrafficRun, flows_table, plan_flows
+from experiments.framework.definition import Experiment
+from experiments.framework.session import RunOptions, RunResult, RunSession
+from experiments.kinds.slices import analysis, figures
+from experiments.kinds.slices.traffic import TrafficRun, flows_table, plan_flows
 from topologies.validate import ConfigError
 
 # experiment kind -> module with ``run(experiment, options) -> RunResult``
-KINDS = {"slices": "experiments.runner", "offload": "experiments.offload"}
+KINDS = {"slices": "experiments.kinds.slices.kind", "offload": "experiments.kinds.offload.kind"}
 
 
 def run_experiment(experiment: Experiment, options: RunOptions = RunOptions()) -> RunResult:

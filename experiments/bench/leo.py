@@ -1,6 +1,6 @@
 """Benchmark: LEO schedule for the full 1,584-satellite Starlink shell 1, 10 min at 1 s steps.
 
-Run ``python -m experiments.bench_leo``. Goal (issue 4): <= 10 s on the 2-core project VM.
+Run ``python -m experiments.bench.leo``. Goal (issue 4): <= 10 s on the 2-core project VM.
 Prints wall-clock times of each stage and of the whole schedule (best of ``--repeat`` runs).
 """
 

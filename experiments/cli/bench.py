@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.what == "leo":
-        from experiments import bench_leo
+        from experiments.bench import leo as bench_leo
 
         return bench_leo.main([])
     if os.geteuid() != 0:
@@ -35,9 +35,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from tqdm import tqdm
 
-    from experiments import bench_links as bl
-    from experiments import bench_links_report as rep
-    from experiments.results import mark_complete
+    from experiments.bench import links as bl
+    from experiments.bench import links_report as rep
+    from experiments.framework.results import mark_complete
     from topologies.links import netem_available, select_backend
 
     try:
@@ -92,7 +92,7 @@ def draw_figures(run_dir: Path) -> list[Path]:
     """Redraw a ``bench links`` run's figure from its summary.json (for ``factorysat figures``)."""
     import json
 
-    from experiments import bench_links_report as rep
+    from experiments.bench import links_report as rep
 
     summary = json.loads((run_dir / "summary.json").read_text())
     return rep.figure(summary["details"], run_dir)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.traffic_agent import PROBE_RECORD, RECORD
+from experiments.agents.traffic import PROBE_RECORD, RECORD
 
 RECORD_DTYPE = np.dtype([("flow_id", "<u4"), ("seq", "<u4"), ("send_ns", "<u8"), ("recv_ns", "<u8"),
                          ("bytes", "<u4"), ("tos", "u1"), ("_pad", "V3")])

@@ -9,7 +9,7 @@ accelerator per server: requests complete in FIFO order (compute starts at max(c
 
 Every host shares the machine's CLOCK_REALTIME, so client and server times are comparable.
 
-Client: ``python -m experiments.offload_agent client --target NAME=IP ... --port N
+Client: ``python -m experiments.agents.offload client --target NAME=IP ... --port N
 --request-bytes B --interval-ms I --start-ns T --duration-s D --timeout-ms W --out FILE
 --seed S``. Request k leaves in slot ``[T + k * I, T + (k + 1/2) * I)`` (seeded phase) towards one
 target; every round of len(targets) slots visits each target once, in seeded random order. A request
@@ -30,7 +30,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 
-from experiments.agent_common import TIMESTAMP_ANCILLARY, StopFlag, rx_time_ns, timestamping_udp_socket
+from experiments.agents.common import TIMESTAMP_ANCILLARY, StopFlag, rx_time_ns, timestamping_udp_socket
 
 REQ = struct.Struct("!4sIHHQI")  # magic, request_id, index, count, send_ns, request_bytes
 REPLY = struct.Struct("!4sIQQQQ")  # magic, request_id, first_recv_ns, complete_ns, compute_start_ns,

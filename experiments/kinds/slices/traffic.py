@@ -112,7 +112,7 @@ class TrafficRun:
 
     def _popen(self, host_name: str, args: list[str], log_name: str) -> subprocess.Popen:
         self.logs[log_name.removesuffix(".txt")] = self.log_dir / log_name
-        return start_agent(self.network, host_name, "experiments.traffic_agent", args,
+        return start_agent(self.network, host_name, "experiments.agents.traffic", args,
                            self.log_dir / log_name, f"traffic:{log_name}")
 
     def start_receivers(self, timeout_s: float = 10.0) -> None:

@@ -21,7 +21,7 @@ from mininet.net import Mininet
 from mininet.node import RemoteController
 
 from controllers.launcher import ControllerProcess
-from experiments.results import write_json
+from experiments.framework.results import write_json
 from topologies.factory import FactoryTopo
 from topologies.links import LinkEngine, select_backend
 from topologies.links.ovs_calibrate import measure_switch_hop_ms
