@@ -14,13 +14,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from topologies.links import DirectionParams
+from topologies.links import BACKENDS, DirectionParams
 from topologies.validate import ConfigError, Table
 
 DEFAULT_SCENARIO = "default_scenario.toml"
 UE_KINDS = {"agv": "agv", "camera": "cam", "sensor": "sensor"}  # kind -> node name prefix
 TRAFFIC_PATTERNS = ("periodic", "constant_rate")
-LINK_BACKENDS = ("auto", "relay", "netem")
 OVS_DATAPATHS = ("auto", "kernel", "user")
 # Where the in-orbit compute host sits: on the designated computing satellite reached over ISLs
 # ([leo.orbit.compute] sat_index), or on whichever satellite serves the terminal.
@@ -182,7 +181,7 @@ def parse_scenario(raw: dict, source: str = "<dict>", base_dir: Path | None = No
         with root.table("site") as site:
             name = site.str("name")
             seed = site.int("seed", 1, min=0)
-            link_backend = site.str("link_backend", "auto", choices=LINK_BACKENDS)
+            link_backend = site.str("link_backend", "auto", choices=BACKENDS)
             ovs_datapath = site.str("ovs_datapath", "auto", choices=OVS_DATAPATHS)
         slices = tuple(_slice(t) for t in root.tables("slices"))
         cells = tuple(_cell(t) for t in root.tables("cells"))

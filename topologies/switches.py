@@ -9,7 +9,7 @@ from typing import Any
 
 from mininet.node import OVSSwitch
 
-DATAPATHS = ("auto", "kernel", "user")
+from topologies.scenario import OVS_DATAPATHS as DATAPATHS
 
 
 class OvsNotRunning(RuntimeError):

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from experiments.framework.definition import available_experiments, load_experiment
+from topologies.links import BACKENDS
+from topologies.switches import DATAPATHS
 from topologies.validate import ConfigError
 
 
@@ -18,9 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"built-in name ({', '.join(available_experiments())}) or folder path")
     p.add_argument("--scenario", type=Path, help="scenario TOML (default: the experiment's)")
     p.add_argument("--duration-s", type=float, help="traffic duration override, seconds")
-    p.add_argument("--link-backend", choices=("auto", "relay", "netem"),
+    p.add_argument("--link-backend", choices=BACKENDS,
                    help="link engine override (default: the scenario's link_backend)")
-    p.add_argument("--ovs-datapath", choices=("auto", "kernel", "user"),
+    p.add_argument("--ovs-datapath", choices=DATAPATHS,
                    help="OVS datapath override (default: the scenario's ovs_datapath)")
     p.add_argument("--seed", type=int, help="random seed override")
     p.add_argument("--results", type=Path, help="results root (default: ./results)")
