@@ -1,12 +1,16 @@
-"""What the in-host agents share: a stop flag for SIGTERM/SIGINT, timestamping UDP sockets and
-kernel receive timestamps. Standard library only (agents start inside emulated hosts)."""
+"""What the in-host agents share: a stop flag for SIGTERM/SIGINT, timestamping UDP sockets, kernel
+receive timestamps, the receive call and the command line. Standard library only (agents start
+inside emulated hosts)."""
 
 from __future__ import annotations
 
+import argparse
 import signal
 import socket
 import struct
 import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 TIMESPEC = struct.Struct("@qq")
@@ -41,3 +45,41 @@ def rx_time_ns(ancdata: list) -> int:
             sec, nsec = TIMESPEC.unpack_from(cdata)
             return sec * 1_000_000_000 + nsec
     return time.time_ns()
+
+
+def recv_stamped(sock: socket.socket, ancillary_size: int = TIMESTAMP_ANCILLARY
+                 ) -> tuple[bytes, int, list, Any] | None:
+    """One datagram as ``(data, kernel receive ns, ancillary data, sender)``; None on timeout/signal."""
+    try:
+        data, ancdata, _flags, addr = sock.recvmsg(2048, ancillary_size)
+    except (TimeoutError, InterruptedError):
+        return None
+    return data, rx_time_ns(ancdata), ancdata, addr
+
+
+def touch(path: str) -> None:
+    """Create an empty file (a ready flag the runner waits for)."""
+    with open(path, "w"):
+        pass
+
+
+# One option: (flag, type) is required; (flag, type, default) is optional; type None = repeatable str.
+Option = tuple[str, Any] | tuple[str, Any, Any]
+
+
+def agent_main(prog: str, modes: Mapping[str, tuple[Callable[[argparse.Namespace], int], Sequence[Option]]],
+               argv: list[str] | None = None) -> int:
+    """Parse ``MODE --option value ...`` from a table of modes and run the chosen one."""
+    parser = argparse.ArgumentParser(prog=prog)
+    sub = parser.add_subparsers(dest="mode", required=True)
+    for mode, (_func, options) in modes.items():
+        p = sub.add_parser(mode)
+        for flag, kind, *default in options:
+            if kind is None:
+                p.add_argument(flag, action="append", required=True)
+            elif default:
+                p.add_argument(flag, type=kind, default=default[0])
+            else:
+                p.add_argument(flag, type=kind, required=True)
+    args = parser.parse_args(argv)
+    return modes[args.mode][0](args)

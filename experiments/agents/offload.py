@@ -30,7 +30,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 
-from experiments.agents.common import TIMESTAMP_ANCILLARY, StopFlag, rx_time_ns, timestamping_udp_socket
+from experiments.agents.common import StopFlag, agent_main, recv_stamped, timestamping_udp_socket, touch
 
 REQ = struct.Struct("!4sIHHQI")  # magic, request_id, index, count, send_ns, request_bytes
 REPLY = struct.Struct("!4sIQQQQ")  # magic, request_id, first_recv_ns, complete_ns, compute_start_ns,
@@ -38,7 +38,6 @@ REPLY = struct.Struct("!4sIQQQQ")  # magic, request_id, first_recv_ns, complete_
 REQ_MAGIC = b"FSOQ"
 REPLY_MAGIC = b"FSOA"
 MAX_DATAGRAM_BYTES = 1400  # UDP payload per datagram: below a 1500 B MTU with IP/UDP headers
-_ANCILLARY = TIMESTAMP_ANCILLARY
 SLEEP_BELOW_NS = 2_000_000  # replies due sooner than this are timed with nanosleep, not poll()
 
 
@@ -147,8 +146,7 @@ def server(args: argparse.Namespace) -> int:
     due: list[tuple[int, int, Partial, tuple, int]] = []  # (reply due ns, id, request, addr, start)
     busy_until = 0
     records = []
-    with open(args.ready, "w"):
-        pass
+    touch(args.ready)
     while not flag.stop:
         now = time.time_ns()
         while due and due[0][0] <= now:
@@ -170,11 +168,11 @@ def server(args: argparse.Namespace) -> int:
             continue  # fragments arriving meanwhile wait in the socket with their kernel times
         timeout_ns = min(due[0][0] - now - SLEEP_BELOW_NS // 2, 100_000_000) if due else 100_000_000
         sock.settimeout(max(0.0, timeout_ns / 1e9))
-        try:
-            data, ancdata, _flags, addr = sock.recvmsg(2048, _ANCILLARY)
-        except (TimeoutError, InterruptedError):
+        got = recv_stamped(sock)
+        if got is None:
             continue
-        done = parts.add(data, rx_time_ns(ancdata))
+        data, recv_ns, _anc, addr = got
+        done = parts.add(data, recv_ns)
         if done is not None:
             start_ns = max(done.last_ns, busy_until)
             busy_until = start_ns + compute_ns
@@ -251,11 +249,10 @@ def client(args: argparse.Namespace) -> int:
             break
         wake = min(next_ns if rid < len(plan) else end_ns + timeout_ns, now + 50_000_000)
         sock.settimeout(max(0.0, (wake - now) / 1e9))
-        try:
-            data, ancdata, _flags, _addr = sock.recvmsg(2048, _ANCILLARY)
-        except (TimeoutError, InterruptedError):
+        got = recv_stamped(sock)
+        if got is None:
             continue
-        recv_ns = rx_time_ns(ancdata)
+        data, recv_ns, _anc, _addr = got
         if len(data) < REPLY.size:
             continue
         magic, r, first_ns, complete_ns, compute_start_ns, send_ns = REPLY.unpack_from(data)
@@ -277,28 +274,15 @@ def client(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="offload_agent")
-    sub = parser.add_subparsers(dest="mode", required=True)
-    s = sub.add_parser("server")
-    s.add_argument("--port", type=int, required=True)
-    s.add_argument("--compute-ms", type=float, required=True)
-    s.add_argument("--reply-bytes", type=int, required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument("--ready", required=True)
-    c = sub.add_parser("client")
-    c.add_argument("--target", action="append", required=True, help="NAME=IP, repeatable")
-    c.add_argument("--port", type=int, required=True)
-    c.add_argument("--request-bytes", type=int, required=True)
-    c.add_argument("--max-datagram-bytes", type=int, default=MAX_DATAGRAM_BYTES)
-    c.add_argument("--pacing-rate-mbps", type=float, default=0.0)
-    c.add_argument("--interval-ms", type=float, required=True)
-    c.add_argument("--start-ns", type=int, required=True)
-    c.add_argument("--duration-s", type=float, required=True)
-    c.add_argument("--timeout-ms", type=float, required=True)
-    c.add_argument("--seed", type=int, default=1)
-    c.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    return {"server": server, "client": client}[args.mode](args)
+    return agent_main("python -m experiments.agents.offload", {
+        "server": (server, [("--port", int), ("--compute-ms", float), ("--reply-bytes", int),
+                            ("--out", str), ("--ready", str)]),
+        "client": (client, [("--target", None), ("--port", int), ("--request-bytes", int),
+                            ("--max-datagram-bytes", int, MAX_DATAGRAM_BYTES),
+                            ("--pacing-rate-mbps", float, 0.0), ("--interval-ms", float),
+                            ("--start-ns", int), ("--duration-s", float), ("--timeout-ms", float),
+                            ("--seed", int, 1), ("--out", str)]),
+    }, argv)
 
 
 if __name__ == "__main__":

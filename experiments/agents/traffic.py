@@ -22,8 +22,16 @@ import os
 import socket
 import struct
 import time
+from typing import Any
 
-from experiments.agents.common import TIMESTAMP_ANCILLARY, StopFlag, rx_time_ns, timestamping_udp_socket
+from experiments.agents.common import (
+    TIMESTAMP_ANCILLARY,
+    StopFlag,
+    agent_main,
+    recv_stamped,
+    timestamping_udp_socket,
+    touch,
+)
 
 HEADER = struct.Struct("!IIQ")  # flow_id, seq, send_ns (network order, in the payload)
 RECORD = struct.Struct("<IIQQIB3x")  # flow_id, seq, send_ns, recv_ns, bytes, tos (raw file)
@@ -67,14 +75,12 @@ def recv(args: argparse.Namespace) -> int:
     buffer = bytearray()
     received = 0
     with open(args.out, "wb") as out:
-        with open(args.out + ".ready", "w"):
-            pass  # tells the runner the socket is bound
+        touch(args.out + ".ready")  # tells the runner the socket is bound
         while not flag.stop:
-            try:
-                data, ancdata, _flags, _addr = sock.recvmsg(2048, ancillary_size)
-            except (TimeoutError, InterruptedError):
+            got = recv_stamped(sock, ancillary_size)
+            if got is None:
                 continue
-            recv_ns = rx_time_ns(ancdata)
+            data, recv_ns, ancdata, _addr = got
             tos = next((c[0] for lvl, typ, c in ancdata
                         if lvl == socket.IPPROTO_IP and typ == socket.IP_TOS), 0)
             if len(data) < HEADER.size:
@@ -103,18 +109,21 @@ def echo(args: argparse.Namespace) -> int:
     sock = timestamping_udp_socket()
     sock.bind(("0.0.0.0", args.port))
     sock.settimeout(0.1)
-    with open(args.ready, "w"):
-        pass
-    ancillary_size = TIMESTAMP_ANCILLARY
+    touch(args.ready)
     while not flag.stop:
-        try:
-            data, ancdata, _flags, addr = sock.recvmsg(2048, ancillary_size)
-        except (TimeoutError, InterruptedError):
-            continue
-        if len(data) >= PROBE.size:
-            seq, send_ns, _ = PROBE.unpack_from(data)
-            sock.sendto(PROBE.pack(seq, send_ns, rx_time_ns(ancdata)) + data[PROBE.size:], addr)
+        if (got := _recv_probe(sock)) is not None:
+            (seq, send_ns, _), recv_ns, data, addr = got
+            sock.sendto(PROBE.pack(seq, send_ns, recv_ns) + data[PROBE.size:], addr)
     return 0
+
+
+def _recv_probe(sock: socket.socket) -> tuple[tuple[int, int, int], int, bytes, Any] | None:
+    """One probe as ``(header fields, kernel receive ns, datagram, sender)``; None if none came."""
+    got = recv_stamped(sock)
+    if got is None or len(got[0]) < PROBE.size:
+        return None
+    data, recv_ns, _anc, addr = got
+    return PROBE.unpack_from(data), recv_ns, data, addr
 
 
 def probe(args: argparse.Namespace) -> int:
@@ -124,7 +133,6 @@ def probe(args: argparse.Namespace) -> int:
     interval_ns = int(args.interval_ms * 1e6)
     end_ns = args.start_ns + int(args.duration_s * 1e9)
     stop_ns = end_ns + int(args.drain_s * 1e9)
-    ancillary_size = TIMESTAMP_ANCILLARY
     records = bytearray()
     seq = sent = 0
     next_ns = args.start_ns
@@ -143,13 +151,9 @@ def probe(args: argparse.Namespace) -> int:
             continue
         wake_ns = min(next_ns if next_ns < end_ns else stop_ns, stop_ns)
         sock.settimeout(max(0.0, (wake_ns - now) / 1e9))
-        try:
-            data, ancdata, _flags, _addr = sock.recvmsg(2048, ancillary_size)
-        except (TimeoutError, InterruptedError):
-            continue
-        if len(data) >= PROBE.size:
-            rseq, send_ns, echo_ns = PROBE.unpack_from(data)
-            records += PROBE_RECORD.pack(rseq, send_ns, echo_ns, rx_time_ns(ancdata))
+        if (got := _recv_probe(sock)) is not None:
+            (rseq, send_ns, echo_ns), recv_ns, _data, _addr = got
+            records += PROBE_RECORD.pack(rseq, send_ns, echo_ns, recv_ns)
     with open(args.out, "wb") as out:
         out.write(records)
     with open(args.summary, "w") as summary:
@@ -159,35 +163,16 @@ def probe(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="traffic_agent")
-    sub = parser.add_subparsers(dest="mode", required=True)
-    s = sub.add_parser("send")
-    s.add_argument("--dest", required=True)
-    s.add_argument("--port", type=int, required=True)
-    s.add_argument("--flow-id", type=int, required=True)
-    s.add_argument("--payload-bytes", type=int, required=True)
-    s.add_argument("--interval-ms", type=float, required=True)
-    s.add_argument("--start-ns", type=int, required=True)
-    s.add_argument("--duration-s", type=float, required=True)
-    s.add_argument("--summary", required=True)
-    r = sub.add_parser("recv")
-    r.add_argument("--port", type=int, required=True)
-    r.add_argument("--out", required=True)
-    e = sub.add_parser("echo")
-    e.add_argument("--port", type=int, required=True)
-    e.add_argument("--ready", required=True)
-    p = sub.add_parser("probe")
-    p.add_argument("--dest", required=True)
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--payload-bytes", type=int, required=True)
-    p.add_argument("--interval-ms", type=float, required=True)
-    p.add_argument("--start-ns", type=int, required=True)
-    p.add_argument("--duration-s", type=float, required=True)
-    p.add_argument("--drain-s", type=float, required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--summary", required=True)
-    args = parser.parse_args(argv)
-    return {"send": send, "recv": recv, "echo": echo, "probe": probe}[args.mode](args)
+    timing = [("--start-ns", int), ("--duration-s", float)]
+    return agent_main("python -m experiments.agents.traffic", {
+        "send": (send, [("--dest", str), ("--port", int), ("--flow-id", int), ("--payload-bytes", int),
+                        ("--interval-ms", float), *timing, ("--summary", str)]),
+        "recv": (recv, [("--port", int), ("--out", str)]),
+        "echo": (echo, [("--port", int), ("--ready", str)]),
+        "probe": (probe, [("--dest", str), ("--port", int), ("--payload-bytes", int),
+                          ("--interval-ms", float), *timing, ("--drain-s", float), ("--out", str),
+                          ("--summary", str)]),
+    }, argv)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def figures_cmd(args: argparse.Namespace) -> int:
-    import importlib
-    import tomllib
-
     from experiments.framework.results import is_complete
-    from experiments.kinds.slices.kind import KINDS
+    from experiments.framework.skeleton import kind_of_run
+    from topologies.validate import ConfigError
 
     status = 0
     for run_dir in args.run_dirs:
@@ -30,10 +28,13 @@ def figures_cmd(args: argparse.Namespace) -> int:
             status = 2
             continue
         if (run_dir / "experiment.toml").is_file():
-            definition = tomllib.loads((run_dir / "experiment.toml").read_text())
-            module = KINDS[definition["experiment"].get("kind", "slices")]
+            try:
+                draw = kind_of_run(run_dir).draw_figures
+            except (ConfigError, KeyError) as exc:
+                print(f"factorysat figures: {run_dir}: {exc}", file=sys.stderr)
+                status = 2
+                continue
         else:  # a benchmark run folder (results/bench_links/<run_id>)
-            module = "experiments.cli.bench"
-        paths = importlib.import_module(module).draw_figures(run_dir)
-        print("\n".join(str(p) for p in paths))
+            from experiments.cli.bench import draw_figures as draw
+        print("\n".join(str(p) for p in draw(run_dir)))
     return status

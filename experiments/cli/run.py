@@ -31,11 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import importlib
-
-    from experiments.framework.session import Terminated
-    from experiments.kinds.slices.analysis import format_table
-    from experiments.kinds.slices.kind import KINDS, RunOptions, run_experiment
+    from experiments.framework.session import RunOptions, Terminated
+    from experiments.framework.skeleton import run_experiment
+    from experiments.kinds import get_kind
     from topologies.switches import OvsNotRunning
 
     if os.geteuid() != 0:
@@ -62,9 +60,8 @@ def run(args: argparse.Namespace) -> int:
     except Terminated:
         print("factorysat run: terminated; everything the run created was removed", file=sys.stderr)
         return 143
-    formatter = getattr(importlib.import_module(KINDS[experiment.kind]), "print_summary", format_table)
     print()
-    print(formatter(result.summary))
+    print(get_kind(experiment.kind).print_summary(result.summary))
     print()
     print(f"figure: {result.figure_paths[0]}")
     print("run folder:")

@@ -6,13 +6,13 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from controllers.apps import resolve_apps
+from experiments.kinds import kind_names
 from topologies.scenario import Scenario, load_scenario
 from topologies.validate import ConfigError, Table
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[1]
-
-
-KINDS = ("slices", "offload")
+DEFAULT_CONTROLLER_APPS = ("slice_switch",)
 
 
 @dataclass(frozen=True)
@@ -36,11 +36,48 @@ class Experiment:
     kind: str = "slices"
     probes: tuple[ProbeSpec, ...] = ()
     params: dict = field(default_factory=dict)  # kind-specific [params] table, validated by the kind
+    controller_apps: tuple[str, ...] = DEFAULT_CONTROLLER_APPS  # [controller] apps, by name
+    file: Path | None = None  # the experiment.toml this was read from
 
     def load_scenario(self) -> Scenario:
         if self.scenario_ref == "default":
             return load_scenario(None)
         return load_scenario(self.folder / self.scenario_ref)
+
+    def check(self, scenario: Scenario) -> None:
+        """Probe endpoints must be hosts of ``scenario`` (checked before anything starts)."""
+        hosts = scenario.host_names()
+        for i, spec in enumerate(self.probes):
+            for key in ("source", "target"):
+                if getattr(spec, key) not in hosts:
+                    raise ConfigError(f"probes[{i}].{key}", getattr(spec, key), "one of " + ", ".join(hosts))
+
+    @classmethod
+    def from_file(cls, path: Path) -> Experiment:
+        """Parse and validate one experiment file (any file name)."""
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("experiment", str(path), f"valid TOML ({exc})") from None
+        with Table(raw, "") as root:
+            with root.table("experiment") as t:
+                fields_ = dict(
+                    name=t.str("name"),
+                    description=t.str("description", ""),
+                    scenario_ref=t.str("scenario", "default"),
+                    duration_s=t.number("duration_s", min=1, max=3600),
+                    drain_s=t.number("drain_s", 2.0, min=0, max=60),
+                    kind=t.str("kind", "slices", choices=kind_names()),
+                )
+            probes = tuple(_probe(p) for p in root.tables("probes", []))
+            params = dict(root.get("params", {}))
+            apps = DEFAULT_CONTROLLER_APPS
+            if root.has("controller"):
+                with root.table("controller") as c:
+                    apps = tuple(c.get("apps", list(DEFAULT_CONTROLLER_APPS)))
+                resolve_apps(apps)  # unknown apps fail here, with the allowed names
+        return cls(folder=path.parent, file=path, probes=probes, params=params, controller_apps=apps,
+                   **fields_)
 
 
 def available_experiments() -> list[str]:
@@ -57,23 +94,7 @@ def load_experiment(ref: str) -> Experiment:
         if not path.is_file():
             raise ConfigError("experiment", ref, "one of " + ", ".join(available_experiments())
                               + " or a path to an experiment.toml")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("experiment", str(path), f"valid TOML ({exc})") from None
-    with Table(raw, "") as root:
-        with root.table("experiment") as t:
-            fields_ = dict(
-                name=t.str("name"),
-                description=t.str("description", ""),
-                scenario_ref=t.str("scenario", "default"),
-                duration_s=t.number("duration_s", min=1, max=3600),
-                drain_s=t.number("drain_s", 2.0, min=0, max=60),
-                kind=t.str("kind", "slices", choices=KINDS),
-            )
-        probes = tuple(_probe(p) for p in root.tables("probes", []))
-        params = dict(root.get("params", {}))
-    return Experiment(folder=path.parent, probes=probes, params=params, **fields_)
+    return Experiment.from_file(path)
 
 
 def _probe(t: Table) -> ProbeSpec:

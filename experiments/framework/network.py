@@ -59,8 +59,10 @@ class EmulatedNetwork:
 
     def __init__(self, scenario: Scenario, link_backend: str | None = None,
                  ovs_datapath: str | None = None,
-                 initial_links: dict[str, LinkPair] | None = None) -> None:
+                 initial_links: dict[str, LinkPair] | None = None,
+                 controller_apps: tuple[str, ...] = ("slice_switch",)) -> None:
         self.scenario = scenario
+        self.controller_apps = controller_apps
         self.initial_links = initial_links
         self.run_dir = Path()
         # Resolve choices first: a bad choice fails before anything is created.

@@ -12,9 +12,12 @@ import os
 import platform
 import secrets
 import subprocess
+from collections.abc import Callable
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from topologies.paths import REPO_ROOT
 
@@ -38,9 +41,20 @@ def new_run_dir(experiment: str, results_root: Path | None = None) -> tuple[str,
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temp file + rename) so readers never see half a file."""
+    """Write JSON atomically (temp file, fsync, rename) so readers never see half a file."""
+    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str) + "\n"))
+
+
+def write_parquet(path: Path, frame: pd.DataFrame) -> None:
+    """Write a tidy table as Parquet atomically (temp file, fsync, rename)."""
+    _atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def _atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    write(tmp)
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
     os.replace(tmp, path)
 
 

@@ -9,7 +9,6 @@ experiment writes its tables and figures, then calls ``session.complete()`` (mar
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import signal
@@ -73,11 +72,13 @@ class RunSession:
         self.duration_s = options.duration_s or experiment.duration_s
         self.leo = build_leo_schedules(scenario, self.duration_s + experiment.drain_s + SCHEDULE_SLACK_S)
         self.network = EmulatedNetwork(scenario, options.link_backend, options.ovs_datapath,
-                                       self.leo.initial() if self.leo else None)
+                                       self.leo.initial() if self.leo else None,
+                                       controller_apps=experiment.controller_apps)
         self.run_id = ""
         self.run_dir = Path()
         self.metadata: dict[str, Any] = {}
         self.problems: list[str] = []
+        self.start_ns = 0  # CLOCK_REALTIME ns of traffic start, set by start_clock()
         self._previous_sigterm: Any = None
 
     @property
@@ -136,6 +137,7 @@ class RunSession:
         start_ns = time.time_ns() + int((t0_monotonic - time.monotonic()) * 1e9)
         if self.leo:
             self.leo.apply(self.network.engine, t0_monotonic)
+        self.start_ns = start_ns
         self.metadata["traffic_start_realtime_ns"] = start_ns
         self.metadata["schedule_t0"] = "traffic start" if self.leo else None
         self.save_metadata()
@@ -169,9 +171,10 @@ class RunSession:
             print(f"factorysat: {text}", flush=True)
 
     def _write_inputs(self) -> None:
-        shutil.copyfile(self.experiment.folder / "experiment.toml", self.run_dir / "experiment.toml")
-        resolved = {"source": self.scenario.source, "seed": self.scenario.seed,
-                    "duration_s": self.duration_s, "scenario": self.scenario.raw}
-        (self.run_dir / "scenario.resolved.json").write_text(json.dumps(resolved, indent=2) + "\n")
+        source = self.experiment.file or self.experiment.folder / "experiment.toml"
+        shutil.copyfile(source, self.run_dir / "experiment.toml")
+        write_json(self.run_dir / "scenario.resolved.json",
+                   {"source": self.scenario.source, "seed": self.scenario.seed,
+                    "duration_s": self.duration_s, "scenario": self.scenario.raw})
         if self.leo:
             self.leo.save(self.run_dir / "leo_schedule.parquet")

@@ -14,7 +14,7 @@ import pytest
 from netstate import snapshot
 
 from experiments.framework.definition import load_experiment
-from experiments.kinds.offload.kind import parse_params, predict_response_ms
+from experiments.kinds.offload.model import parse_params, predict_response_ms
 from topologies.scenario import load_scenario
 
 pytestmark = pytest.mark.root

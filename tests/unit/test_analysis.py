@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from experiments.agents.traffic import RECORD
+from experiments.framework.plotting import save
 from experiments.kinds.slices import analysis, figures
 from experiments.kinds.slices.traffic import FlowPlan, flows_table, plan_flows
 from topologies.scenario import load_scenario
@@ -50,7 +51,7 @@ def test_summary_counts_loss_and_deadline_from_sent_packets(tmp_path) -> None:
     assert mmtc["owd_ms_max"] == pytest.approx(150.0)
     table = analysis.format_table(summary)
     assert "urllc" in table and "mmtc" in table
-    paths = figures.save(figures.owd_cdf(packets, {"urllc": 10.0, "mmtc": 100.0}), tmp_path / "f")
+    paths = save(figures.owd_cdf(packets, {"urllc": 10.0, "mmtc": 100.0}), tmp_path / "f")
     assert all(p.stat().st_size > 1000 for p in paths)
 
 
@@ -88,4 +89,4 @@ def test_probe_records_give_rtt_one_way_delays_and_loss(tmp_path) -> None:
     summary = analysis.probe_summary(rtt)["edge1->cloud1"]
     assert summary["loss_pct"] == 25.0 and summary["rtt_ms_p50"] == 30.0
     fig = figures.rtt_timeline(rtt, None)
-    assert figures.save(fig, tmp_path / "rtt")[0].stat().st_size > 1000
+    assert save(fig, tmp_path / "rtt")[0].stat().st_size > 1000

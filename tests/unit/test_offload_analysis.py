@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from experiments.kinds.offload import figures as figs
-from experiments.kinds.offload.kind import OffloadParams, Target, print_summary
+from experiments.framework.plotting import save
+from experiments.framework.results import write_json
+from experiments.kinds.offload import analysis, figures
+from experiments.kinds.offload.kind import OffloadKind
+from experiments.kinds.offload.model import OffloadParams, Target
 
 MS = 1_000_000
 START = 1_000 * 1_000_000_000
@@ -60,7 +63,7 @@ PARAMS = OffloadParams(targets=(Target("edge1", "Orin", 137.5), Target("sat1", "
 
 
 def test_tidy_requests_keeps_every_request_with_its_outcome(raw: Path) -> None:
-    df = figs.tidy_requests(raw, PARAMS, ROLES, START)
+    df = analysis.tidy_requests(raw, PARAMS, ROLES, START)
     assert list(df["request_id"]) == list(range(6))
     assert list(df["outcome"]) == ["ok", "ok", "fragments_lost", "reply_lost", "late", "send_error"]
     assert list(df["ok"]) == [True, True, False, False, False, False]
@@ -76,9 +79,9 @@ def test_tidy_requests_keeps_every_request_with_its_outcome(raw: Path) -> None:
 
 
 def test_summary_counts_misses_and_deadline_over_all_requests(raw: Path, tmp_path: Path) -> None:
-    df = figs.tidy_requests(raw, PARAMS, ROLES, START)
+    df = analysis.tidy_requests(raw, PARAMS, ROLES, START)
     predicted = {"edge1": {"response_ms": 10.0}, "sat1": {"response_ms": 140.0}}
-    summary = figs.summarise(df, PARAMS, ROLES, predicted)
+    summary = analysis.summarise(df, PARAMS, ROLES, predicted)
     edge, sat = summary["targets"]["edge1"], summary["targets"]["sat1"]
     assert (edge["requests"], edge["ok"], edge["success_pct"]) == (3, 1, pytest.approx(33.333, abs=1e-3))
     assert edge["within_deadline_pct"] == pytest.approx(33.333, abs=1e-3)
@@ -86,10 +89,10 @@ def test_summary_counts_misses_and_deadline_over_all_requests(raw: Path, tmp_pat
     assert sat["within_deadline_pct"] == 0.0 and sat["response_ms_p50"] == pytest.approx(150.0)
     assert sat["failures"] == {"reply_lost": 1, "send_error": 1}
     assert edge["role"] == "edge" and sat["predicted"]["response_ms"] == 140.0
-    text = print_summary(summary)
+    text = OffloadKind().print_summary(summary)
     assert "edge1" in text and "sat1" in text and "modelled" in text
-    figs.write_summary(tmp_path, summary)
+    write_json(tmp_path / "summary.json", summary)
     assert json.loads((tmp_path / "summary.json").read_text())["targets"]["sat1"]["ok"] == 1
-    paths = figs.save(figs.response_figure(df, summary), tmp_path / "offload_response")
+    paths = save(figures.response_figure(df, summary), tmp_path / "offload_response")
     assert all(p.stat().st_size > 1000 for p in paths)
     assert [p.suffix for p in paths] == [".png", ".pdf"]

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from experiments.framework.definition import load_experiment
-from experiments.kinds.offload.kind import (
+from experiments.kinds.offload.model import (
     OVS_ONE_WAY_MS,
     OffloadParams,
     Target,

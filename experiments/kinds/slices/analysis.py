@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.agents.traffic import PROBE_RECORD, RECORD
+from experiments.framework.stats import percentile, share_pct
 
 RECORD_DTYPE = np.dtype([("flow_id", "<u4"), ("seq", "<u4"), ("send_ns", "<u8"), ("recv_ns", "<u8"),
                          ("bytes", "<u4"), ("tos", "u1"), ("_pad", "V3")])
@@ -61,32 +62,17 @@ def slice_summary(packets: pd.DataFrame, flows: pd.DataFrame) -> dict[str, dict[
         summary[str(name)] = {
             "packets": sent,
             "packets_received": int(owd.size),
-            "owd_ms_p50": _percentile(owd, 50),
-            "owd_ms_p99": _percentile(owd, 99),
-            "owd_ms_p999": _percentile(owd, 99.9),
+            "owd_ms_p50": percentile(owd, 50),
+            "owd_ms_p99": percentile(owd, 99),
+            "owd_ms_p999": percentile(owd, 99.9),
             "owd_ms_max": round(float(owd.max()), 4) if owd.size else None,
-            "loss_pct": round(100.0 * (sent - owd.size) / sent, 4) if sent else None,
-            "deadline_met_pct": round(100.0 * int(got["on_time"].sum()) / sent, 4) if sent else None,
+            "loss_pct": share_pct(sent - owd.size, sent),
+            "deadline_met_pct": share_pct(int(got["on_time"].sum()), sent),
             "latency_bound_ms": float(slice_flows["latency_bound_ms"].iloc[0]),
             "dscp_marked_pct": round(100.0 * float((got["dscp"] == expected_dscp).mean()), 2)
             if owd.size else None,
         }
     return summary
-
-
-def _percentile(values: np.ndarray, q: float) -> float | None:
-    return round(float(np.percentile(values, q)), 4) if values.size else None
-
-
-def write_tables(run_dir: Path, packets: pd.DataFrame, flows: pd.DataFrame,
-                 summary: dict) -> None:
-    packets.to_parquet(run_dir / "packets.parquet", index=False)
-    flows.to_parquet(run_dir / "flows.parquet", index=False)
-    write_summary(run_dir, summary)
-
-
-def write_summary(run_dir: Path, summary: dict) -> None:
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
 PROBE_DTYPE = np.dtype([("seq", "<u4"), ("_pad", "V4"), ("send_ns", "<u8"), ("echo_ns", "<u8"),
@@ -134,12 +120,12 @@ def probe_summary(rtt: pd.DataFrame) -> dict[str, dict[str, float | int | None]]
         values = group["rtt_ms"].dropna().to_numpy()
         out[f"{source}->{target}"] = {
             "probes": int(len(group)),
-            "rtt_ms_p50": _percentile(values, 50),
-            "rtt_ms_p99": _percentile(values, 99),
+            "rtt_ms_p50": percentile(values, 50),
+            "rtt_ms_p99": percentile(values, 99),
             "rtt_ms_max": round(float(values.max()), 4) if values.size else None,
-            "uplink_ms_p50": _percentile(group["uplink_ms"].dropna().to_numpy(), 50),
-            "downlink_ms_p50": _percentile(group["downlink_ms"].dropna().to_numpy(), 50),
-            "loss_pct": round(100.0 * (len(group) - values.size) / len(group), 4) if len(group) else None,
+            "uplink_ms_p50": percentile(group["uplink_ms"].dropna().to_numpy(), 50),
+            "downlink_ms_p50": percentile(group["downlink_ms"].dropna().to_numpy(), 50),
+            "loss_pct": share_pct(len(group) - values.size, len(group)),
         }
     return out
 

@@ -2,27 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import numpy as np
+import pandas as pd
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-# The one slice -> (colour, label) table used by every figure (colour-blind safe, Okabe-Ito).
-SLICE_STYLE: dict[str, tuple[str, str]] = {
-    "urllc": ("#D55E00", "URLLC"),
-    "embb": ("#0072B2", "eMBB"),
-    "mmtc": ("#009E73", "mMTC"),
-}
-_FALLBACK = ("#7F7F7F", None)
-
-
-def slice_style(name: str) -> tuple[str, str]:
-    colour, label = SLICE_STYLE.get(name, _FALLBACK)
-    return colour, label or name
+from experiments.framework.plotting import SLICE_STYLE, plt, slice_style
 
 
 def owd_cdf(packets: pd.DataFrame, bounds_ms: dict[str, float]) -> plt.Figure:
@@ -46,15 +29,6 @@ def owd_cdf(packets: pd.DataFrame, bounds_ms: dict[str, float]) -> plt.Figure:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right")
     return fig
-
-
-def save(fig: plt.Figure, path_stem: Path) -> list[Path]:
-    """Save ``fig`` as PNG and PDF next to each other; return the paths."""
-    paths = [path_stem.with_suffix(".png"), path_stem.with_suffix(".pdf")]
-    fig.savefig(paths[0], dpi=150)
-    fig.savefig(paths[1])
-    plt.close(fig)
-    return paths
 
 
 def rtt_timeline(rtt: pd.DataFrame, schedule: pd.DataFrame | None) -> plt.Figure:

@@ -1,48 +1,34 @@
 """The ``slices`` experiment kind: every UE's flow at once, per-slice delay, loss and deadlines.
 
-scenario -> network -> traffic -> raw records -> tidy tables -> summary -> figure. Optional RTT
+scenario -> flows (one per UE) -> receivers + senders in the hosts -> raw records -> tidy tables
+(``packets``, ``flows``, ``rtt`` with probes) -> per-slice summary -> figures. Optional RTT
 probes (``[[probes]]`` in experiment.toml) measure round trips, e.g. factory -> cloud over LEO.
 """
 
 from __future__ import annotations
 
-import importlib
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from experiments.framework.definition import Experiment
-from experiments.framework.session import RunOptions, RunResult, RunSession
+from experiments.framework.kind import Kind
+from experiments.framework.plotting import save
+from experiments.framework.session import RunSession
 from experiments.kinds.slices import analysis, figures
 from experiments.kinds.slices.traffic import TrafficRun, flows_table, plan_flows
-from topologies.validate import ConfigError
-
-# experiment kind -> module with ``run(experiment, options) -> RunResult``
-KINDS = {"slices": "experiments.kinds.slices.kind", "offload": "experiments.kinds.offload.kind"}
 
 
-def run_experiment(experiment: Experiment, options: RunOptions = RunOptions()) -> RunResult:
-    """Run ``experiment`` with the module of its kind; complete only if this returns."""
-    module = importlib.import_module(KINDS[experiment.kind])
-    return module.run(experiment, options)
+class SlicesKind(Kind):
+    """Per-slice one-way delay, loss, deadline share and DSCP marking of every UE's flow."""
 
+    name = "slices"
 
-def check_probes(experiment: Experiment, hosts: tuple[str, ...]) -> None:
-    """Probe endpoints must be hosts of the scenario (before anything starts)."""
-    for i, spec in enumerate(experiment.probes):
-        for key in ("source", "target"):
-            if getattr(spec, key) not in hosts:
-                raise ConfigError(f"probes[{i}].{key}", getattr(spec, key), "one of " + ", ".join(hosts))
-
-
-def run(experiment: Experiment, options: RunOptions) -> RunResult:
-    session = RunSession(experiment, options)
-    check_probes(experiment, session.scenario.host_names())
-    flows = plan_flows(session.scenario)
-    with session:
-        traffic = TrafficRun(session.network, flows, session.raw_dir, session.log_dir,
-                             probes=experiment.probes, drain_s=experiment.drain_s)
+    def run_traffic(self, session: RunSession, params: Any) -> None:
+        experiment = session.experiment
+        traffic = TrafficRun(session.network, plan_flows(session.scenario), session.raw_dir,
+                             session.log_dir, probes=experiment.probes, drain_s=experiment.drain_s)
         try:
             traffic.start_receivers()
             start_ns = session.start_clock()
@@ -55,32 +41,35 @@ def run(experiment: Experiment, options: RunOptions) -> RunResult:
         finally:
             traffic.kill_all()
 
-    run_dir = session.run_dir
-    flow_df = flows_table(flows, session.raw_dir)
-    packets = analysis.tidy_packets(sorted(session.raw_dir.glob("recv-*.bin")), flow_df)
-    summary = analysis.slice_summary(packets, flow_df)
-    analysis.write_tables(run_dir, packets, flow_df, summary)
-    if experiment.probes:
-        rtt = analysis.tidy_probes(sorted(session.raw_dir.glob("probe-*.bin")), start_ns)
-        rtt.to_parquet(run_dir / "rtt.parquet", index=False)
-        summary["probes"] = analysis.probe_summary(rtt)
-        analysis.write_summary(run_dir, summary)
-    paths = draw_figures(run_dir)
-    session.complete()
-    return RunResult(run_dir, summary, paths)
+    def collect(self, session: RunSession, params: Any) -> dict[str, pd.DataFrame]:
+        raw = session.raw_dir
+        flows = flows_table(plan_flows(session.scenario), raw)
+        tables = {"packets": analysis.tidy_packets(sorted(raw.glob("recv-*.bin")), flows),
+                  "flows": flows}
+        if session.experiment.probes:
+            tables["rtt"] = analysis.tidy_probes(sorted(raw.glob("probe-*.bin")), session.start_ns)
+        return tables
 
+    def summarise(self, tables: dict[str, pd.DataFrame], session: RunSession, params: Any
+                  ) -> dict[str, Any]:
+        summary: dict[str, Any] = analysis.slice_summary(tables["packets"], tables["flows"])
+        if "rtt" in tables:
+            summary["probes"] = analysis.probe_summary(tables["rtt"])
+        return summary
 
-def draw_figures(run_dir: Path) -> list[Path]:
-    """(Re)draw every figure of a ``slices`` run from its stored tables; return the paths."""
-    packets = pd.read_parquet(run_dir / "packets.parquet")
-    flows = pd.read_parquet(run_dir / "flows.parquet")
-    bounds = dict(zip(flows["slice"], flows["latency_bound_ms"], strict=True))
-    paths = figures.save(figures.owd_cdf(packets, bounds), run_dir / "owd_cdf")
-    if (run_dir / "rtt.parquet").exists():
-        rtt = pd.read_parquet(run_dir / "rtt.parquet")
-        schedule = None
-        if (run_dir / "leo_schedule.parquet").exists():
-            frame = pd.read_parquet(run_dir / "leo_schedule.parquet")
-            schedule = frame[frame["link"] == "leo"]
-        paths += figures.save(figures.rtt_timeline(rtt, schedule), run_dir / "rtt_timeline")
-    return paths
+    def draw_figures(self, run_dir: Path) -> list[Path]:
+        packets = pd.read_parquet(run_dir / "packets.parquet")
+        flows = pd.read_parquet(run_dir / "flows.parquet")
+        bounds = dict(zip(flows["slice"], flows["latency_bound_ms"], strict=True))
+        paths = save(figures.owd_cdf(packets, bounds), run_dir / "owd_cdf")
+        if (run_dir / "rtt.parquet").exists():
+            rtt = pd.read_parquet(run_dir / "rtt.parquet")
+            schedule = None
+            if (run_dir / "leo_schedule.parquet").exists():
+                frame = pd.read_parquet(run_dir / "leo_schedule.parquet")
+                schedule = frame[frame["link"] == "leo"]
+            paths += save(figures.rtt_timeline(rtt, schedule), run_dir / "rtt_timeline")
+        return paths
+
+    def print_summary(self, summary: dict[str, Any]) -> str:
+        return analysis.format_table(summary)

@@ -1,0 +1,80 @@
+"""The experiment-kind contract: what a kind provides, and in which order the framework calls it.
+
+A *kind* is the code behind ``kind = "..."`` in an ``experiment.toml``: what traffic runs, what is
+measured, which tables, summary and figures come out. Every kind goes through ONE run skeleton
+(:func:`experiments.framework.skeleton.run_experiment`):
+
+1. ``parse_params(raw)``: validate the experiment's ``[params]`` table into a typed object;
+   unknown keys and bad values raise :class:`~topologies.validate.ConfigError`.
+2. ``check(experiment, scenario, params)``: cross-checks against the scenario (hosts exist, …)
+   *before anything is created*; raise ConfigError.
+3. ``run_traffic(session, params)``: with the network up, start the kind's agents, call
+   ``session.start_clock()`` (link schedules and the shared start instant), show
+   ``session.progress()``, wait, stop the agents. Anything started is recorded and killed in a
+   ``finally``. The framework tears the network down afterwards, whatever happened.
+4. ``collect(session, params)``: raw files in ``session.raw_dir`` -> tidy tables, returned by
+   name; the framework writes each as ``<name>.parquet`` in the run folder (atomically).
+5. ``summarise(tables, session, params)``: the ``summary.json`` dict (the framework writes it).
+6. ``draw_figures(run_dir)``: (re)draw every figure from the stored Parquet/JSON only, so that
+   ``factorysat figures RUN_DIR`` redraws a finished run; return the paths.
+7. ``print_summary(summary)``: the table ``factorysat run`` prints.
+
+Only after all of that is the ``COMPLETE`` marker written. To add a kind see the README,
+"Extending factorysat": one folder under ``experiments/kinds/`` and one line in
+``experiments/kinds/__init__.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pandas as pd
+
+from topologies.scenario import Scenario
+from topologies.validate import ConfigError
+
+if TYPE_CHECKING:
+    from experiments.framework.definition import Experiment
+    from experiments.framework.session import RunSession
+
+
+class Kind(ABC):
+    """Base class of every experiment kind (see the module docstring for the call order)."""
+
+    #: the name used in ``experiment.toml`` (``[experiment] kind = ...``) and in the registry
+    name: ClassVar[str]
+
+    def parse_params(self, raw: Mapping[str, Any]) -> Any:
+        """Validate the ``[params]`` table; the default accepts none."""
+        if raw:
+            raise ConfigError("params", dict(raw), f"no [params] keys for kind {self.name!r}")
+        return None
+
+    def check(self, experiment: Experiment, scenario: Scenario, params: Any) -> None:
+        """Cross-check the experiment against the scenario before anything starts (default: none)."""
+        return None
+
+    @abstractmethod
+    def run_traffic(self, session: RunSession, params: Any) -> None:
+        """Start, time and stop the kind's traffic inside the running network."""
+
+    @abstractmethod
+    def collect(self, session: RunSession, params: Any) -> dict[str, pd.DataFrame]:
+        """Raw records -> tidy tables by name (written as ``<name>.parquet``)."""
+
+    @abstractmethod
+    def summarise(self, tables: dict[str, pd.DataFrame], session: RunSession, params: Any
+                  ) -> dict[str, Any]:
+        """The run's ``summary.json`` content."""
+
+    @abstractmethod
+    def draw_figures(self, run_dir: Path) -> list[Path]:
+        """(Re)draw every figure of a run from its stored tables; return the paths."""
+
+    def print_summary(self, summary: dict[str, Any]) -> str:
+        """Text for the terminal; the default prints the summary as JSON."""
+        return json.dumps(summary, indent=2)
