@@ -1,19 +1,24 @@
-"""Start the os-ken controller (os-ken 4 ships no ``osken-manager``).
+"""Start the os-ken controller with the apps chosen by name (os-ken 4 ships no ``osken-manager``;
+this plays the part of ``ryu-manager app1 app2``).
 
 Command line (listens on a loopback address only)::
 
-    python -m controllers.launcher --policy FILE --status FILE --port N [--host 127.0.0.1]
+    python -m controllers.launcher --policy FILE --status FILE --port N [--host 127.0.0.1] \
+        [--app slice_switch] [--app NAME_OR_MODULE ...]
 
-The launcher validates the policy, exports ``FACTORYSAT_CTL_POLICY`` / ``FACTORYSAT_CTL_STATUS``
-for ``controllers.apps.slice_switch``, sets os-ken's ``ofp_listen_host`` / ``ofp_tcp_listen_port``
-and runs the app through os-ken's ``AppManager`` (see ``run_controller``). os-ken 4 uses its native
-(threading) hub by default (``OSKEN_HUB_TYPE`` unset), so no eventlet monkey-patching is needed.
-Logs go to stderr; ``ControllerProcess`` sends them to a file.
+``--app`` takes a name from the registry ``controllers.apps.APPS`` or a full dotted module path
+(apps outside the package, e.g. in tests); repeat it to load several apps; default
+``slice_switch``. An unknown app, a bad policy or a bad option fails with exit code 2 before
+anything listens. The launcher exports ``FACTORYSAT_CTL_POLICY`` / ``FACTORYSAT_CTL_STATUS``
+for the apps, sets os-ken's ``ofp_listen_host`` / ``ofp_tcp_listen_port`` and runs the apps
+through os-ken's ``AppManager`` (see ``run_controller``). os-ken 4 uses its native (threading)
+hub by default (``OSKEN_HUB_TYPE`` unset), so no eventlet monkey-patching is needed. Logs go to
+stderr; ``ControllerProcess`` sends them to a file.
 
 From Python (the runner)::
 
     ctl = ControllerProcess()
-    ctl.start(policy_path, status_path, log_path)   # ctl.pid, ctl.port are set on return
+    ctl.start(policy_path, status_path, log_path, apps=["slice_switch"])  # sets ctl.pid, ctl.port
     ctl.wait_ready([1, 2], timeout_s=10)
     ...
     ctl.stop()
@@ -31,26 +36,32 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from controllers.apps import DEFAULT_APPS, ENV_POLICY, ENV_STATUS, allowed_apps, resolve_apps
 from controllers.policy import SlicePolicy
 from topologies.paths import REPO_ROOT
 from topologies.validate import ConfigError
 
-APP_MODULES = ["controllers.apps.slice_switch"]
+__all__ = ["DEFAULT_APPS", "ControllerProcess", "check_app_classes", "free_loopback_port", "listening_inodes",
+           "main", "resolve_apps", "run_controller", "tcp_listening"]
 
 _POLL_S = 0.02
 
 
-def run_controller(policy_path: Path, status_path: Path, port: int, host: str = "127.0.0.1") -> None:
-    """Run os-ken in this process; never returns (exits the process if the OpenFlow server stops).
+def run_controller(policy_path: Path, status_path: Path, port: int, host: str = "127.0.0.1",
+                   app_modules: Sequence[str] | None = None) -> None:
+    """Run os-ken with ``app_modules`` (from ``resolve_apps``; default: ``DEFAULT_APPS``) in this
+    process; never returns.
 
     This is ``AppManager.run_apps`` minus its teardown: with os-ken 4.2.2's native hub,
     ``HubThread`` swallows every exception of a service thread (its ``TaskExit`` is ``Exception``)
     and ``run_apps``' cleanup calls a ``HubThread.kill`` that does not exist. So the listen port is
     checked here first, and if the OpenFlow server thread ends the process exits with code 1.
+    After loading the modules it exits with code 2 if a module defines no app class or a listed
+    app's class subclasses another listed one (both would install the same flows).
     """
     # Import os-ken here so `import controllers.launcher` stays light for the runner.
     from os_ken import cfg
@@ -59,6 +70,7 @@ def run_controller(policy_path: Path, status_path: Path, port: int, host: str = 
     from os_ken.lib import hub
 
     log = logging.getLogger("controllers.launcher")
+    app_modules = list(app_modules) if app_modules is not None else resolve_apps(DEFAULT_APPS)
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as os-ken's hub.listen does
         try:
@@ -66,16 +78,36 @@ def run_controller(policy_path: Path, status_path: Path, port: int, host: str = 
         except OSError as exc:
             log.error("cannot listen on %s:%d: %s", host, port, exc)
             _exit(1)
-    os.environ["FACTORYSAT_CTL_POLICY"] = str(policy_path)
-    os.environ["FACTORYSAT_CTL_STATUS"] = str(status_path)
+    os.environ[ENV_POLICY] = str(policy_path)
+    os.environ[ENV_STATUS] = str(status_path)
     cfg.CONF(args=["--ofp-listen-host", host, "--ofp-tcp-listen-port", str(port)],
              project="os_ken", default_config_files=[])
     app_mgr = AppManager.get_instance()
-    app_mgr.load_apps(APP_MODULES)
+    app_mgr.load_apps(app_modules)
+    problem = check_app_classes({m: app_mgr.applications_cls.get(m) for m in app_modules})
+    if problem:
+        log.error("%s", problem)
+        _exit(2)
+    log.info("apps: %s", ", ".join(f"{m} ({app_mgr.applications_cls[m].__name__})" for m in app_modules))
     services = app_mgr.instantiate_apps(**app_mgr.create_contexts())
     hub.joinall(services)  # returns only if the OpenFlow server thread ended
     log.error("os-ken's OpenFlow server on %s:%d stopped (listen failed?); exiting", host, port)
     _exit(1)
+
+
+def check_app_classes(classes: dict[str, type | None]) -> str | None:
+    """What is wrong with the loaded app classes (module -> class, None if the module defines
+    none), or None. Two listed apps where one's class subclasses the other's would both install
+    the base app's flows: list only the subclass (it includes the base app)."""
+    for module, cls in classes.items():
+        if cls is None:
+            return f"app module {module} defines no OSKenApp subclass (nothing to run)"
+    for module, cls in classes.items():
+        for other, base in classes.items():
+            if other != module and cls is not None and base is not None and issubclass(cls, base):
+                return (f"app {module} ({cls.__name__}) extends {other} ({base.__name__}) and already "
+                        f"does its work: list only {module}")
+    return None
 
 
 def _exit(code: int) -> None:
@@ -93,6 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--status", type=Path, required=True, help="status JSON the app writes")
     parser.add_argument("--port", type=int, required=True, help="OpenFlow TCP listen port")
     parser.add_argument("--host", default="127.0.0.1", help="loopback listen address (default 127.0.0.1)")
+    parser.add_argument("--app", dest="apps", action="append", metavar="NAME",
+                        help=f"app to load, repeatable (default {' '.join(DEFAULT_APPS)}): "
+                             f"{allowed_apps()}; or a full dotted module path")
     args = parser.parse_args(argv)
     try:
         if not ipaddress.ip_address(args.host).is_loopback:
@@ -101,6 +136,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--host {args.host!r}: not an IP address")
     if not 1 <= args.port <= 65535:
         parser.error(f"--port {args.port}: allowed 1..65535")
+    apps = args.apps or list(DEFAULT_APPS)
+    try:
+        modules = resolve_apps(apps, path="--app")
+    except ConfigError as exc:
+        print(f"apps: {exc}", file=sys.stderr)
+        return 2
     try:
         SlicePolicy.from_json(args.policy)
     except (OSError, ConfigError) as exc:
@@ -116,10 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     logging.getLogger("controllers.launcher").info(
-        "pid %d starting, OpenFlow on %s:%d, policy %s, status %s", os.getpid(), args.host, args.port,
-        args.policy, args.status)
+        "pid %d starting, OpenFlow on %s:%d, apps %s, policy %s, status %s", os.getpid(), args.host,
+        args.port, " ".join(apps), args.policy, args.status)
     try:
-        run_controller(args.policy.resolve(), args.status.resolve(), args.port, args.host)
+        run_controller(args.policy.resolve(), args.status.resolve(), args.port, args.host, modules)
     except Exception:
         logging.getLogger("controllers.launcher").exception("controller failed")
         _exit(1)
@@ -133,7 +174,7 @@ def free_loopback_port() -> int:
         return s.getsockname()[1]
 
 
-def _listening_inodes(port: int) -> set[int]:
+def listening_inodes(port: int) -> set[int]:
     """Socket inodes listening on TCP ``port`` in this network namespace (from /proc/net/tcp*)."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -148,9 +189,9 @@ def _listening_inodes(port: int) -> set[int]:
     return inodes
 
 
-def _tcp_listening(port: int, pid: int | None = None) -> bool:
+def tcp_listening(port: int, pid: int | None = None) -> bool:
     """True if a socket listens on TCP ``port`` (owned by process ``pid`` if given)."""
-    inodes = _listening_inodes(port)
+    inodes = listening_inodes(port)
     if pid is None or not inodes:
         return bool(inodes)
     try:
@@ -176,26 +217,39 @@ class ControllerProcess:
         self.pid: int | None = None
         self.log_path: Path | None = None
         self.status_path: Path | None = None
+        self.apps: list[str] = []  # module paths of the apps loaded
         self._proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, policy_path: Path, status_path: Path, log_path: Path, port: int | None = None,
-              listen_timeout_s: float = 15.0) -> None:
-        """Validate the policy, start the controller and return once it listens on ``self.port``.
+    def start(self, policy_path: Path, status_path: Path, log_path: Path,
+              apps: Sequence[str] = DEFAULT_APPS, *, port: int | None = None,
+              listen_timeout_s: float = 15.0, app_env: Mapping[str, str] | None = None) -> None:
+        """Validate the apps and the policy, start the controller and return once it listens on
+        ``self.port`` (a free loopback port unless ``port`` is given).
 
-        Raises ``ConfigError`` for a bad policy (before starting anything) and ``RuntimeError``
-        (with the log path) if the process exits or does not listen within ``listen_timeout_s``.
+        ``apps``: registry names or dotted module paths (``controllers.apps.resolve_apps``);
+        ``self.apps`` holds the module paths loaded. ``app_env``: extra environment variables for
+        the apps (e.g. ``{controllers.apps.ENV_STATS_INTERVAL_S: "0.5"}`` for ``slice_monitor``).
+        Raises ``ConfigError`` for an unknown app or a bad policy (before starting anything) and
+        ``RuntimeError`` (with the log path and its last lines) if the process exits or does not
+        listen within ``listen_timeout_s``.
         """
         if self._proc is not None:
             raise RuntimeError(f"controller already started (pid {self.pid})")
+        if isinstance(apps, Iterable) and not isinstance(apps, str | bytes):
+            apps = list(apps)  # an iterator is read twice below
+        self.apps = resolve_apps(apps)  # ConfigError for an unknown app, a str, ...
         SlicePolicy.from_json(policy_path)
         self.port = port if port is not None else free_loopback_port()
         self.log_path, self.status_path = Path(log_path), Path(status_path)
         self.status_path.unlink(missing_ok=True)  # never mistake an old run's status for ours
         env = dict(os.environ)
+        env.update(app_env or {})
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
         env["OSKEN_HUB_TYPE"] = "native"  # threads; the eventlet hub would need monkey-patching
         cmd = [self.python, "-m", "controllers.launcher", "--policy", str(Path(policy_path).resolve()),
                "--status", str(self.status_path.resolve()), "--port", str(self.port)]
+        for app in apps:
+            cmd += ["--app", app]
         with open(self.log_path, "ab") as log:
             # New session: a Ctrl-C in the runner's terminal does not reach the controller, so the
             # runner's cleanup decides when it stops.
@@ -211,11 +265,12 @@ class ControllerProcess:
     def _wait_listening(self, timeout_s: float) -> None:
         assert self._proc is not None and self.port is not None
         deadline = time.monotonic() + timeout_s
-        while not _tcp_listening(self.port, self.pid):
+        while not tcp_listening(self.port, self.pid):
             self._check_alive()
             if time.monotonic() > deadline:
                 raise RuntimeError(f"controller pid {self.pid} not listening on 127.0.0.1:{self.port} "
-                                   f"after {timeout_s} s (port in use?); see log {self.log_path}")
+                                   f"after {timeout_s} s (port in use?); see log {self.log_path}"
+                                   f"{self._log_tail()}")
             time.sleep(_POLL_S)
 
     def _check_alive(self) -> None:
@@ -223,7 +278,19 @@ class ControllerProcess:
             raise RuntimeError("controller not started")
         code = self._proc.poll()
         if code is not None:
-            raise RuntimeError(f"controller pid {self.pid} exited with code {code}; see log {self.log_path}")
+            raise RuntimeError(f"controller pid {self.pid} exited with code {code}; see log {self.log_path}"
+                               f"{self._log_tail()}")
+
+    def _log_tail(self, lines: int = 3) -> str:
+        """The log's last ``lines`` lines, indented, for an error message ('' if unreadable)."""
+        try:
+            with open(self.log_path or "", "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 4096))
+                tail = f.read().decode(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return ""
+        return "".join(f"\n  | {line}" for line in tail)
 
     def read_status(self) -> dict[str, Any] | None:
         """The status file's content if this process wrote it, else None."""

@@ -11,6 +11,21 @@ Pipeline per switch (OpenFlow 1.3):
   FLOOD (priority 5); table-miss -> drop (priority 0, no packet-in).
 
 Later SLA work adds meters (``Meter`` instruction) and queues between the two tables.
+
+The policy's JSON shape (``SlicePolicy.to_dict()`` writes it, ``from_dict`` / ``from_json`` read it)::
+
+    {"slices":   {"urllc": {"dscp": 46}, ...},
+     "hosts":    [{"name": "agv1", "ip": "10.0.0.1", "mac": "00:00:00:00:00:01", "slice": "urllc"},
+                  {"name": "edge1", ..., "slice": null}, ...],
+     "switches": [{"name": "s1", "dpid": 1, "access_hosts": ["agv1", "edge1"],
+                   "mac_to_port": {"00:00:00:00:00:01": 1, ...}}, ...]}
+
+The runner builds a ``SlicePolicy`` from its objects directly (the constructor validates exactly
+as ``from_dict`` does and normalises: MACs to lower case, sequences to tuples)::
+
+    SlicePolicy(slices={"urllc": SliceSpec("urllc", 46)},
+                hosts=(HostSpec("agv1", "10.0.0.1", "00:00:00:00:00:01", "urllc"),),
+                switches=(SwitchSpec("s1", 1, ("agv1",), {"00:00:00:00:00:01": 1}),))
 """
 
 from __future__ import annotations
@@ -120,22 +135,30 @@ class FlowRule:
 
 
 # --- policy ------------------------------------------------------------------------------------
+# The specs are plain values; a ``SlicePolicy`` validates them together (names, ranges, references).
 @dataclass(frozen=True)
 class SliceSpec:
+    """A slice and the DSCP its hosts' IPv4 packets are marked with (0..63)."""
+
     name: str
     dscp: int
 
 
 @dataclass(frozen=True)
 class HostSpec:
+    """A host: unique name, IPv4 address and unicast MAC; ``slice`` None for servers."""
+
     name: str
     ip: str
-    mac: str  # lower case aa:bb:cc:dd:ee:ff
+    mac: str  # lower case aa:bb:cc:dd:ee:ff once in a SlicePolicy
     slice: str | None  # None for servers (edge, cloud)
 
 
 @dataclass(frozen=True)
 class SwitchSpec:
+    """A switch: unique name and dpid (1..2^64-1), the hosts attached to it (their packets are
+    marked here) and the output port towards each host MAC."""
+
     name: str
     dpid: int
     access_hosts: tuple[str, ...]
@@ -144,7 +167,13 @@ class SwitchSpec:
 
 @dataclass(frozen=True)
 class SlicePolicy:
-    """The controller's whole input: slices, hosts and per-switch forwarding tables."""
+    """The controller's whole input: slices, hosts and per-switch forwarding tables.
+
+    Construct it directly (``slices`` a mapping name -> ``SliceSpec``, or an iterable of
+    ``SliceSpec``; ``hosts`` and ``switches`` iterables of specs) or with ``from_dict`` /
+    ``from_json``. Both validate the same way and raise ``ConfigError`` naming the key path in
+    the ``to_dict()`` shape (``hosts[1].ip``); ``from_dict(p.to_dict()) == p``.
+    """
 
     slices: Mapping[str, SliceSpec]
     hosts: tuple[HostSpec, ...]
@@ -152,6 +181,10 @@ class SlicePolicy:
     _hosts_by_name: Mapping[str, HostSpec] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        slices, hosts, switches = _parse_policy(_specs_as_dict(self.slices, self.hosts, self.switches))
+        object.__setattr__(self, "slices", slices)
+        object.__setattr__(self, "hosts", hosts)
+        object.__setattr__(self, "switches", switches)
         object.__setattr__(self, "_hosts_by_name", {h.name: h for h in self.hosts})
 
     @classmethod
@@ -167,20 +200,12 @@ class SlicePolicy:
     @classmethod
     def from_dict(cls, raw: Any) -> SlicePolicy:
         """Validate a policy dict (the JSON shape documented in the module docstring)."""
-        with Table(raw, "") as top:
-            slices = _parse_slices(top.table("slices"))
-            hosts = _parse_hosts(top.tables("hosts"), slices)
-            switches = _parse_switches(top.tables("switches"), {h.name for h in hosts})
+        slices, hosts, switches = _parse_policy(raw)
         return cls(slices=slices, hosts=hosts, switches=switches)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready dict that ``from_dict`` accepts (for the runner to write)."""
-        return {
-            "slices": {s.name: {"dscp": s.dscp} for s in self.slices.values()},
-            "hosts": [{"name": h.name, "ip": h.ip, "mac": h.mac, "slice": h.slice} for h in self.hosts],
-            "switches": [{"name": s.name, "dpid": s.dpid, "access_hosts": list(s.access_hosts),
-                          "mac_to_port": dict(s.mac_to_port)} for s in self.switches],
-        }
+        return _specs_as_dict(self.slices, self.hosts, self.switches)
 
     def host(self, name: str) -> HostSpec:
         return self._hosts_by_name[name]
@@ -196,6 +221,56 @@ class SlicePolicy:
 
 class UnknownDatapathError(LookupError):
     """A switch connected whose dpid the policy does not list."""
+
+
+def _parse_policy(raw: Any) -> tuple[dict[str, SliceSpec], tuple[HostSpec, ...], tuple[SwitchSpec, ...]]:
+    with Table(raw, "") as top:
+        slices = _parse_slices(top.table("slices"))
+        hosts = _parse_hosts(top.tables("hosts"), slices)
+        switches = _parse_switches(top.tables("switches"), {h.name for h in hosts})
+    return slices, hosts, switches
+
+
+def _specs_as_dict(slices: Any, hosts: Any, switches: Any) -> dict[str, Any]:
+    """The ``to_dict()`` shape of constructor arguments, for validation by ``_parse_policy``.
+
+    Values pass through unchanged (a wrong type is reported by the parser with its key path);
+    only an element that is not a spec of the right class raises ``TypeError``.
+    """
+    if isinstance(slices, Mapping):
+        slice_items = list(slices.items())
+    else:
+        slice_items = [(getattr(s, "name", None), s) for s in _iterable("slices", slices)]
+    raw_slices: dict[Any, Any] = {}
+    for key, spec in slice_items:
+        _check_spec(f"slices[{key!r}]", spec, SliceSpec)
+        if key != spec.name:
+            raise ConfigError(f"slices.{key}.name", spec.name, f"the slice's key {key!r}")
+        if key in raw_slices:
+            raise ConfigError(f"slices.{key}", key, "a slice name listed once")
+        raw_slices[key] = {"dscp": spec.dscp}
+    raw_hosts = []
+    for i, h in enumerate(_iterable("hosts", hosts)):
+        _check_spec(f"hosts[{i}]", h, HostSpec)
+        raw_hosts.append({"name": h.name, "ip": h.ip, "mac": h.mac, "slice": h.slice})
+    raw_switches = []
+    for i, sw in enumerate(_iterable("switches", switches)):
+        _check_spec(f"switches[{i}]", sw, SwitchSpec)
+        access = list(sw.access_hosts) if isinstance(sw.access_hosts, list | tuple) else sw.access_hosts
+        ports = dict(sw.mac_to_port) if isinstance(sw.mac_to_port, Mapping) else sw.mac_to_port
+        raw_switches.append({"name": sw.name, "dpid": sw.dpid, "access_hosts": access, "mac_to_port": ports})
+    return {"slices": raw_slices, "hosts": raw_hosts, "switches": raw_switches}
+
+
+def _iterable(path: str, value: Any) -> Any:
+    if isinstance(value, str | bytes | Mapping) or not hasattr(value, "__iter__"):
+        raise TypeError(f"SlicePolicy {path}: expected an iterable of specs, got {value!r}")
+    return value
+
+
+def _check_spec(path: str, value: Any, cls: type) -> None:
+    if not isinstance(value, cls):
+        raise TypeError(f"SlicePolicy {path}: expected a {cls.__name__}, got {value!r}")
 
 
 def _parse_slices(t: Table) -> dict[str, SliceSpec]:

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from topologies.links import BACKENDS, DirectionParams
+from topologies.switches import DATAPATHS
 from topologies.validate import ConfigError, Table
 
 DEFAULT_SCENARIO = "default_scenario.toml"
 UE_KINDS = {"agv": "agv", "camera": "cam", "sensor": "sensor"}  # kind -> node name prefix
 TRAFFIC_PATTERNS = ("periodic", "constant_rate")
-OVS_DATAPATHS = ("auto", "kernel", "user")
 # Where the in-orbit compute host sits: on the designated computing satellite reached over ISLs
 # ([leo.orbit.compute] sat_index), or on whichever satellite serves the terminal.
 COMPUTE_ATTACH = ("computing_satellite", "serving_satellite")
@@ -182,7 +182,7 @@ def parse_scenario(raw: dict, source: str = "<dict>", base_dir: Path | None = No
             name = site.str("name")
             seed = site.int("seed", 1, min=0)
             link_backend = site.str("link_backend", "auto", choices=BACKENDS)
-            ovs_datapath = site.str("ovs_datapath", "auto", choices=OVS_DATAPATHS)
+            ovs_datapath = site.str("ovs_datapath", "auto", choices=DATAPATHS)
         slices = tuple(_slice(t) for t in root.tables("slices"))
         cells = tuple(_cell(t) for t in root.tables("cells"))
         with root.table("core") as t:

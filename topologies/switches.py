@@ -9,7 +9,7 @@ from typing import Any
 
 from mininet.node import OVSSwitch
 
-from topologies.scenario import OVS_DATAPATHS as DATAPATHS
+DATAPATHS = ("auto", "kernel", "user")  # ovs_datapath choices (scenario, CLI)
 
 
 class OvsNotRunning(RuntimeError):

@@ -1,6 +1,7 @@
 """OpenFlow 1.3 app: proactive L2 forwarding plus per-slice DSCP marking from a policy file.
 
-Configuration (set by ``controllers.launcher``, or by hand when running the app another way):
+Registry name ``slice_switch`` (``controllers.apps.APPS``); the default app. Configuration (set by
+``controllers.launcher``, or by hand when running the app another way):
 
 - ``FACTORYSAT_CTL_POLICY``: path of the policy JSON (``controllers.policy.SlicePolicy``).
 - ``FACTORYSAT_CTL_STATUS``: path of the status JSON this app writes atomically:
@@ -9,7 +10,9 @@ Configuration (set by ``controllers.launcher``, or by hand when running the app 
   list when the switch disconnects. ``errors`` lists switches that rejected a flow or are unknown.
 
 On every switch (re)connect the app deletes the flows carrying its cookie, installs
-``slice_rules(policy, dpid)``, then sends a barrier. No packet-in is used for forwarding.
+``rules_for(datapath)`` (by default ``slice_rules(policy, dpid)``), then sends a barrier. No
+packet-in is used for forwarding. Other apps extend ``SliceSwitch`` by subclassing it (see its
+class docstring), as Ryu's ``SimpleMonitor13`` extends ``SimpleSwitch13``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from os_ken.controller.handler import (
 )
 from os_ken.ofproto import ofproto_v1_3
 
+from controllers.apps import ENV_POLICY, ENV_STATUS
 from controllers.policy import (
     COOKIE_APP,
     COOKIE_APP_MASK,
@@ -43,9 +47,6 @@ from controllers.policy import (
     UnknownDatapathError,
     slice_rules,
 )
-
-ENV_POLICY = "FACTORYSAT_CTL_POLICY"
-ENV_STATUS = "FACTORYSAT_CTL_STATUS"
 
 
 def build_flow_mod(datapath: Any, rule: FlowRule) -> Any:
@@ -90,7 +91,34 @@ def write_status_atomic(path: Path, status: dict[str, Any]) -> None:
 
 
 class SliceSwitch(app_manager.OSKenApp):
-    """Installs the slice policy on each switch and reports readiness in the status file."""
+    """Installs the slice policy on each switch and reports readiness in the status file.
+
+    Extension points — a subclass overrides these (calling ``super()``) instead of adding event
+    handlers that repeat this class's work; each is called in the app's event thread:
+
+    ``rules_for(datapath) -> list[FlowRule]``
+        The flow rules ``install_policy`` installs on ``datapath``; by default
+        ``slice_rules(self.policy, datapath.id)``. Add rules with
+        ``return super().rules_for(datapath) + [FlowRule(...)]``; give them a cookie under
+        ``COOKIE_APP`` so a reconnect deletes and reinstalls them with the others.
+    ``prepare_datapath(datapath)``
+        Called after this app's old flows are deleted and before any rule is sent: send meter or
+        group mods here that the rules refer to. Default: nothing.
+    ``add_flow(datapath, rule)``
+        The one flow-install helper: sends ``rule`` as an OFPFC_ADD flow mod. Use it for flows
+        added later too.
+    ``on_datapath_ready(datapath)``
+        Called once the barrier after the rules is answered without a rejected flow (the dpid is
+        then in the status file's ``ready_dpids``). Default: nothing.
+    ``on_datapath_down(datapath)``
+        Called when a ready or connecting switch disconnects (not for a connection a newer one
+        of the same dpid has replaced). Default: nothing.
+
+    ``self.policy`` (``SlicePolicy``), ``self.status_path`` and ``self.logger`` are set before a
+    subclass's ``__init__`` continues after ``super().__init__``. Example:
+    ``controllers.apps.slice_monitor.SliceMonitor``. Such a subclass *replaces* this app: list it
+    alone (``controllers.apps.resolve_apps`` rejects listing both).
+    """
 
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
 
@@ -102,29 +130,45 @@ class SliceSwitch(app_manager.OSKenApp):
         self.ready_dpids: set[int] = set()
         self.errors: dict[int, str] = {}
         self.pending_barrier: dict[int, int] = {}  # dpid -> xid of the barrier awaited
+        self.connected: dict[int, Any] = {}  # dpid -> the datapath of its current connection
         self.logger.info("policy %s: %d slices, %d hosts, %d switches", self.policy_path,
                          len(self.policy.slices), len(self.policy.hosts), len(self.policy.switches))
         self._write_status()
 
-    # --- flow installation -----------------------------------------------------------------
+    # --- extension points (see the class docstring) ----------------------------------------
+    def rules_for(self, datapath: Any) -> list[FlowRule]:
+        """The flow rules to install on ``datapath``; ``UnknownDatapathError`` if not in the policy."""
+        return slice_rules(self.policy, datapath.id)
+
+    def prepare_datapath(self, datapath: Any) -> None:
+        """Send messages the rules depend on (meters, groups) before the rules. Default: none."""
+
     def add_flow(self, datapath: Any, rule: FlowRule) -> None:
-        """Send one flow rule to ``datapath``."""
+        """Send one flow rule to ``datapath`` (OFPFC_ADD)."""
         datapath.send_msg(build_flow_mod(datapath, rule))
 
+    def on_datapath_ready(self, datapath: Any) -> None:
+        """``datapath``'s rules are confirmed by a barrier. Default: nothing."""
+
+    def on_datapath_down(self, datapath: Any) -> None:
+        """``datapath`` disconnected. Default: nothing."""
+
+    # --- flow installation -----------------------------------------------------------------
     def install_policy(self, datapath: Any) -> None:
-        """Replace this app's flows on ``datapath`` and ask for a barrier to confirm them."""
+        """Replace this app's flows on ``datapath`` with ``rules_for(datapath)`` and ask for a
+        barrier to confirm them (``on_datapath_ready`` follows its reply)."""
         dpid = datapath.id
         try:
-            rules = slice_rules(self.policy, dpid)
+            rules = self.rules_for(datapath)
         except UnknownDatapathError as exc:
             self.logger.error("%s", exc)
             self.errors[dpid] = str(exc)
             self._write_status()
             return
         datapath.send_msg(build_delete_own_flows(datapath))
+        self.prepare_datapath(datapath)
         for rule in rules:
             self.add_flow(datapath, rule)
-        # Hook: SLA enforcement adds OFPMeterMod messages here, before the barrier.
         barrier = datapath.ofproto_parser.OFPBarrierRequest(datapath)
         datapath.send_msg(barrier)  # sets barrier.xid
         self.pending_barrier[dpid] = barrier.xid
@@ -134,6 +178,7 @@ class SliceSwitch(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def switch_features_handler(self, ev: Any) -> None:
         datapath = ev.msg.datapath
+        self.connected[datapath.id] = datapath
         self.ready_dpids.discard(datapath.id)
         self.errors.pop(datapath.id, None)
         self.install_policy(datapath)
@@ -141,16 +186,19 @@ class SliceSwitch(app_manager.OSKenApp):
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def barrier_reply_handler(self, ev: Any) -> None:
-        dpid, xid = ev.msg.datapath.id, ev.msg.xid
-        if self.pending_barrier.get(dpid) != xid:
+        datapath = ev.msg.datapath
+        dpid, xid = datapath.id, ev.msg.xid
+        if self.pending_barrier.get(dpid) != xid or self.connected.get(dpid) is not datapath:
             return
         del self.pending_barrier[dpid]
         if dpid in self.errors:
             self.logger.error("dpid %#x: flows rejected, not ready: %s", dpid, self.errors[dpid])
-        else:
-            self.ready_dpids.add(dpid)
-            self.logger.info("dpid %#x: ready", dpid)
+            self._write_status()
+            return
+        self.ready_dpids.add(dpid)
+        self.logger.info("dpid %#x: ready", dpid)
         self._write_status()
+        self.on_datapath_ready(datapath)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [HANDSHAKE_DISPATCHER, CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def error_msg_handler(self, ev: Any) -> None:
@@ -163,13 +211,16 @@ class SliceSwitch(app_manager.OSKenApp):
 
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
     def state_change_handler(self, ev: Any) -> None:
-        dpid = ev.datapath.id
-        if dpid is None:
-            return
+        datapath = ev.datapath
+        dpid = datapath.id
+        if dpid is None or self.connected.get(dpid) is not datapath:
+            return  # never got its features, or an older connection a reconnect has replaced
         self.logger.info("dpid %#x: disconnected", dpid)
+        del self.connected[dpid]
         self.ready_dpids.discard(dpid)
         self.pending_barrier.pop(dpid, None)
         self._write_status()
+        self.on_datapath_down(datapath)
 
     def _write_status(self) -> None:
         write_status_atomic(self.status_path, {

@@ -32,8 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from experiments.framework.session import RunOptions, Terminated
-    from experiments.framework.skeleton import run_experiment
-    from experiments.kinds import get_kind
+    from experiments.framework.skeleton import get_kind, run_experiment
     from topologies.switches import OvsNotRunning
 
     if os.geteuid() != 0:

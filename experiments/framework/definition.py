@@ -6,13 +6,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controllers.apps import resolve_apps
+from controllers.apps import DEFAULT_APPS, resolve_apps
 from experiments.kinds import kind_names
 from topologies.scenario import Scenario, load_scenario
 from topologies.validate import ConfigError, Table
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[1]
-DEFAULT_CONTROLLER_APPS = ("slice_switch",)
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class Experiment:
     kind: str = "slices"
     probes: tuple[ProbeSpec, ...] = ()
     params: dict = field(default_factory=dict)  # kind-specific [params] table, validated by the kind
-    controller_apps: tuple[str, ...] = DEFAULT_CONTROLLER_APPS  # [controller] apps, by name
+    controller_apps: tuple[str, ...] = tuple(DEFAULT_APPS)  # [controller] apps, by name
     file: Path | None = None  # the experiment.toml this was read from
 
     def load_scenario(self) -> Scenario:
@@ -71,11 +70,12 @@ class Experiment:
                 )
             probes = tuple(_probe(p) for p in root.tables("probes", []))
             params = dict(root.get("params", {}))
-            apps = DEFAULT_CONTROLLER_APPS
+            apps = tuple(DEFAULT_APPS)
             if root.has("controller"):
                 with root.table("controller") as c:
-                    apps = tuple(c.get("apps", list(DEFAULT_CONTROLLER_APPS)))
-                resolve_apps(apps)  # unknown apps fail here, with the allowed names
+                    raw_apps = c.get("apps", list(DEFAULT_APPS))
+                    resolve_apps(raw_apps)  # unknown apps fail here, with the allowed names
+                    apps = tuple(raw_apps)
         return cls(folder=path.parent, file=path, probes=probes, params=params, controller_apps=apps,
                    **fields_)
 

@@ -13,6 +13,7 @@ import logging
 import secrets
 import string
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ from mininet.log import setLogLevel
 from mininet.net import Mininet
 from mininet.node import RemoteController
 
+from controllers.apps import DEFAULT_APPS
 from controllers.launcher import ControllerProcess
+from controllers.policy import HostSpec, SlicePolicy, SliceSpec, SwitchSpec
 from experiments.framework.results import write_json
 from topologies.factory import FactoryTopo
 from topologies.links import LinkEngine, select_backend
@@ -60,7 +63,7 @@ class EmulatedNetwork:
     def __init__(self, scenario: Scenario, link_backend: str | None = None,
                  ovs_datapath: str | None = None,
                  initial_links: dict[str, LinkPair] | None = None,
-                 controller_apps: tuple[str, ...] = ("slice_switch",)) -> None:
+                 controller_apps: Sequence[str] = DEFAULT_APPS) -> None:
         self.scenario = scenario
         self.controller_apps = controller_apps
         self.initial_links = initial_links
@@ -125,10 +128,10 @@ class EmulatedNetwork:
         self.net.staticArp()
 
         policy_path = self.run_dir / "controller_policy.json"
-        write_json(policy_path, self.controller_policy())
+        write_json(policy_path, self.controller_policy().to_dict())
         self.controller = ControllerProcess()
         self.controller.start(policy_path, self.run_dir / "controller_status.json",
-                              logs / "controller.log")  # on a free loopback port
+                              logs / "controller.log", apps=self.controller_apps)  # free loopback port
         self.manifest.add_process("controller", self.controller.pid)
         remote = self.net.addController(RemoteController(f"{self.prefix}-c0", ip="127.0.0.1",
                                                          port=self.controller.port))
@@ -136,25 +139,23 @@ class EmulatedNetwork:
         self.net.start()
         self.controller.wait_ready([int(s.dpid, 16) for s in self.net.switches], timeout_s=30)
 
-    def controller_policy(self) -> dict[str, Any]:
-        """The slice policy file the controller app reads (see controllers/policy.py)."""
+    def controller_policy(self) -> SlicePolicy:
+        """The slice policy the controller apps read (see controllers/policy.py)."""
         assert self.net is not None and self.topo is not None
         ue_slice = {ue.name: ue.slice for ue in self.scenario.ues}
-        hosts = [{"name": h.name, "ip": h.IP(), "mac": h.MAC(), "slice": ue_slice.get(h.name)}
-                 for h in self.net.hosts]
+        servers = set(self.scenario.servers())
         switches = []
         for switch in self.net.switches:
             access = [intf.link.intf1.node.name if intf.link.intf2.node is switch
                       else intf.link.intf2.node.name
                       for intf in switch.intfList() if intf.link]
-            switches.append({
-                "name": switch.name,
-                "dpid": int(switch.dpid, 16),
-                "access_hosts": [n for n in access if n in ue_slice or n in self.scenario.servers()],
-                "mac_to_port": self._mac_to_port(switch),
-            })
-        return {"slices": {s.name: {"dscp": s.dscp} for s in self.scenario.slices},
-                "hosts": hosts, "switches": switches}
+            switches.append(SwitchSpec(switch.name, int(switch.dpid, 16),
+                                       tuple(n for n in access if n in ue_slice or n in servers),
+                                       self._mac_to_port(switch)))
+        return SlicePolicy(
+            slices={s.name: SliceSpec(s.name, s.dscp) for s in self.scenario.slices},
+            hosts=tuple(HostSpec(h.name, h.IP(), h.MAC(), ue_slice.get(h.name)) for h in self.net.hosts),
+            switches=tuple(switches))
 
     def _mac_to_port(self, switch: Any) -> dict[str, int]:
         """For each host MAC, the port of ``switch`` on the (tree) path towards it (BFS)."""
@@ -187,7 +188,8 @@ class EmulatedNetwork:
         return {"link_backend": self.backend, "ovs_datapath": self.datapath, "run_tag": self.prefix,
                 "ovs_switch_hop": self.switch_hop,
                 "link_engine": self.engine.metadata() if self.engine else None,
-                "controller_port": self.controller.port if self.controller else None}
+                "controller_port": self.controller.port if self.controller else None,
+                "controller_apps": list(self.controller.apps) if self.controller else None}
 
     # --- teardown ----------------------------------------------------------------------------
     def stop(self) -> list[str]:

@@ -6,13 +6,24 @@ figures -> ``COMPLETE``. A run that stops anywhere before the end has no ``COMPL
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from experiments.framework.definition import Experiment
 from experiments.framework.kind import Kind
 from experiments.framework.results import write_json, write_parquet
 from experiments.framework.session import RunOptions, RunResult, RunSession
-from experiments.kinds import get_kind
+from experiments.kinds import REGISTRY
+
+
+def get_kind(name: str) -> Kind:
+    """A fresh instance of the kind registered as ``name`` (KeyError names the known kinds)."""
+    try:
+        target = REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"no experiment kind {name!r}; known: {', '.join(REGISTRY)}") from None
+    module_name, class_name = target.split(":")
+    return getattr(importlib.import_module(module_name), class_name)()
 
 
 def run_experiment(experiment: Experiment, options: RunOptions = RunOptions()) -> RunResult:

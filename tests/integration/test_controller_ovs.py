@@ -1,4 +1,5 @@
-"""The slice controller on a real userspace OVS bridge: forwarding, DSCP marking, clean stop.
+"""The slice controller on a real userspace OVS bridge: forwarding, DSCP marking, clean stop; and
+the ``slice_monitor`` app (chosen by name) writing port and flow statistics.
 
 Needs root and the OVS daemons (started by bootstrap.sh). Every bridge, link and process is
 recorded in a Manifest before (or, for pids, right after) it is created and removed by name/pid.
@@ -12,11 +13,14 @@ import secrets
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from controllers.launcher import ControllerProcess, _tcp_listening
+from controllers.apps import ENV_STATS_INTERVAL_S, STATS_FILE_NAME
+from controllers.launcher import ControllerProcess, tcp_listening
 from controllers.policy import COOKIE_APP, COOKIE_SLICE_MARK, SlicePolicy, slice_rules
 from topologies.manifest import Manifest, proc_start_time
 
@@ -73,11 +77,45 @@ def _send(host, dst_ip: str, count: int) -> None:
     assert proc.wait(10) == 0
 
 
-def test_slice_switch_on_userspace_ovs(tmp_path: Path) -> None:
-    _check_environment()
+def _build_net(manifest: Manifest, tag: str, switches: list[tuple[str, int]],
+               hosts: list[tuple[str, str, str, str | None, int]], ctl_port: int) -> Any:
+    """Start a Mininet net: userspace OVS bridges ``switches`` (name, dpid), ``hosts`` (name, ip,
+    mac, slice, port) all on the first bridge, a remote controller on ``ctl_port``. Every bridge,
+    link and shell is recorded in ``manifest`` before (pids: right after) it is created."""
     from mininet.link import TCLink
     from mininet.net import Mininet
     from mininet.node import OVSSwitch, RemoteController
+
+    net = Mininet(topo=None, build=False, controller=None, switch=OVSSwitch, link=TCLink,
+                  autoSetMacs=False, waitConnected=False)
+    switch_opts = {"cls": OVSSwitch, "datapath": "user", "protocols": "OpenFlow13"}
+    nodes = []
+    for name, dpid in switches:
+        manifest.add("ovs_bridge", name)
+        nodes.append(net.addSwitch(name, dpid=f"{dpid:016x}", **switch_opts))
+        manifest.add_process(f"shell:{name}", nodes[-1].pid)
+    sw_name = switches[0][0]
+    for name, ip, mac, _slice, port in hosts:
+        manifest.add("link", f"{sw_name}-eth{port}")
+        manifest.add("link", f"{name}-eth0")
+        host = net.addHost(name, ip=f"{ip}/24", mac=mac)
+        manifest.add_process(name, host.pid)
+        net.addLink(host, nodes[0], port2=port, txo=False)  # TX checksum off for the userspace datapath
+    c0 = net.addController(f"fc{tag}c0", controller=RemoteController, ip="127.0.0.1", port=ctl_port)
+    manifest.add_process(f"shell:{c0.name}", c0.pid)
+    net.start()
+    return net
+
+
+def _stop_net(net: Any) -> None:
+    if net is not None:
+        net.stop()
+        for controller in net.controllers:
+            controller.terminate()  # RemoteController.stop() leaves Mininet's helper shell running
+
+
+def test_slice_switch_on_userspace_ovs(tmp_path: Path) -> None:
+    _check_environment()
 
     tag = secrets.token_hex(2)
     sw_name, stray_name = f"fc{tag}s1", f"fc{tag}s2"
@@ -103,24 +141,8 @@ def test_slice_switch_on_userspace_ovs(tmp_path: Path) -> None:
         ctl.start(policy_path, status_path, log_path)
         assert ctl.pid is not None
         manifest.add_process("controller", ctl.pid)
-        net = Mininet(topo=None, build=False, controller=None, switch=OVSSwitch, link=TCLink,
-                      autoSetMacs=False, waitConnected=False)
-        switch_opts = {"cls": OVSSwitch, "datapath": "user", "protocols": "OpenFlow13"}
-        for name in (sw_name, stray_name):
-            manifest.add("ovs_bridge", name)
-        sw = net.addSwitch(sw_name, dpid=f"{dpid:016x}", **switch_opts)
-        stray = net.addSwitch(stray_name, dpid=f"{stray_dpid:016x}", **switch_opts)  # not in the policy
-        for node in (sw, stray):
-            manifest.add_process(f"shell:{node.name}", node.pid)
-        for name, ip, mac, _slice, port in hosts:
-            manifest.add("link", f"{sw_name}-eth{port}")
-            manifest.add("link", f"{name}-eth0")
-            host = net.addHost(name, ip=f"{ip}/24", mac=mac)
-            manifest.add_process(name, host.pid)
-            net.addLink(host, sw, port2=port, txo=False)  # TX checksum off for the userspace datapath
-        c0 = net.addController(f"fc{tag}c0", controller=RemoteController, ip="127.0.0.1", port=ctl.port)
-        manifest.add_process(f"shell:{c0.name}", c0.pid)
-        net.start()
+        # The stray switch is not in the policy.
+        net = _build_net(manifest, tag, [(sw_name, dpid), (stray_name, stray_dpid)], hosts, ctl.port)
 
         ctl.wait_ready([dpid], timeout_s=15)
         with pytest.raises(RuntimeError, match=f"{stray_dpid:#x}"):
@@ -167,10 +189,7 @@ def test_slice_switch_on_userspace_ovs(tmp_path: Path) -> None:
         assert _own_flows(sw_name) == before
         assert " 3 received" in agv.cmd(f"ping -c 3 -i 0.2 -W 1 {cam.IP()}")
     finally:
-        if net is not None:
-            net.stop()
-            for controller in net.controllers:
-                controller.terminate()  # RemoteController.stop() leaves Mininet's helper shell running
+        _stop_net(net)
         ctl.stop()
         ctl2.stop()
         failures = manifest.remove_all()
@@ -178,8 +197,90 @@ def test_slice_switch_on_userspace_ovs(tmp_path: Path) -> None:
     for c in (ctl, ctl2):
         assert not c.running()
         assert proc_start_time(c.pid) is None  # reaped: the pid no longer exists
-    assert not _tcp_listening(ctl.port)
+    assert not tcp_listening(ctl.port)
     assert not {sw_name, stray_name} & _bridges()
     for name, *_ in hosts:
         assert not Path(f"/sys/class/net/{name}-eth0").exists()
     assert not any(Path(f"/sys/class/net/{sw_name}-eth{h[4]}").exists() for h in hosts)
+
+
+def _stats_lines(path: Path) -> list[dict[str, Any]]:
+    """Every line of the stats file, each of which must be one whole JSON object."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    assert text == "" or text.endswith("\n"), "a partial line"
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_slice_monitor_writes_stats_on_userspace_ovs(tmp_path: Path) -> None:
+    """``--app slice_monitor`` alone: forwards and marks like slice_switch, and appends port and
+    flow statistics of the ready switch every interval."""
+    _check_environment()
+    tag = secrets.token_hex(2)
+    sw_name, dpid = f"fc{tag}m1", 0xFE000000 + int(tag, 16)
+    hosts = [(f"fc{tag}a1", "10.0.0.1", "02:fa:c5:00:00:01", "urllc", 1),
+             (f"fc{tag}e1", "10.0.0.3", "02:fa:c5:00:00:03", None, 2)]
+    policy = {
+        "slices": {"urllc": {"dscp": 46}},
+        "hosts": [{"name": n, "ip": ip, "mac": mac, "slice": sl} for n, ip, mac, sl, _ in hosts],
+        "switches": [{"name": sw_name, "dpid": dpid, "access_hosts": [h[0] for h in hosts],
+                      "mac_to_port": {mac: port for _, _, mac, _, port in hosts}}],
+    }
+    policy_path, status_path = tmp_path / "policy.json", tmp_path / "status.json"
+    stats_path = tmp_path / STATS_FILE_NAME
+    policy_path.write_text(json.dumps(policy))
+    interval_s = 0.2
+
+    manifest = Manifest.create(f"test-ctlmon-{tag}")
+    ctl = ControllerProcess()
+    net = None
+    try:
+        ctl.start(policy_path, status_path, tmp_path / "controller.log", apps=["slice_monitor"],
+                  app_env={ENV_STATS_INTERVAL_S: str(interval_s)})
+        assert ctl.pid is not None
+        manifest.add_process("controller", ctl.pid)
+        assert ctl.apps == ["controllers.apps.slice_monitor"]
+        net = _build_net(manifest, tag, [(sw_name, dpid)], hosts, ctl.port)
+        ctl.wait_ready([dpid], timeout_s=15)
+        agv, edge = (net.get(h[0]) for h in hosts)
+        out = agv.cmd(f"ping -c 3 -i 0.2 -W 1 {edge.IP()}")
+        assert " 3 received" in out, out
+
+        # Wait until a flow-stats line shows the pings on the marking flow and a port-stats line
+        # shows them on both host ports.
+        def seen(lines: list[dict[str, Any]]) -> bool:
+            flows = [f for line in lines if line["kind"] == "flow_stats" for f in line["flows"]
+                     if f["cookie"] == COOKIE_SLICE_MARK]
+            ports = [{p["port_no"]: p["rx_packets"] for p in line["ports"]}
+                     for line in lines if line["kind"] == "port_stats"]
+            return (any(f["packet_count"] >= 3 for f in flows)
+                    and any(rx.get(1, 0) >= 3 and rx.get(2, 0) >= 3 for rx in ports))
+
+        deadline = time.monotonic() + 15
+        while not seen(_stats_lines(stats_path)):
+            assert time.monotonic() < deadline, f"no matching stats after 15 s: {_stats_lines(stats_path)}"
+            time.sleep(0.1)
+        first = _stats_lines(stats_path)
+        time.sleep(10 * interval_s)
+        lines = _stats_lines(stats_path)
+        assert lines[:len(first)] == first  # appended, never rewritten
+        assert {(line["pid"], line["dpid"]) for line in lines} == {(ctl.pid, dpid)}
+        new = [line for line in lines[len(first):] if line["kind"] == "port_stats"]
+        assert len(new) >= 3, new  # about one every interval_s (loose: the machine is shared)
+        times = [line["t_unix_s"] for line in lines if line["kind"] == "port_stats"]
+        assert times == sorted(times)
+        last_flows = [line for line in lines if line["kind"] == "flow_stats"][-1]["flows"]
+        (mark,) = [f for f in last_flows if f["cookie"] == COOKIE_SLICE_MARK]
+        assert mark["match"] == {"eth_type": 0x0800, "ipv4_src": hosts[0][1]} and mark["packet_count"] >= 3
+        assert {f["cookie"] for line in lines if line["kind"] == "flow_stats" for f in line["flows"]} \
+            == {r.cookie for r in slice_rules(SlicePolicy.from_dict(policy), dpid)}
+    finally:
+        _stop_net(net)
+        ctl.stop()
+        failures = manifest.remove_all()
+    assert failures == []
+    assert not ctl.running() and proc_start_time(ctl.pid) is None
+    assert sw_name not in _bridges()
+    for name, *_ in hosts:
+        assert not Path(f"/sys/class/net/{name}-eth0").exists()

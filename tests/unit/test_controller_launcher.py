@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import time
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("os_ken")
 
-from controllers.launcher import ControllerProcess, _listening_inodes, _tcp_listening, main  # noqa: E402
+from controllers.apps import ENV_STATS_INTERVAL_S  # noqa: E402
+from controllers.launcher import ControllerProcess, listening_inodes, main, tcp_listening  # noqa: E402
+from topologies.paths import REPO_ROOT  # noqa: E402
 from topologies.validate import ConfigError  # noqa: E402
 
 POLICY = {
@@ -45,7 +50,7 @@ def test_start_wait_timeout_and_stop(files):
     try:
         ctl.start(policy, status, log)
         assert ctl.pid is not None and ctl.port is not None and ctl.running()
-        assert _tcp_listening(ctl.port, ctl.pid)
+        assert tcp_listening(ctl.port, ctl.pid)
         assert _local_addresses(ctl.port) == {"0100007F"}  # 127.0.0.1 only
         with pytest.raises(TimeoutError) as err:
             ctl.wait_ready([5], timeout_s=0.5)  # no switch: the stale "ready" must not count
@@ -54,7 +59,7 @@ def test_start_wait_timeout_and_stop(files):
     finally:
         ctl.stop()
     assert not ctl.running()
-    assert not _listening_inodes(ctl.port)
+    assert not listening_inodes(ctl.port)
     assert not Path(f"/proc/{ctl.pid}").exists()  # reaped, not a zombie
     ctl.stop()  # idempotent
     assert f"pid {ctl.pid} starting" in log.read_text()
@@ -87,8 +92,11 @@ def test_exit_is_reported_by_wait_ready(files):
     policy, status, log = files
     ctl = ControllerProcess()
     ctl.start(policy, status, log)
-    ctl._proc.kill()  # simulate a crash
-    ctl._proc.wait()
+    os.kill(ctl.pid, signal.SIGKILL)  # simulate a crash
+    deadline = time.monotonic() + 5
+    while ctl.running():  # running() reaps the child once it has exited
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     with pytest.raises(RuntimeError, match="exited"):
         ctl.wait_ready([5], timeout_s=5)
     ctl.stop()
@@ -119,3 +127,79 @@ def test_cli_bad_policy_exit_code(files, capsys):
     assert "slices" in capsys.readouterr().err
     assert not status.exists()
 
+
+
+FIXTURE_APP = "tests.unit.controller_app_fixture"
+
+
+@pytest.fixture
+def repo_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO_ROOT))  # so `tests.unit...` resolves here as in the child
+
+
+def test_start_runs_the_listed_apps(files):
+    policy, status, log = files
+    with ControllerProcess() as ctl:
+        ctl.start(policy, status, log, apps=(a for a in ["slice_monitor"]))  # any iterable
+        assert ctl.apps == ["controllers.apps.slice_monitor"]
+        assert ctl.read_status() == {"ready_dpids": [], "pid": ctl.pid, "errors": {}}
+    text = log.read_text()
+    assert "apps slice_monitor" in text and "apps: controllers.apps.slice_monitor (SliceMonitor)" in text
+
+
+def test_start_default_app_is_the_slice_switch(files):
+    policy, status, log = files
+    with ControllerProcess() as ctl:
+        ctl.start(policy, status, log)
+        assert ctl.apps == ["controllers.apps.slice_switch"]
+    assert "apps: controllers.apps.slice_switch (SliceSwitch)" in log.read_text()
+
+
+def test_start_app_by_dotted_path(files, repo_on_path):
+    policy, status, log = files
+    with ControllerProcess() as ctl:
+        ctl.start(policy, status, log, apps=[FIXTURE_APP])
+        assert ctl.running()
+    assert f"apps: {FIXTURE_APP} (DropExperimentalEthertype)" in log.read_text()
+
+
+def test_unknown_app_fails_before_starting(files):
+    policy, status, log = files
+    ctl = ControllerProcess()
+    with pytest.raises(ConfigError) as err:
+        ctl.start(policy, status, log, apps=["slice_switch", "slice_moniter"])
+    assert err.value.path == "controller.apps[1]" and "'slice_monitor'" in str(err.value)
+    assert ctl.pid is None and not log.exists()
+
+
+def test_subclass_listed_with_its_base_is_refused_by_the_child(files, repo_on_path):
+    """A dotted-path app is not in the registry; the launcher checks the loaded classes."""
+    policy, status, log = files
+    ctl = ControllerProcess()
+    with pytest.raises(RuntimeError, match="exited with code 2") as err:
+        ctl.start(policy, status, log, apps=["slice_switch", FIXTURE_APP])
+    assert f"list only {FIXTURE_APP}" in str(err.value)  # the log's last lines are in the message
+    assert not ctl.running()
+
+
+def test_bad_app_setting_is_reported_with_the_variable(files):
+    policy, status, log = files
+    ctl = ControllerProcess()
+    with pytest.raises(RuntimeError, match="exited with code 1") as err:
+        ctl.start(policy, status, log, apps=["slice_monitor"], app_env={ENV_STATS_INTERVAL_S: "0"})
+    assert ENV_STATS_INTERVAL_S in str(err.value)
+
+
+def test_cli_unknown_app_exit_code(files, capsys):
+    policy, status, _log = files
+    assert main(["--policy", str(policy), "--status", str(status), "--port", "6653", "--app", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "--app[0]" in err and "'slice_switch'" in err and "'slice_monitor'" in err
+    assert not status.exists()
+
+
+def test_cli_refuses_a_subclass_with_its_base(files, capsys):
+    policy, status, _log = files
+    argv = ["--policy", str(policy), "--status", str(status), "--port", "6653"]
+    assert main([*argv, "--app", "slice_switch", "--app", "slice_monitor"]) == 2
+    assert "list only 'slice_monitor'" in capsys.readouterr().err

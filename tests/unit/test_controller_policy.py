@@ -16,9 +16,12 @@ from controllers.policy import (
     Flood,
     FlowRule,
     GotoTable,
+    HostSpec,
     Output,
     SetField,
     SlicePolicy,
+    SliceSpec,
+    SwitchSpec,
     UnknownDatapathError,
     slice_rules,
 )
@@ -156,6 +159,85 @@ def test_policy_input_is_not_mutated():
     before = copy.deepcopy(raw)
     SlicePolicy.from_dict(raw)
     assert raw == before
+
+
+# --- building a policy from objects (what the runner does) ---------------------------------------
+def _built() -> SlicePolicy:
+    """The policy of ``policy_dict()``, built the way the runner builds it: from spec objects."""
+    return SlicePolicy(
+        slices={s.name: s for s in (SliceSpec("urllc", 46), SliceSpec("embb", 34), SliceSpec("mmtc", 10))},
+        hosts=(HostSpec("agv1", "10.0.0.1", "00:00:00:00:00:01", "urllc"),
+               HostSpec("cam1", "10.0.0.2", "00:00:00:00:00:02", "embb"),
+               HostSpec("sens1", "10.0.0.3", "00:00:00:00:00:03", "mmtc"),
+               HostSpec("edge1", "10.0.0.100", "00:00:00:00:00:64", None),
+               HostSpec("agv2", "10.0.1.1", "00:00:00:00:01:01", "urllc")),
+        switches=(SwitchSpec("fsab1gnb1", 1, ("agv1", "cam1", "sens1", "edge1"),
+                             {"00:00:00:00:00:01": 1, "00:00:00:00:00:02": 2, "00:00:00:00:00:03": 3,
+                              "00:00:00:00:00:64": 4, "00:00:00:00:01:01": 5}),
+                  SwitchSpec("fsab1gnb2", 0x20, ("agv2",), {"00:00:00:00:01:01": 1, "00:00:00:00:00:01": 2})),
+    )
+
+
+def test_constructor_round_trips_through_to_dict_and_from_dict(tmp_path):
+    built = _built()
+    assert built.to_dict() == policy_dict()
+    assert SlicePolicy.from_dict(built.to_dict()) == built
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps(built.to_dict()))  # what the runner writes, what the app reads
+    assert SlicePolicy.from_json(path) == built
+    assert slice_rules(built, 1) == slice_rules(SlicePolicy.from_dict(policy_dict()), 1)
+    assert built.host("edge1").slice is None and built.switch(0x20).name == "fsab1gnb2"
+
+
+def test_constructor_normalises_iterables_and_mac_case():
+    policy = SlicePolicy(
+        slices=[SliceSpec("urllc", 46)],  # an iterable of specs works as well as a mapping
+        hosts=[HostSpec("agv1", "10.0.0.1", "AA:00:00:00:00:01", "urllc")],
+        switches=(sw for sw in [SwitchSpec("s1", 1, ["agv1"], {"AA:00:00:00:00:01": 1})]),
+    )
+    assert policy.slices == {"urllc": SliceSpec("urllc", 46)}
+    assert policy.hosts == (HostSpec("agv1", "10.0.0.1", "aa:00:00:00:00:01", "urllc"),)
+    assert policy.switches == (SwitchSpec("s1", 1, ("agv1",), {"aa:00:00:00:00:01": 1}),)
+    assert SlicePolicy.from_dict(policy.to_dict()) == policy
+
+
+def _replace_in_built(**changes: Any) -> dict[str, Any]:
+    built = _built()
+    args = {"slices": dict(built.slices), "hosts": list(built.hosts), "switches": list(built.switches)}
+    for key, fn in changes.items():
+        args[key] = fn(args[key])
+    return args
+
+
+@pytest.mark.parametrize(("changes", "error_path"), [
+    ({"slices": lambda s: {**s, "urllc": SliceSpec("urllc", 64)}}, "slices.urllc.dscp"),
+    ({"slices": lambda s: {**s, "gold": SliceSpec("silver", 1)}}, "slices.gold.name"),
+    ({"slices": lambda s: list(s.values()) + [SliceSpec("urllc", 1)]}, "slices.urllc"),
+    ({"hosts": lambda h: [*h[:1], HostSpec("cam1", "10.0.0.2", "00:00:00:00:00:02", "gold"), *h[2:]]},
+     "hosts[1].slice"),
+    ({"hosts": lambda h: [*h[:1], HostSpec("cam1", "10.0.0.256", "00:00:00:00:00:02", "embb"), *h[2:]]},
+     "hosts[1].ip"),
+    ({"hosts": lambda h: [*h, HostSpec("agv1", "10.0.9.9", "00:00:00:00:09:09", None)]}, "hosts[5].name"),
+    ({"switches": lambda s: [SwitchSpec("s1", 0, (), {})]}, "switches[0].dpid"),
+    ({"switches": lambda s: [SwitchSpec("s1", 1, ("agv9",), {})]}, "switches[0].access_hosts[0]"),
+    ({"switches": lambda s: [SwitchSpec("s1", 1, "agv1", {})]}, "switches[0].access_hosts"),
+    ({"switches": lambda s: [SwitchSpec("s1", 1, (), {"00:00:00:00:00:01": 0})]},
+     "switches[0].mac_to_port['00:00:00:00:00:01']"),
+])
+def test_constructor_validates_like_from_dict(changes, error_path):
+    with pytest.raises(ConfigError) as err:
+        SlicePolicy(**_replace_in_built(**changes))
+    assert err.value.path == error_path
+
+
+@pytest.mark.parametrize("changes", [
+    {"hosts": lambda h: [{"name": "agv1"}]},
+    {"switches": lambda s: "s1"},
+    {"slices": lambda s: {"urllc": 46}},
+])
+def test_constructor_rejects_non_spec_elements(changes):
+    with pytest.raises(TypeError, match="SlicePolicy"):
+        SlicePolicy(**_replace_in_built(**changes))
 
 
 # --- rules ---------------------------------------------------------------------------------------

@@ -1,0 +1,266 @@
+"""SliceSwitch's extension points and the slice_monitor app, driven with OpenFlow 1.3 messages that
+os-ken's own parser decoded from bytes (no switch, no os-ken AppManager)."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("os_ken")
+
+from os_ken.controller import ofp_event  # noqa: E402
+from os_ken.ofproto import ofproto_parser, ofproto_protocol  # noqa: E402
+from os_ken.ofproto import ofproto_v1_3 as OFP  # noqa: E402
+from os_ken.ofproto import ofproto_v1_3_parser as P  # noqa: E402
+
+from controllers.apps import ENV_POLICY, ENV_STATS_INTERVAL_S, ENV_STATUS, STATS_FILE_NAME  # noqa: E402
+from controllers.apps.slice_monitor import (  # noqa: E402
+    SliceMonitor,
+    append_json_line,
+    stats_interval_from_env,
+)
+from controllers.apps.slice_switch import SliceSwitch  # noqa: E402
+from controllers.policy import (  # noqa: E402
+    COOKIE_APP,
+    COOKIE_SLICE_MARK,
+    TABLE_FORWARD,
+    FlowRule,
+    SlicePolicy,
+    slice_rules,
+)
+from topologies.validate import ConfigError  # noqa: E402
+
+POLICY = {
+    "slices": {"urllc": {"dscp": 46}},
+    "hosts": [{"name": "agv1", "ip": "10.0.0.1", "mac": "00:00:00:00:00:01", "slice": "urllc"},
+              {"name": "edge1", "ip": "10.0.0.3", "mac": "00:00:00:00:00:03", "slice": None}],
+    "switches": [{"name": "s1", "dpid": 7, "access_hosts": ["agv1", "edge1"],
+                  "mac_to_port": {"00:00:00:00:00:01": 1, "00:00:00:00:00:03": 2}}],
+}
+EXTRA_COOKIE = COOKIE_APP | 0xF0
+
+
+class FakeDatapath(ofproto_protocol.ProtocolDesc):
+    """What the apps use of os-ken's Datapath: id, send_msg (xid assigned, message encoded)."""
+
+    def __init__(self, dpid: int) -> None:
+        super().__init__(OFP.OFP_VERSION)
+        self.id = dpid
+        self.xid = 0
+        self.sent: list[Any] = []
+
+    def send_msg(self, msg: Any) -> None:
+        if msg.xid is None:
+            self.xid += 1
+            msg.set_xid(self.xid)
+        msg.serialize()
+        self.sent.append(msg)
+
+
+def _parse(dp: FakeDatapath, msg_type: int, xid: int, body: bytes) -> Any:
+    """Bytes of a switch-to-controller message -> the message os-ken's parser makes of them."""
+    length = OFP.OFP_HEADER_SIZE + len(body)
+    buf = bytearray(struct.pack(OFP.OFP_HEADER_PACK_STR, OFP.OFP_VERSION, msg_type, length, xid) + body)
+    return ofproto_parser.msg(dp, OFP.OFP_VERSION, msg_type, length, xid, buf)
+
+
+def features(dp: FakeDatapath) -> Any:
+    body = struct.pack(OFP.OFP_SWITCH_FEATURES_PACK_STR, dp.id, 256, 254, 0, 0, 0)
+    return ofp_event.EventOFPSwitchFeatures(_parse(dp, OFP.OFPT_FEATURES_REPLY, 1, body))
+
+
+def barrier_reply(dp: FakeDatapath, xid: int) -> Any:
+    return ofp_event.EventOFPBarrierReply(_parse(dp, OFP.OFPT_BARRIER_REPLY, xid, b""))
+
+
+def port_stats_reply(dp: FakeDatapath, xid: int, ports: list[tuple[int, int]], more: bool = False) -> Any:
+    """A port stats reply with (port_no, rx_packets) entries; other counters derived from them."""
+    body = b"".join(struct.pack(OFP.OFP_PORT_STATS_PACK_STR, port, rx, 2 * rx, 100 * rx, 200 * rx,
+                                1, 2, 3, 4, 0, 0, 0, 0, 5, 500_000_000) for port, rx in ports)
+    head = struct.pack(OFP.OFP_MULTIPART_REPLY_PACK_STR, OFP.OFPMP_PORT_STATS,
+                       OFP.OFPMPF_REPLY_MORE if more else 0)
+    return ofp_event.EventOFPPortStatsReply(_parse(dp, OFP.OFPT_MULTIPART_REPLY, xid, head + body))
+
+
+def flow_stats_reply(dp: FakeDatapath, xid: int) -> Any:
+    """One marking flow (masked-free match, goto-table instruction) and one table-miss flow."""
+    entries = b""
+    for table_id, priority, cookie, match, packets in (
+            (0, 100, COOKIE_SLICE_MARK, P.OFPMatch(eth_type=0x0800, ipv4_src="10.0.0.1"), 42),
+            (1, 5, COOKIE_APP | 4, P.OFPMatch(eth_dst=("01:00:00:00:00:00", "01:00:00:00:00:00")), 3)):
+        tail = bytearray()
+        match.serialize(tail, 0)
+        if table_id == 0:
+            P.OFPInstructionGotoTable(1).serialize(tail, len(tail))
+        length = OFP.OFP_FLOW_STATS_0_SIZE + len(tail)
+        entries += struct.pack(OFP.OFP_FLOW_STATS_0_PACK_STR, length, table_id, 2, 250_000_000, priority,
+                               0, 0, 0, cookie, packets, 100 * packets) + bytes(tail)
+    head = struct.pack(OFP.OFP_MULTIPART_REPLY_PACK_STR, OFP.OFPMP_FLOW, 0)
+    return ofp_event.EventOFPFlowStatsReply(_parse(dp, OFP.OFPT_MULTIPART_REPLY, xid, head + entries))
+
+
+@pytest.fixture
+def app_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps(POLICY))
+    monkeypatch.setenv(ENV_POLICY, str(policy))
+    monkeypatch.setenv(ENV_STATUS, str(tmp_path / "status.json"))
+    monkeypatch.delenv(ENV_STATS_INTERVAL_S, raising=False)
+    return tmp_path
+
+
+class ExtendedSwitch(SliceSwitch):
+    """A subclass using every extension point, recording the calls."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls: list[tuple[str, int]] = []
+
+    def rules_for(self, datapath: Any) -> list[FlowRule]:
+        extra = FlowRule(TABLE_FORWARD, 1, {"eth_type": 0x88B5}, (), EXTRA_COOKIE)  # drop one ethertype
+        return super().rules_for(datapath) + [extra]
+
+    def prepare_datapath(self, datapath: Any) -> None:
+        super().prepare_datapath(datapath)
+        datapath.send_msg(datapath.ofproto_parser.OFPMeterMod(datapath, meter_id=1))
+        self.calls.append(("prepare", datapath.id))
+
+    def on_datapath_ready(self, datapath: Any) -> None:
+        super().on_datapath_ready(datapath)
+        self.calls.append(("ready", datapath.id))
+
+    def on_datapath_down(self, datapath: Any) -> None:
+        super().on_datapath_down(datapath)
+        self.calls.append(("down", datapath.id))
+
+
+def _status(tmp: Path) -> dict[str, Any]:
+    return json.loads((tmp / "status.json").read_text())
+
+
+def test_extension_points_order_and_status(app_env: Path) -> None:
+    app = ExtendedSwitch()
+    dp = FakeDatapath(7)
+    app.switch_features_handler(features(dp))
+    kinds = [type(m).__name__ for m in dp.sent]
+    base = slice_rules(SlicePolicy.from_dict(POLICY), 7)
+    # delete own flows, then prepare (meter), then base rules + the subclass's rule, then barrier
+    assert kinds == ["OFPFlowMod", "OFPMeterMod"] + ["OFPFlowMod"] * (len(base) + 1) + ["OFPBarrierRequest"]
+    assert dp.sent[0].command == OFP.OFPFC_DELETE
+    assert [m.cookie for m in dp.sent[2:-1]] == [r.cookie for r in base] + [EXTRA_COOKIE]
+    assert app.calls == [("prepare", 7)] and _status(app_env)["ready_dpids"] == []
+
+    app.barrier_reply_handler(barrier_reply(dp, dp.sent[-1].xid + 1))  # not the awaited barrier
+    assert app.calls == [("prepare", 7)]
+    app.barrier_reply_handler(barrier_reply(dp, dp.sent[-1].xid))
+    assert app.calls[-1] == ("ready", 7) and _status(app_env)["ready_dpids"] == [7]
+
+    # Reconnect: the new connection's features come before the old connection's DEAD event.
+    dp2 = FakeDatapath(7)
+    app.switch_features_handler(features(dp2))
+    app.state_change_handler(ofp_event.EventOFPStateChange(dp))  # stale: ignored
+    assert ("down", 7) not in app.calls
+    app.barrier_reply_handler(barrier_reply(dp2, dp2.sent[-1].xid))
+    assert app.calls[-1] == ("ready", 7) and _status(app_env)["ready_dpids"] == [7]
+    app.state_change_handler(ofp_event.EventOFPStateChange(dp2))
+    assert app.calls[-1] == ("down", 7) and _status(app_env)["ready_dpids"] == []
+
+
+def test_unknown_dpid_is_an_error_not_ready(app_env: Path) -> None:
+    app = ExtendedSwitch()
+    dp = FakeDatapath(99)
+    app.switch_features_handler(features(dp))
+    assert dp.sent == [] and app.calls == []
+    assert "0x63" in _status(app_env)["errors"]["99"]
+
+
+def _ready_monitor(app_env: Path) -> tuple[SliceMonitor, FakeDatapath]:
+    app = SliceMonitor()
+    dp = FakeDatapath(7)
+    app.switch_features_handler(features(dp))
+    app.barrier_reply_handler(barrier_reply(dp, dp.sent[-1].xid))
+    return app, dp
+
+
+def _lines(app_env: Path) -> list[dict[str, Any]]:
+    path = app_env / STATS_FILE_NAME
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_monitor_requests_stats_once_ready(app_env: Path) -> None:
+    app, dp = _ready_monitor(app_env)
+    assert app.stats_interval_s == 1.0 and app.stats_path == app_env / STATS_FILE_NAME
+    flow_req, port_req = dp.sent[-2:]
+    assert isinstance(flow_req, P.OFPFlowStatsRequest) and flow_req.table_id == OFP.OFPTT_ALL
+    assert isinstance(port_req, P.OFPPortStatsRequest) and port_req.port_no == OFP.OFPP_ANY
+    assert app.monitored == {7: dp}
+    app.state_change_handler(ofp_event.EventOFPStateChange(dp))
+    assert app.monitored == {}
+
+
+def test_monitor_writes_port_stats_joining_multipart_parts(app_env: Path) -> None:
+    app, dp = _ready_monitor(app_env)
+    app.port_stats_reply_handler(port_stats_reply(dp, 30, [(1, 10)], more=True))
+    app.port_stats_reply_handler(port_stats_reply(dp, 31, [(9, 1)]))  # another request's reply
+    assert [line["xid"] for line in _lines(app_env)] == [31]
+    app.port_stats_reply_handler(port_stats_reply(dp, 30, [(2, 20), (OFP.OFPP_LOCAL, 0)]))
+    lines = _lines(app_env)
+    assert [line["xid"] for line in lines] == [31, 30]
+    line = lines[1]
+    assert (line["kind"], line["dpid"], line["pid"]) == ("port_stats", 7, os.getpid())
+    assert isinstance(line["t_unix_s"], float)
+    assert [p["port_no"] for p in line["ports"]] == [1, 2, OFP.OFPP_LOCAL]
+    assert line["ports"][1] == {"port_no": 2, "rx_packets": 20, "tx_packets": 40, "rx_bytes": 2000,
+                                "tx_bytes": 4000, "rx_dropped": 1, "tx_dropped": 2, "rx_errors": 3,
+                                "tx_errors": 4, "duration_s": 5.5}
+    assert app.partial_replies == {}
+
+
+def test_monitor_writes_flow_stats(app_env: Path) -> None:
+    app, dp = _ready_monitor(app_env)
+    app.flow_stats_reply_handler(flow_stats_reply(dp, 40))
+    (line,) = _lines(app_env)
+    assert line["kind"] == "flow_stats" and line["dpid"] == 7
+    mark, flood = line["flows"]
+    assert mark == {"table_id": 0, "priority": 100, "cookie": COOKIE_SLICE_MARK,
+                    "match": {"eth_type": 0x0800, "ipv4_src": "10.0.0.1"}, "packet_count": 42,
+                    "byte_count": 4200, "duration_s": 2.25}
+    assert flood["match"] == {"eth_dst": ["01:00:00:00:00:00", "01:00:00:00:00:00"]}
+
+
+def test_monitor_drops_partial_reply_of_a_disconnected_switch(app_env: Path) -> None:
+    app, dp = _ready_monitor(app_env)
+    app.port_stats_reply_handler(port_stats_reply(dp, 50, [(1, 1)], more=True))
+    app.state_change_handler(ofp_event.EventOFPStateChange(dp))
+    assert app.partial_replies == {} and _lines(app_env) == []
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(None, 1.0), ("", 1.0), ("0.25", 0.25), ("3600", 3600.0)])
+def test_stats_interval_from_env(raw: str | None, expected: float) -> None:
+    env = {} if raw is None else {ENV_STATS_INTERVAL_S: raw}
+    assert stats_interval_from_env(env) == expected
+
+
+@pytest.mark.parametrize("raw", ["0", "0.01", "nan", "fast", "-1", "1e9"])
+def test_stats_interval_rejects_bad_values(raw: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        stats_interval_from_env({ENV_STATS_INTERVAL_S: raw})
+    assert err.value.path == ENV_STATS_INTERVAL_S
+
+
+def test_bad_interval_fails_app_construction(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_STATS_INTERVAL_S, "0")
+    with pytest.raises(ConfigError, match=ENV_STATS_INTERVAL_S):
+        SliceMonitor()
+
+
+def test_append_json_line_appends_whole_lines(tmp_path: Path) -> None:
+    path = tmp_path / "stats.jsonl"
+    append_json_line(path, {"a": 1})
+    append_json_line(path, {"b": (1, 2)})
+    assert path.read_text() == '{"a": 1}\n{"b": [1, 2]}\n'
