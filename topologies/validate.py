@@ -59,20 +59,10 @@ class Table:
         return default
 
     def str(self, name: str, default: Any = _MISSING, choices: Iterable[str] | None = None) -> str:
-        value = self.get(name, default)
-        if not isinstance(value, str):
-            raise ConfigError(self.key(name), value, "a string")
-        if choices is not None:
-            choices = list(choices)
-            if value not in choices:
-                raise ConfigError(self.key(name), value, "one of " + ", ".join(map(repr, choices)))
-        return value
+        return check_str(self.key(name), self.get(name, default), choices)
 
     def bool(self, name: str, default: Any = _MISSING) -> bool:
-        value = self.get(name, default)
-        if not isinstance(value, bool):
-            raise ConfigError(self.key(name), value, "true or false")
-        return value
+        return check_bool(self.key(name), self.get(name, default))
 
     def number(
         self,
@@ -86,12 +76,7 @@ class Table:
         return check_number(self.key(name), value, min=min, max=max, min_exclusive=min_exclusive)
 
     def int(self, name: str, default: Any = _MISSING, min: int | None = None, max: int | None = None) -> int:
-        value = self.get(name, default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(self.key(name), value, "a whole number" + _range_text(min, max))
-        if (min is not None and value < min) or (max is not None and value > max):
-            raise ConfigError(self.key(name), value, "a whole number" + _range_text(min, max))
-        return value
+        return check_int(self.key(name), self.get(name, default), min=min, max=max)
 
     def optional_number(self, name: str, **kwargs: Any) -> float | None:
         if name not in self.raw:
@@ -126,8 +111,11 @@ def check_number(
     max: float | None = None,
     min_exclusive: bool = False,
 ) -> float:
-    """Return ``value`` as float if it is a number within [min, max] (or (min, max])."""
-    text = "a number" + _range_text(min, max, min_exclusive)
+    """Return ``value`` as float if it is a number within [min, max] (or (min, max]).
+
+    ``true``/``false`` are not numbers here (Python's bool is an int, TOML's is not).
+    """
+    text = "a number" + range_text(min, max, min_exclusive)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(path, value, text)
     if value != value:  # NaN
@@ -139,7 +127,34 @@ def check_number(
     return float(value)
 
 
-def _range_text(min: float | None, max: float | None, min_exclusive: bool = False) -> str:
+def check_int(path: str, value: Any, min: int | None = None, max: int | None = None) -> int:
+    """Return ``value`` if it is a whole number (not a bool, not ``1.0``) within [min, max]."""
+    if (isinstance(value, bool) or not isinstance(value, int)
+            or (min is not None and value < min) or (max is not None and value > max)):
+        raise ConfigError(path, value, "a whole number" + range_text(min, max))
+    return value
+
+
+def check_bool(path: str, value: Any) -> bool:
+    """Return ``value`` if it is ``true`` or ``false`` (``1`` and ``"yes"`` are not)."""
+    if not isinstance(value, bool):
+        raise ConfigError(path, value, "true or false")
+    return value
+
+
+def check_str(path: str, value: Any, choices: Iterable[str] | None = None) -> str:
+    """Return ``value`` if it is a string (one of ``choices``, when given)."""
+    if not isinstance(value, str):
+        raise ConfigError(path, value, "a string")
+    if choices is not None:
+        choices = list(choices)
+        if value not in choices:
+            raise ConfigError(path, value, "one of " + ", ".join(map(repr, choices)))
+    return value
+
+
+def range_text(min: float | None, max: float | None, min_exclusive: bool = False) -> str:
+    """`` >= 0 and <= 100`` (or `` > 0``, or ``""`` without bounds): the tail of an "allowed" text."""
     lo = "" if min is None else (f"> {min}" if min_exclusive else f">= {min}")
     hi = "" if max is None else f"<= {max}"
     both = " and ".join(p for p in (lo, hi) if p)

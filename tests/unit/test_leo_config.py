@@ -52,6 +52,22 @@ def test_values_are_read() -> None:
         ({"tle_file": "/nonexistent/x.tle"}, "leo.orbit.tle_file", "an existing TLE file"),
         ({"compute": {"sat_index": 1584}}, "leo.orbit.compute.sat_index", "<= 1583"),
         ({"handover": {"after_s": 9.0}}, "leo.orbit.handover.after_s", "<= 7.5"),
+        # bounds that follow other keys, and rules across keys
+        ({"shell": {"planes": 3, "phasing_f": 3}}, "leo.orbit.shell.phasing_f", ">= 0 and <= 2"),
+        ({"shell": {"planes": 1}}, "leo.orbit.shell.phasing_f", "<= 0"),  # the default F = 1 too
+        ({"reconfiguration": {"interval_s": 2.0}, "handover": {"before_s": -1}},
+         "leo.orbit.handover.before_s", ">= 0.0 and <= 1.0"),
+        ({"shell": {"planes": 2, "sats_per_plane": 2}, "compute": {"sat_index": 4}},
+         "leo.orbit.compute.sat_index", ">= -1 and <= 3"),
+        ({"reconfiguration": {"interval_s": 1.5}}, "leo.orbit.step_s", "at most half"),
+        ({"epoch_utc": 2025}, "leo.orbit.epoch_utc", "a string"),
+        ({"terrestrial": {"pop_lat_deg": 95}}, "leo.orbit.terrestrial.pop_lat_deg", "<= 90.0"),
+        ({"terrestrial": {"pop": {"lat_deg": 50}}}, "leo.orbit.terrestrial.pop", "no such key"),
+        ({"ground_station": {"min_elevation_deg": 90}}, "leo.orbit.ground_station.min_elevation_deg",
+         "<= 89.0"),
+        ({"rates": {"uplink_median_mbps": 0}}, "leo.orbit.rates.uplink_median_mbps", "> 0.0"),
+        ({"weather": {"enabled": 1}}, "leo.orbit.weather.enabled", "true or false"),
+        ({"tle_file": 3}, "leo.orbit.tle_file", "a path to a TLE file"),
     ],
 )
 def test_errors_name_path_value_and_allowed(raw: dict, path: str, allowed: str) -> None:
@@ -60,6 +76,28 @@ def test_errors_name_path_value_and_allowed(raw: dict, path: str, allowed: str) 
     assert err.value.path == path
     assert allowed in err.value.allowed
     assert path in str(err.value)
+
+
+def test_site_keeps_its_mask_and_pop_its_keys() -> None:
+    c = parse({"site": {"lat_deg": 47.0}, "terrestrial": {"pop_lat_deg": 51.0, "pop_lon_deg": 7.0}})
+    assert (c.site.lat_deg, c.site.lon_deg, c.site.min_elevation_deg) == (47.0, 11.65, 25.0)
+    assert (c.terrestrial.pop.lat_deg, c.terrestrial.pop.lon_deg, c.terrestrial.pop.min_elevation_deg) \
+        == (51.0, 7.0, 0.0)
+
+
+def test_rules_across_keys_hold_for_objects_built_in_code() -> None:
+    with pytest.raises(ConfigError) as err:
+        LeoOrbitConfig(step_s=10.0)
+    assert err.value.path == "step_s"
+    with pytest.raises(ConfigError, match="ISO 8601"):
+        LeoOrbitConfig(epoch_utc="yesterday")
+
+
+def test_tle_file_lifts_the_sat_index_bound(tmp_path: Path) -> None:
+    config = LeoOrbitConfig.default()
+    (tmp_path / "shell.tle").write_text(walker_tle_text(config.shell, config.epoch))
+    c = parse({"tle_file": "shell.tle", "compute": {"sat_index": 5000}}, base_dir=tmp_path)
+    assert c.compute.sat_index == 5000  # the file's size is known only when it is read
 
 
 def test_relative_tle_file_resolves_against_base_dir(tmp_path: Path) -> None:

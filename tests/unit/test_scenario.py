@@ -70,6 +70,34 @@ def test_orbit_mode_errors(raw, mutate, path, allowed) -> None:
     assert allowed in info.value.allowed
 
 
+@pytest.mark.parametrize(
+    ("mutate", "path", "allowed"),
+    [
+        (lambda r: r["leo"]["uplink"].__setitem__("loss_burst", {"p_good_to_bad_pct": 1}),
+         "leo.uplink.loss_burst.p_bad_to_good_pct", "this key is required"),
+        (lambda r: r["leo"]["downlink"].__setitem__("queue_limit_pkts", True),
+         "leo.downlink.queue_limit_pkts", "a whole number >= 1"),
+        (lambda r: r["cloud"]["terrestrial"]["uplink"].__setitem__("jitter_distribution", "gauss"),
+         "cloud.terrestrial.uplink.jitter_distribution", "one of 'uniform', 'normal', 'pareto'"),
+    ],
+)
+def test_link_errors_carry_the_scenario_key_path(raw, mutate, path, allowed) -> None:
+    bad = fixed_leo(raw)
+    mutate(bad)
+    with pytest.raises(ConfigError) as info:
+        parse_scenario(bad)
+    assert (info.value.path, info.value.allowed) == (path, allowed)
+
+
+def test_orbit_errors_carry_the_scenario_key_path(raw) -> None:
+    bad = copy.deepcopy(raw)
+    bad["leo"]["orbit"].setdefault("shell", {}).update(planes=4, phasing_f=4)
+    with pytest.raises(ConfigError) as info:
+        parse_scenario(bad)
+    assert (info.value.path, info.value.allowed) == ("leo.orbit.shell.phasing_f",
+                                                     "a whole number >= 0 and <= 3")
+
+
 def test_compute_host_needs_orbit(raw) -> None:
     bad = fixed_leo(raw)
     bad["leo"]["compute_host"] = "sat1"

@@ -4,14 +4,21 @@ Every field has a default, so an empty table gives the reference case: Starlink 
 factory near Munich through a gateway in northern Germany. Every literature constant carries its
 source beside it; values marked "assumption" have no published figure behind them and should be
 treated as knobs.
+
+The table's keys are these fields, each nested dataclass a sub-table (``[leo.orbit.shell]``), each
+bound in the field's metadata (read by :func:`topologies.config_schema.parse_table`). Exceptions:
+``[leo.orbit.site]`` has no mask key (the terminal uses the shell's), ``[leo.orbit.terrestrial]``
+spells the PoP as ``pop_lat_deg`` / ``pop_lon_deg``, and ``tle_file`` resolves against the
+scenario's folder. ``topologies/leo_default.toml`` writes every key out with its default.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from topologies.config_schema import bounds, nested, parse_table
 from topologies.validate import ConfigError, Table
 
 POLICIES = ("highest_elevation", "longest_visibility")
@@ -24,13 +31,13 @@ class WalkerShell:
     # Starlink shell 1 as authorised by the FCC: 1,584 satellites at 550 km, 53 deg, 72 planes x 22,
     # minimum elevation 25 deg (SpaceX modification application IBFS SAT-MOD-20200417-00037,
     # granted by FCC 21-48, April 2021; also DESIGN.md reference figures).
-    altitude_km: float = 550.0
-    inclination_deg: float = 53.0
-    planes: int = 72
-    sats_per_plane: int = 22
+    altitude_km: float = field(default=550.0, metadata=bounds(min=100.0, max=40_000.0))
+    inclination_deg: float = field(default=53.0, metadata=bounds(min=0.0, max=180.0))
+    planes: int = field(default=72, metadata=bounds(min=1))
+    sats_per_plane: int = field(default=22, metadata=bounds(min=1))
     # Walker phasing factor F (0..P-1). SpaceX does not publish it: F = 1 is an assumption.
-    phasing_f: int = 1
-    min_elevation_deg: float = 25.0
+    phasing_f: int = field(default=1, metadata=bounds(min=0, max=lambda shell: shell.planes - 1))
+    min_elevation_deg: float = field(default=25.0, metadata=bounds(min=0.0, max=89.0))
     # Secular J2 drift of RAAN and argument of latitude (keeps Walker close to sgp4 over hours).
     j2_secular: bool = True
 
@@ -46,9 +53,9 @@ class GroundPoint:
     ``min_elevation_deg`` is used for the gateway only; the terminal uses the shell's mask.
     """
 
-    lat_deg: float
-    lon_deg: float
-    min_elevation_deg: float = 25.0
+    lat_deg: float = field(metadata=bounds(min=-90.0, max=90.0))
+    lon_deg: float = field(metadata=bounds(min=-180.0, max=180.0))
+    min_elevation_deg: float = field(default=25.0, metadata=bounds(min=0.0, max=89.0))
 
 
 # Default user terminal: a factory in Garching near Munich (48.25 N, 11.65 E); illustrative site.
@@ -66,14 +73,16 @@ DEFAULT_POP = GroundPoint(50.11, 8.68, 0.0)
 class Terrestrial:
     """Ground station -> point of presence -> cloud, over fibre."""
 
-    pop: GroundPoint = DEFAULT_POP
+    # keys pop_lat_deg, pop_lon_deg; a PoP has no elevation mask
+    pop: GroundPoint = field(default=DEFAULT_POP,
+                             metadata=nested(prefix="pop_", fixed=("min_elevation_deg",)))
     # Group index of standard single-mode fibre at 1550 nm is ~1.468 (Corning SMF-28 datasheet).
-    fibre_group_index: float = 1.468
+    fibre_group_index: float = field(default=1.468, metadata=bounds(min=1.0, max=2.0))
     # Fibre route length / great-circle distance. Assumption: real routes are longer than the
     # geodesic; 1.5 is a round figure, not a measured value for this route.
-    route_factor: float = 1.5
+    route_factor: float = field(default=1.5, metadata=bounds(min=1.0, max=5.0))
     # PoP -> cloud host in the same metro (one way). Assumption: same-city data centre.
-    pop_to_cloud_delay_ms: float = 0.5
+    pop_to_cloud_delay_ms: float = field(default=0.5, metadata=bounds(min=0.0))
 
 
 @dataclass(frozen=True)
@@ -83,8 +92,14 @@ class Reconfiguration:
     # Every 15 s at seconds 12/27/42/57 of each minute: Tanveer et al., "Making Sense of
     # Constellations", CoNEXT-SW 2023; Pan, Zhao, Cai, "Measuring a Low-Earth-Orbit Satellite
     # Network", 2023 (arXiv:2307.06863); Mohan et al., WWW 2024.
-    interval_s: float = 15.0
-    offset_s: float = 12.0  # seconds after the minute of the first instant
+    interval_s: float = field(default=15.0, metadata=bounds(min=1.0, max=3600.0))
+    # seconds after the minute of the first instant
+    offset_s: float = field(default=12.0, metadata=bounds(min=0.0, max=60.0))
+
+
+def _half_interval(orbit: LeoOrbitConfig) -> float:
+    """Longest handover window: half the reconfiguration interval (parsed before [handover])."""
+    return orbit.reconfiguration.interval_s / 2
 
 
 @dataclass(frozen=True)
@@ -94,16 +109,16 @@ class Handover:
     # Boundary regions ~75 ms before and ~140 ms after each 15 s instant: Casparsen et al.,
     # "Statistical Characterization and Prediction of E2E Latency over LEO Satellite Networks",
     # arXiv:2601.08439 (2026), abstract (500 Hz one-way measurements).
-    before_s: float = 0.075
-    after_s: float = 0.140
+    before_s: float = field(default=0.075, metadata=bounds(min=0.0, max=_half_interval))
+    after_s: float = field(default=0.140, metadata=bounds(min=0.0, max=_half_interval))
     # Magnitudes: assumption, chosen so boundary RTT lands inside the 75-140 ms spikes quoted in
     # DESIGN.md. Uplink larger than downlink because uplink delay is the one more affected by the
     # 15 s cycles (Garcia, Sundberg, Brunstrom, LEO-NET 2025).
-    uplink_extra_delay_ms: float = 40.0
-    downlink_extra_delay_ms: float = 20.0
+    uplink_extra_delay_ms: float = field(default=40.0, metadata=bounds(min=0.0))
+    downlink_extra_delay_ms: float = field(default=20.0, metadata=bounds(min=0.0))
     # Loss inside the boundary window. Assumption; Kassem et al. (IMC 2022, "A browser-side view of
     # Starlink connectivity") report loss bursts of up to 50 % correlated with handovers.
-    loss_pct: float = 10.0
+    loss_pct: float = field(default=10.0, metadata=bounds(min=0.0, max=100.0))
     # Measurements show the spike at every instant, not only on a satellite change (Mohan et al.).
     only_on_satellite_change: bool = False
 
@@ -121,14 +136,15 @@ class AccessDelay:
     uplink delay is the direction more shaped by scheduling.
     """
 
-    uplink_median_ms: float = 11.0
-    downlink_median_ms: float = 7.0
-    sigma: float = 0.3
+    uplink_median_ms: float = field(default=11.0, metadata=bounds(min=0.0))
+    downlink_median_ms: float = field(default=7.0, metadata=bounds(min=0.0))
+    sigma: float = field(default=0.3, metadata=bounds(min=0.0, max=3.0))
     # Per-packet jitter (standard deviation) inside a period. Assumption: small next to the
     # period-to-period variation (Casparsen et al. 2026: stable intra-period regime).
-    uplink_jitter_ms: float = 2.0
-    downlink_jitter_ms: float = 1.0
-    baseline_loss_pct: float = 0.0  # assumption: loss is concentrated around handovers
+    uplink_jitter_ms: float = field(default=2.0, metadata=bounds(min=0.0))
+    downlink_jitter_ms: float = field(default=1.0, metadata=bounds(min=0.0))
+    # assumption: loss is concentrated around handovers
+    baseline_loss_pct: float = field(default=0.0, metadata=bounds(min=0.0, max=100.0))
 
 
 @dataclass(frozen=True)
@@ -137,9 +153,10 @@ class Rates:
 
     # Starlink medians: uplink ~15-17, downlink ~100-120 Mbit/s (DESIGN.md reference figures;
     # Mohan et al. WWW 2024, M-Lab speed tests).
-    uplink_median_mbps: float = 16.0
-    downlink_median_mbps: float = 110.0
-    sigma: float = 0.2  # assumption: period-to-period throughput variation
+    uplink_median_mbps: float = field(default=16.0, metadata=bounds(min=0.0, min_exclusive=True))
+    downlink_median_mbps: float = field(default=110.0, metadata=bounds(min=0.0, min_exclusive=True))
+    # assumption: period-to-period throughput variation
+    sigma: float = field(default=0.2, metadata=bounds(min=0.0, max=3.0))
 
 
 @dataclass(frozen=True)
@@ -147,12 +164,18 @@ class Weather:
     """Optional rain fade that scales capacity during one window."""
 
     enabled: bool = False
-    start_s: float = 0.0
-    duration_s: float = 60.0
+    start_s: float = field(default=0.0, metadata=bounds(min=0.0))
+    duration_s: float = field(default=60.0, metadata=bounds(min=0.0))
     # Rain cuts uplink capacity ~50 % (DESIGN.md reference figures).
-    uplink_rate_factor: float = 0.5
-    downlink_rate_factor: float = 1.0  # no published figure used; set it if you have one
-    extra_loss_pct: float = 0.0
+    uplink_rate_factor: float = field(default=0.5, metadata=bounds(min=0.0, max=1.0))
+    # no published figure used; set it if you have one
+    downlink_rate_factor: float = field(default=1.0, metadata=bounds(min=0.0, max=1.0))
+    extra_loss_pct: float = field(default=0.0, metadata=bounds(min=0.0, max=100.0))
+
+
+def _last_sat_index(orbit: LeoOrbitConfig) -> int | None:
+    """The Walker shell's last satellite; unbounded with a TLE file (its size is known on reading)."""
+    return None if orbit.tle_file else orbit.shell.total_sats - 1
 
 
 @dataclass(frozen=True)
@@ -160,10 +183,10 @@ class Compute:
     """In-orbit compute: a designated satellite reached over laser ISLs."""
 
     # Satellite index (plane * sats_per_plane + slot); -1 = the serving satellite at t = 0.
-    sat_index: int = -1
+    sat_index: int = field(default=-1, metadata=bounds(min=-1, max=_last_sat_index))
     # 100 Gbit/s laser ISLs as in ADA Space's "Three-Body Computing Constellation" (12 satellites
     # launched May 2025, 744 TOPS each; DESIGN.md reference figures).
-    isl_rate_gbps: float = 100.0
+    isl_rate_gbps: float = field(default=100.0, metadata=bounds(min=0.0, min_exclusive=True))
 
 
 @dataclass(frozen=True)
@@ -171,20 +194,28 @@ class LeoOrbitConfig:
     """Everything the LEO schedule depends on; build with :meth:`from_table` or :meth:`default`."""
 
     shell: WalkerShell = WalkerShell()
-    tle_file: Path | None = None
-    site: GroundPoint = DEFAULT_SITE
+    tle_file: Path | None = None  # read by from_table: resolved against the scenario's folder
+    # the site's mask is the shell's min_elevation_deg (a gateway has its own)
+    site: GroundPoint = field(default=DEFAULT_SITE, metadata=nested(fixed=("min_elevation_deg",)))
     ground_station: GroundPoint = DEFAULT_GROUND_STATION
     terrestrial: Terrestrial = Terrestrial()
-    epoch_utc: str = "2025-06-02T12:00:00Z"
-    step_s: float = 1.0
+    epoch_utc: str = "2025-06-02T12:00:00Z"  # an ISO 8601 UTC time: schedule t_s = 0
+    # at most half of reconfiguration.interval_s (checked in __post_init__)
+    step_s: float = field(default=1.0, metadata=bounds(min=0.0, max=1.0, min_exclusive=True))
     reconfiguration: Reconfiguration = Reconfiguration()
-    policy: str = "highest_elevation"
-    seed: int = 1
+    policy: str = field(default="highest_elevation", metadata=bounds(choices=POLICIES))
+    seed: int = field(default=1, metadata=bounds(min=0))
     handover: Handover = Handover()
     access: AccessDelay = AccessDelay()
     rates: Rates = Rates()
     weather: Weather = Weather()
     compute: Compute = Compute()
+
+    def __post_init__(self) -> None:
+        """Rules across fields (error paths relative to ``[leo.orbit]``)."""
+        parse_epoch(self.epoch_utc, "epoch_utc")
+        if self.step_s > 0 and self.reconfiguration.interval_s / self.step_s < 2:
+            raise ConfigError("step_s", self.step_s, "at most half of reconfiguration.interval_s")
 
     @property
     def epoch(self) -> datetime:
@@ -197,9 +228,18 @@ class LeoOrbitConfig:
     @classmethod
     def from_table(cls, table: Table, base_dir: Path | None = None) -> LeoOrbitConfig:
         """Validate ``[leo.orbit]``; relative ``tle_file`` paths resolve against ``base_dir``."""
-        from topologies.leo.config_parse import parse_orbit_table
-
-        return parse_orbit_table(cls, table, base_dir)
+        with table as t:
+            text = t.get("tle_file", None)
+            tle_file: Path | None = None
+            if text is not None:
+                if not isinstance(text, str) or not text:
+                    raise ConfigError(t.key("tle_file"), text, "a path to a TLE file (string)")
+                tle_file = Path(text)
+                if not tle_file.is_absolute() and base_dir is not None:
+                    tle_file = base_dir / tle_file
+                if not tle_file.is_file():
+                    raise ConfigError(t.key("tle_file"), text, "an existing TLE file")
+            return parse_table(cls, t, tle_file=tle_file)
 
 
 def parse_epoch(text: str, path: str) -> datetime:

@@ -18,13 +18,14 @@ model; it is stored beside the measurements in summary.json.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from experiments.agents.offload import MAX_DATAGRAM_BYTES, REPLY, REQ, fragment_sizes
 from experiments.framework.session import SCHEDULE_SLACK_S
+from topologies.config_schema import bounds, parse_table
 from topologies.links import DirectionParams
 from topologies.scenario import Scenario
 from topologies.validate import ConfigError, Table
@@ -44,8 +45,9 @@ class Target:
 
     host: str
     hardware: str
-    peak_tops: float
-    utilisation_pct: float = UTILISATION_PCT
+    peak_tops: float = field(metadata=bounds(min=0, max=1e6, min_exclusive=True))
+    utilisation_pct: float = field(default=UTILISATION_PCT,
+                                   metadata=bounds(min=0, max=100, min_exclusive=True))
 
     def compute_ms(self, inference_gop: float) -> float:
         """Modelled compute time: ops / (peak TOPS x utilisation), in ms."""
@@ -74,17 +76,22 @@ WIRE_OVERHEAD_BYTES = 8 + 20 + 14  # UDP + IPv4 + Ethernet headers per datagram
 
 @dataclass(frozen=True)
 class OffloadParams:
+    """The ``[params]`` table of an offload experiment (bounds in each field's metadata)."""
+
     client: str = "cam1"
-    request_bytes: int = 80_000
-    reply_bytes: int = 1_000
-    max_datagram_bytes: int = MAX_DATAGRAM_BYTES
-    pacing_rate_mbps: float = 0.0
-    interval_ms: float = 250.0
-    timeout_ms: float = 1_000.0
-    deadline_ms: float = DEFAULT_DEADLINE_MS
+    request_bytes: int = field(default=80_000, metadata=bounds(min=1, max=1_000_000))
+    reply_bytes: int = field(default=1_000, metadata=bounds(min=REPLY.size, max=1400))
+    max_datagram_bytes: int = field(default=MAX_DATAGRAM_BYTES, metadata=bounds(min=REQ.size + 1, max=1472))
+    pacing_rate_mbps: float = field(default=0.0, metadata=bounds(min=0, max=100_000))  # 0 = burst
+    interval_ms: float = field(default=250.0, metadata=bounds(min=10, max=60_000))
+    # the link schedules must outlast the last request's timeout
+    timeout_ms: float = field(default=1_000.0, metadata=bounds(min=1, max=SCHEDULE_SLACK_S * 1000))
+    deadline_ms: float = field(default=DEFAULT_DEADLINE_MS,
+                               metadata=bounds(min=0, max=60_000, min_exclusive=True))
     model: str = DEFAULT_MODEL[0]
-    inference_gop: float = DEFAULT_MODEL[1]
-    targets: tuple[Target, ...] = DEFAULT_TARGETS
+    inference_gop: float = field(default=DEFAULT_MODEL[1],
+                                 metadata=bounds(min=0, max=1e6, min_exclusive=True))
+    targets: tuple[Target, ...] = DEFAULT_TARGETS  # [params.targets.<host>] tables
 
     def compute_ms(self) -> dict[str, float]:
         return {t.host: t.compute_ms(self.inference_gop) for t in self.targets}
@@ -92,36 +99,14 @@ class OffloadParams:
 
 def parse_params(raw: dict) -> OffloadParams:
     """Validate the ``[params]`` table (unknown keys and bad values raise ConfigError)."""
-    d = OffloadParams()
     with Table(raw, "params") as t:
-        fields = dict(
-            client=t.str("client", d.client),
-            request_bytes=t.int("request_bytes", d.request_bytes, min=1, max=1_000_000),
-            reply_bytes=t.int("reply_bytes", d.reply_bytes, min=REPLY.size, max=1400),
-            max_datagram_bytes=t.int("max_datagram_bytes", d.max_datagram_bytes, min=REQ.size + 1,
-                                     max=1472),
-            pacing_rate_mbps=t.number("pacing_rate_mbps", d.pacing_rate_mbps, min=0, max=100_000),
-            interval_ms=t.number("interval_ms", d.interval_ms, min=10, max=60_000),
-            timeout_ms=t.number("timeout_ms", d.timeout_ms, min=1, max=SCHEDULE_SLACK_S * 1000),
-            deadline_ms=t.number("deadline_ms", d.deadline_ms, min=0, max=60_000, min_exclusive=True),
-            model=t.str("model", d.model),
-            inference_gop=t.number("inference_gop", d.inference_gop, min=0, max=1e6,
-                                   min_exclusive=True),
-        )
-        targets = d.targets
+        targets = DEFAULT_TARGETS
         if t.has("targets"):
             with t.table("targets") as tt:
-                targets = tuple(_target(tt, name) for name in list(tt.raw))
+                targets = tuple(parse_table(Target, tt.table(h), host=h) for h in list(tt.raw))
             if not targets:
                 raise ConfigError("params.targets", {}, "at least one [params.targets.<host>] table")
-    return OffloadParams(targets=targets, **fields)
-
-
-def _target(tt: Table, host: str) -> Target:
-    with tt.table(host) as t:
-        return Target(host, t.str("hardware"),
-                      t.number("peak_tops", min=0, max=1e6, min_exclusive=True),
-                      t.number("utilisation_pct", UTILISATION_PCT, min=0, max=100, min_exclusive=True))
+        return parse_table(OffloadParams, t, targets=targets)
 
 
 def target_roles(scenario: Scenario) -> dict[str, str]:
