@@ -3,8 +3,8 @@
 Like any Mininet ``Topo``, :class:`FactoryTopo` only declares nodes and links; the network
 runner picks the switch, host and link classes. Each link carries per-direction parameters:
 
-* ``link_params="engine"`` (the runner): ``link_name``, ``ab`` and ``ba`` (DirectionParams for
-  node1 -> node2 and node2 -> node1), read by the link engine's link class;
+* ``link_params="engine"`` (the runner): ``link_name``, ``uplink`` and ``downlink``
+  (DirectionParams for node1 -> node2 and node2 -> node1), read by the link engine's link class;
 * ``link_params="tclink"`` (for ``mn --custom topologies/factory.py --topo factory --link tc``):
   Mininet ``TCLink`` ``params1`` / ``params2`` (egress of each end), which need netem.
 
@@ -100,7 +100,7 @@ class FactoryTopo(Topo):
         # start transparent.
         if self._link_mode == "engine":
             extra = {"dynamic": True} if dynamic else {}
-            self.addLink(node1, node2, link_name=link_name, ab=pair.uplink, ba=pair.downlink,
+            self.addLink(node1, node2, link_name=link_name, uplink=pair.uplink, downlink=pair.downlink,
                          **extra)
         else:
             self.addLink(node1, node2, params1=tclink_params(pair.uplink),

@@ -10,10 +10,8 @@ from topologies.leo import (
     schedule_records,
     serving_satellite_schedule,
 )
-from topologies.links import DirectionParams, ScheduleRow
+from topologies.links import DIRECTIONS, DirectionParams, ScheduleRow
 from topologies.scenario import LinkPair, Scenario
-
-DIRECTION_OF = {"ab": "uplink", "ba": "downlink"}  # link direction -> schedule direction
 
 
 def scenario_link_schedules(scenario: Scenario, duration_s: float) -> dict[str, pd.DataFrame]:
@@ -34,16 +32,16 @@ def scenario_link_schedules(scenario: Scenario, duration_s: float) -> dict[str, 
 
 
 def schedule_rows(frame: pd.DataFrame, direction: str) -> list[ScheduleRow]:
-    """Link-engine rows of one link direction (``ab`` or ``ba``)."""
-    return [ScheduleRow(**r) for r in schedule_records(frame, DIRECTION_OF[direction])]
+    """Link-engine rows of one link direction (``uplink`` or ``downlink``)."""
+    return [ScheduleRow(**r) for r in schedule_records(frame, direction)]
 
 
 def start_links(frames: dict[str, pd.DataFrame]) -> dict[str, LinkPair]:
     """Each scheduled link's values at t = 0, used when the link is created."""
     out = {}
     for name, frame in frames.items():
-        first = [schedule_rows(frame, d)[0] for d in DIRECTION_OF]
-        out[name] = LinkPair(*(DirectionParams(delay_ms=r.delay_ms, jitter_ms=r.jitter_ms,
-                                               loss_pct=r.loss_pct, rate_mbps=r.rate_mbps, up=r.up)
-                               for r in first))
+        first = {d: schedule_rows(frame, d)[0] for d in DIRECTIONS}
+        out[name] = LinkPair(**{d: DirectionParams(delay_ms=r.delay_ms, jitter_ms=r.jitter_ms,
+                                                   loss_pct=r.loss_pct, rate_mbps=r.rate_mbps, up=r.up)
+                                for d, r in first.items()})
     return out

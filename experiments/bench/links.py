@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from topologies.links import DirectionParams, LinkEngine, netem_available
+from topologies.links import DirectionParams, LinkEngine
+from topologies.links import available_backends as usable_backends
 from topologies.links.udpprobe import owd_ms, run_probe
 from topologies.manifest import Manifest
 
@@ -58,7 +59,8 @@ class Testbed:
                 self.engine = LinkEngine(self.backend, self.tag, manifest, self.out / "logs", seed=self.seed)
                 self.engine.start()
                 net.addLink(self.h1, self.h2, cls=self.engine.link_class, link_name="bench",
-                            ab=DirectionParams(delay_ms=1), ba=DirectionParams(delay_ms=1), txo=False)
+                            uplink=DirectionParams(delay_ms=1), downlink=DirectionParams(delay_ms=1),
+                            txo=False)
             net.build()
             net.staticArp()
             yield self
@@ -68,10 +70,10 @@ class Testbed:
                 self.engine.stop()
             manifest.remove_all()
 
-    def set(self, ab: DirectionParams, ba: DirectionParams | None = None) -> None:
-        self.engine.set_params("bench", "ab", ab)
-        if ba is not None:
-            self.engine.set_params("bench", "ba", ba)
+    def set(self, uplink: DirectionParams, downlink: DirectionParams | None = None) -> None:
+        self.engine.set_params("bench", "uplink", uplink)
+        if downlink is not None:
+            self.engine.set_params("bench", "downlink", downlink)
 
     def probe(self, pps: float, count: int, size: int = 100, **kw: Any) -> np.ndarray:
         return run_probe(self.h1, self.h2, pps, count, self.scratch, size=size, fast=True, **kw)
@@ -107,9 +109,10 @@ def max_pps(tb: Testbed, quick: bool, tick: Callable[[str], None]) -> dict[str, 
     for size in (1400, 64):
         tick(f"max packets/s, {size} B")
         info: dict = {}
-        cpu0 = _cpu_s(tb.engine.relay.pid) if tb.engine.relay else None
+        pids = tb.engine.backend.data_path_pids()  # the relay process; none for netem
+        cpu0 = _cpu_s(pids) if pids else None
         data = tb.probe(0, 10**9, size=size, duration_s=1.0 if quick else 2.0, info=info)
-        cpu1 = _cpu_s(tb.engine.relay.pid) if tb.engine.relay else None
+        cpu1 = _cpu_s(pids) if pids else None
         t = np.sort(data[:, 2]) / 1e9 if len(data) else np.array([0.0])
         span = float(t[-1] - t[0]) if len(t) > 1 else math.nan
         kpps = (len(data) - 1) / span / 1e3 if len(data) > 1 else 0.0
@@ -126,10 +129,13 @@ def max_pps(tb: Testbed, quick: bool, tick: Callable[[str], None]) -> dict[str, 
     return out
 
 
-def _cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) used so far by process ``pid``."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) used so far by processes ``pids``."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def tcp(tb: Testbed, quick: bool, cc: str, tick: Callable[[str], None]) -> dict[str, Any]:
@@ -178,7 +184,7 @@ def loss_accuracy(tb: Testbed, quick: bool, tick: Callable[[str], None]) -> list
 
 def update_test(tb: Testbed, n_updates: int, tick: Callable[[str], None], pps: int = 2000,
                 apply: Callable[[float], None] | None = None) -> dict[str, Any]:
-    """Traffic at ``pps`` while the ab delay changes every second; count lost and reordered."""
+    """Traffic at ``pps`` while the uplink delay changes every second; count lost and reordered."""
     apply = apply or (lambda d: tb.set(DirectionParams(delay_ms=d)))
     apply(UPDATE_DELAYS_MS[0])
     time.sleep(0.1)
@@ -235,6 +241,7 @@ def run_tclink(out: Path, quick: bool, seed: int, tick: Callable[[str], None]) -
 
 
 def available_backends(requested: str) -> list[str]:
+    """``all``: every registered backend that can run here (registry order); else ``[requested]``."""
     if requested == "all":
-        return ["relay"] + (["netem"] if netem_available() else [])
+        return usable_backends()
     return [requested]

@@ -1,4 +1,4 @@
-"""``factorysat bench links``: the link engine's fidelity benchmark (see experiments/bench_links.py)."""
+"""``factorysat bench links``: the link engine's fidelity benchmark (see experiments/bench/links.py)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ import sys
 import time
 from pathlib import Path
 
+from topologies.links import REGISTRY
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("bench", help="benchmarks (links: link engine fidelity)",
                               description="Measure the emulator against its goals.")
     p.add_argument("what", choices=("links", "leo"),
                    help="links: link-engine fidelity (root); leo: orbit schedule generation speed")
-    p.add_argument("--backend", choices=("all", "relay", "netem"), default="all",
+    p.add_argument("--backend", choices=("all", *REGISTRY), default="all",
                    help="link backend(s) to measure (default: every backend available here)")
     p.add_argument("--quick", action="store_true", help="shorter runs (10 updates instead of 60)")
     p.add_argument("--tcp-cc", default="bbr",

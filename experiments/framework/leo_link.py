@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from topologies.leo_links import DIRECTION_OF, scenario_link_schedules, schedule_rows, start_links
-from topologies.links import LinkEngine, ScheduleRow
+from topologies.leo_links import scenario_link_schedules, schedule_rows, start_links
+from topologies.links import DIRECTIONS, LinkEngine, ScheduleRow
 from topologies.scenario import LinkPair, Scenario
 
 
@@ -28,7 +28,7 @@ class LeoSchedules:
     def apply(self, engine: LinkEngine, t0_monotonic_s: float) -> None:
         """Start replaying every schedule against the shared monotonic start ``t0``."""
         for name in self.frames:
-            for direction in DIRECTION_OF:
+            for direction in DIRECTIONS:
                 engine.set_schedule(name, direction, self.rows(name, direction), t0_monotonic_s)
 
     def save(self, path: Path) -> None:

@@ -48,8 +48,8 @@ def test_netem_delay_and_hitless_change() -> None:
         engine.start()
         h1 = net.addHost("h1", ip="10.0.0.1/24")
         h2 = net.addHost("h2", ip="10.0.0.2/24")
-        net.addLink(h1, h2, cls=engine.link_class, link_name="l1", ab=DirectionParams(delay_ms=10),
-                    ba=DirectionParams(delay_ms=30), txo=False)
+        net.addLink(h1, h2, cls=engine.link_class, link_name="l1", uplink=DirectionParams(delay_ms=10),
+                    downlink=DirectionParams(delay_ms=30), txo=False)
         net.build()
         net.staticArp()
         d = owd_ms(probe(h1, h2, 1000, 1000))
@@ -60,7 +60,7 @@ def test_netem_delay_and_hitless_change() -> None:
         def change() -> None:
             for delay in (50, 5, 30, 1, 10):
                 time.sleep(0.3)
-                engine.set_params("l1", "ab", DirectionParams(delay_ms=delay))
+                engine.set_params("l1", "uplink", DirectionParams(delay_ms=delay))
         rows = probe(h1, h2, 3000, 6000, port=5003, during=change)
         seqs = rows[np.argsort(rows[:, 2], kind="stable"), 0]
         assert len(rows) == 6000 and np.all(np.diff(seqs) > 0)
@@ -103,8 +103,8 @@ def test_netem_on_ovs_switch_port_survives_switch_start_and_schedules() -> None:
         h1 = net.addHost("h1", ip="10.0.0.1/24")
         h2 = net.addHost("h2", ip="10.0.0.2/24")
         txo = datapath != "user"
-        net.addLink(h1, s1, cls=engine.link_class, link_name="l1", ab=DirectionParams(delay_ms=10),
-                    ba=DirectionParams(delay_ms=30), txo=txo)
+        net.addLink(h1, s1, cls=engine.link_class, link_name="l1", uplink=DirectionParams(delay_ms=10),
+                    downlink=DirectionParams(delay_ms=30), txo=txo)
         net.addLink(h2, s1, cls=engine.link_class, link_name="l2", txo=txo)  # plain veth
         net.build()
         net.start()
@@ -114,13 +114,13 @@ def test_netem_on_ovs_switch_port_survives_switch_start_and_schedules() -> None:
         assert len(d) == 500 and abs(np.median(d) - 10) < 1.5, np.median(d)
         back = owd_ms(probe(h2, h1, 500, 500, port=5002))  # leaves s1 through port1's netem
         assert len(back) == 500 and abs(np.median(back) - 30) < 1.5, np.median(back)
-        engine.set_schedule("l1", "ba", [ScheduleRow(0.3, 5, 0, 0, None, True),
-                                         ScheduleRow(0.6, 20, 0, 0, None, True)], time.monotonic())
+        engine.set_schedule("l1", "downlink", [ScheduleRow(0.3, 5, 0, 0, None, True),
+                                               ScheduleRow(0.6, 20, 0, 0, None, True)], time.monotonic())
         deadline = time.monotonic() + 10
         while _netem_delay_us(port1) != 20_000 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert _netem_delay_us(port1) == 20_000
-        stats = engine.stats("l1")["ba"]
+        stats = engine.stats("l1")["downlink"]
         assert stats["tx"] >= 500
         assert stats["schedule"]["rows_applied"] == 2 and stats["schedule"]["errors"] == 0, stats
     finally:
@@ -150,13 +150,13 @@ def test_netem_loss_within_binomial_bounds() -> None:
         h1 = net.addHost("h1", ip="10.0.0.1/24")
         h2 = net.addHost("h2", ip="10.0.0.2/24")
         net.addLink(h1, h2, cls=engine.link_class, link_name="l1",
-                    ab=DirectionParams(delay_ms=1, loss_pct=loss_pct), txo=False)
+                    uplink=DirectionParams(delay_ms=1, loss_pct=loss_pct), txo=False)
         net.build()
         net.staticArp()
         got = len(probe(h1, h2, 1000, n))
-        engine.set_params("l1", "ab", DirectionParams(delay_ms=1, up=False))
+        engine.set_params("l1", "uplink", DirectionParams(delay_ms=1, up=False))
         down = len(probe(h1, h2, 1000, 200, port=5002))
-        engine.set_params("l1", "ab", DirectionParams(delay_ms=1))
+        engine.set_params("l1", "uplink", DirectionParams(delay_ms=1))
         up_again = len(probe(h1, h2, 1000, 200, port=5003))
     finally:
         net.stop()
@@ -186,22 +186,22 @@ def test_netem_schedule_through_tc_batch_is_applied_in_order_and_cleaned_up() ->
         engine.start()
         h1 = net.addHost("h1", ip="10.0.0.1/24")
         h2 = net.addHost("h2", ip="10.0.0.2/24")
-        net.addLink(h1, h2, cls=engine.link_class, link_name="l1", ab=DirectionParams(delay_ms=10),
+        net.addLink(h1, h2, cls=engine.link_class, link_name="l1", uplink=DirectionParams(delay_ms=10),
                     txo=False)
         net.build()
         net.staticArp()
         rows = [ScheduleRow(0.2 + 0.1 * i, d, 0, 0, None, True) for i, d in enumerate(delays)]
 
         def schedule() -> None:
-            engine.set_schedule("l1", "ab", rows, time.monotonic())
+            engine.set_schedule("l1", "uplink", rows, time.monotonic())
         got = probe(h1, h2, 1000, 4000, during=schedule)
         pids = [e["pid"] for e in manifest.entries if e["name"].startswith(f"tc-batch-{tag}-")]
         assert len(pids) == 1 and Path(f"/proc/{pids[0]}").exists()
         deadline = time.monotonic() + 10
-        while (engine.stats("l1")["ab"]["schedule"]["rows_applied"] < len(rows)
+        while (engine.stats("l1")["uplink"]["schedule"]["rows_applied"] < len(rows)
                and time.monotonic() < deadline):
             time.sleep(0.1)
-        sched = engine.stats("l1")["ab"]["schedule"]
+        sched = engine.stats("l1")["uplink"]["schedule"]
         n = len(rows)
         assert (sched["rows_sent"], sched["rows_applied"], sched["errors"]) == (n, n, 0), sched
         assert sched["late_ms_max"] < 100 and sched["ack_ms_max"] < 100, sched  # generous: TCG guests

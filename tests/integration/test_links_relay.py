@@ -39,7 +39,7 @@ def probe(src, dst, pps: float, count: int, size: int = 100, port: int = 5001,
 
 
 @contextlib.contextmanager
-def two_hosts(ab: DirectionParams | None, ba: DirectionParams | None,
+def two_hosts(uplink: DirectionParams | None, downlink: DirectionParams | None,
               calibrate: bool = True) -> Iterator[tuple]:
     """Two Mininet hosts joined by one engine link named 'l1'; yields (net, engine, h1, h2, tag)."""
     from mininet.net import Mininet
@@ -52,7 +52,8 @@ def two_hosts(ab: DirectionParams | None, ba: DirectionParams | None,
         engine.start()
         h1 = net.addHost("h1", ip="10.0.0.1/24")
         h2 = net.addHost("h2", ip="10.0.0.2/24")
-        net.addLink(h1, h2, cls=engine.link_class, link_name="l1", ab=ab, ba=ba, txo=False)
+        net.addLink(h1, h2, cls=engine.link_class, link_name="l1", uplink=uplink, downlink=downlink,
+                    txo=False)
         net.build()
         net.staticArp()
         yield net, engine, h1, h2, tag
@@ -82,7 +83,7 @@ def test_loss_within_binomial_bounds() -> None:
     n, p = 5000, 0.10
     with two_hosts(DirectionParams(loss_pct=10), None) as (_, engine, h1, h2, _t):
         rows = probe(h1, h2, 5000, n)
-        stats = engine.stats("l1")["ab"]
+        stats = engine.stats("l1")["uplink"]
     lost = n - len(rows)
     half = Z99 * math.sqrt(n * p * (1 - p))
     assert n * p - half <= lost <= n * p + half, lost
@@ -95,7 +96,7 @@ def test_rate_within_5pct() -> None:
     frame = size + 8 + 20 + 14  # UDP + IPv4 + Ethernet headers: what the rate limiter counts
     with two_hosts(DirectionParams(rate_mbps=rate_mbps), None) as (_, engine, h1, h2, _t):
         rows = probe(h1, h2, 1500, 4500, size=size)  # 1.7x the rate, 3 s
-        stats = engine.stats("l1")["ab"]
+        stats = engine.stats("l1")["uplink"]
     t = np.sort(rows[:, 2]) / 1e9
     measured = (len(t) - 1) * frame * 8 / (t[-1] - t[0]) / 1e6
     assert abs(measured - rate_mbps) / rate_mbps < 0.05, measured
@@ -104,12 +105,12 @@ def test_rate_within_5pct() -> None:
 
 def test_link_down_drops_all_and_up_restores() -> None:
     with two_hosts(DirectionParams(delay_ms=2), DirectionParams(delay_ms=2)) as (_, engine, h1, h2, _t):
-        engine.set_params("l1", "ab", DirectionParams(delay_ms=2, up=False))
+        engine.set_params("l1", "uplink", DirectionParams(delay_ms=2, up=False))
         down = probe(h1, h2, 1000, 500)
         back = probe(h2, h1, 1000, 200, port=5002)  # the other direction stays up
-        engine.set_params("l1", "ab", DirectionParams(delay_ms=2, up=True))
+        engine.set_params("l1", "uplink", DirectionParams(delay_ms=2, up=True))
         up = probe(h1, h2, 1000, 500, port=5003)
-        stats = engine.stats("l1")["ab"]
+        stats = engine.stats("l1")["uplink"]
     assert len(down) == 0 and len(back) == 200 and len(up) == 500
     assert 500 <= stats["dropped_down"] < 520
 
@@ -126,7 +127,7 @@ def test_no_loss_no_reorder_across_live_changes() -> None:
         def change() -> None:
             for d in delays:
                 time.sleep(0.3)
-                engine.set_params("l1", "ab", DirectionParams(delay_ms=d))
+                engine.set_params("l1", "uplink", DirectionParams(delay_ms=d))
         rows = probe(h1, h2, 5000, 15000, during=change)
     _in_order_and_complete(rows, 15000)
 
@@ -136,7 +137,7 @@ def test_schedule_switches_in_data_path_without_loss_or_reorder() -> None:
         t0 = time.monotonic() + 0.5
         rows_in = [ScheduleRow(0.0, 5, 0, 0, None, True), ScheduleRow(1.0, 40, 0, 0, None, True),
                    ScheduleRow(2.0, 2, 0, 0, None, True)]
-        engine.set_schedule("l1", "ab", rows_in, t0)
+        engine.set_schedule("l1", "uplink", rows_in, t0)
         rows = probe(h1, h2, 2000, 8000)
     _in_order_and_complete(rows, 8000)
     # send times on CLOCK_REALTIME; the schedule is on CLOCK_MONOTONIC: convert with one offset
@@ -150,9 +151,9 @@ def test_schedule_switches_in_data_path_without_loss_or_reorder() -> None:
 
 def test_teardown_leaves_nothing() -> None:
     with two_hosts(DirectionParams(delay_ms=1), None, calibrate=False) as (_, engine, _h1, _h2, tag):
-        pid = engine.relay.pid
+        pid = engine.backend.relay.pid
         start = proc_start_time(pid)
-        netns = engine.netns
+        netns = engine.backend.netns
         assert Path(f"/run/netns/{netns}").exists()
     engine.stop()  # idempotent
     assert proc_start_time(pid) != start
@@ -191,8 +192,8 @@ def test_relay_link_to_a_root_namespace_switch() -> None:
         h2 = net.addHost("h2", ip="10.0.0.2/24")
         manifest.add("ovs_bridge", f"s{tag}")
         sw = net.addSwitch(f"s{tag}", cls=OVSSwitch, datapath="user", failMode="standalone")
-        net.addLink(h1, sw, cls=engine.link_class, link_name="up", ab=DirectionParams(delay_ms=5),
-                    ba=DirectionParams(delay_ms=5), txo=False)
+        net.addLink(h1, sw, cls=engine.link_class, link_name="up", uplink=DirectionParams(delay_ms=5),
+                    downlink=DirectionParams(delay_ms=5), txo=False)
         net.addLink(h2, sw, cls=engine.link_class, link_name="plain", txo=False)
         net.build()
         sw.start([])

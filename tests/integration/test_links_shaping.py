@@ -74,7 +74,7 @@ def test_queue_limit_bounds_queueing_delay(limit: dict) -> None:
     params = DirectionParams(delay_ms=5, rate_mbps=rate_mbps, **limit)
     with two_hosts(params, None, calibrate=False) as (_, engine, h1, h2, _t):
         rows = probe(h1, h2, 1200, 2400, size=size)  # 10 Mbit/s offered: twice the rate
-        stats = engine.stats("l1")["ab"]
+        stats = engine.stats("l1")["uplink"]
     d = owd_ms(rows)
     pkts = limit.get("queue_limit_pkts", limit.get("queue_limit_bytes", 0) // (size + 42))
     max_queue_ms = pkts * frame_bits / (rate_mbps * 1e3)

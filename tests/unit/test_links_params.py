@@ -89,6 +89,28 @@ def test_constructor_validates() -> None:
         GilbertElliott(-1, 10)
 
 
+@pytest.mark.parametrize("build, path, allowed", [
+    (lambda: DirectionParams(loss_pct=101), "loss_pct", "a number >= 0 and <= 100"),
+    (lambda: DirectionParams(queue_limit_pkts=0), "queue_limit_pkts", "a whole number >= 1 or None"),
+    (lambda: DirectionParams(loss_burst={}), "loss_burst", "a GilbertElliott or None"),
+    (lambda: DirectionParams(up=1), "up", "true or false"),
+    (lambda: GilbertElliott(-1, 10), "p_good_to_bad_pct", "a number >= 0 and <= 100"),
+    (lambda: GilbertElliott(0, 0), "p_bad_to_good_pct", "p_good_to_bad_pct + p_bad_to_good_pct > 0"),
+])
+def test_constructor_checks_the_same_bounds_as_the_parser(build, path: str, allowed: str) -> None:
+    """Bounds live once, in the field metadata; objects built in code get field-name paths."""
+    with pytest.raises(ConfigError) as err:
+        build()
+    assert err.value.path == path and err.value.allowed.startswith(allowed)
+
+
+def test_from_table_names_every_key_when_one_is_unknown() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse("delay = 10")
+    assert err.value.allowed == ("no such key here; known keys: delay_ms, jitter_distribution, jitter_ms, "
+                                 "loss_burst, loss_pct, queue_limit_bytes, queue_limit_pkts, rate_mbps, up")
+
+
 def test_gilbert_elliott_mean_loss() -> None:
     assert GilbertElliott(1, 9, 0, 100).mean_loss_pct() == pytest.approx(10.0)
     assert GilbertElliott(5, 5, 2, 50).mean_loss_pct() == pytest.approx(26.0)
@@ -167,13 +189,14 @@ def test_netem_limit_covers_packets_in_flight() -> None:
 def test_wire_params_subtracts_calibration_and_maps_fields() -> None:
     p = DirectionParams(delay_ms=10, jitter_ms=1, jitter_distribution="pareto", loss_pct=2.5,
                         loss_burst=GilbertElliott(1, 25), rate_mbps=8, queue_limit_pkts=7, up=False)
-    f = wire_params(p, offset_ms=0.05).split()
+    f = wire_params(p, delay_ms=9.95).split()  # the engine passes the compensated delay
     assert len(f) == 13
     assert f[0] == str(9_950_000) and f[1] == str(1_000_000) and f[2] == "2"
     assert float(f[3]) == pytest.approx(0.025) and f[4] == "1"
     assert float(f[5]) == pytest.approx(0.01) and float(f[6]) == pytest.approx(0.25)
     assert f[9] == "8000000" and f[10] == "7" and f[12] == "0"
-    assert wire_params(DirectionParams(delay_ms=0.01), offset_ms=0.05).split()[0] == "0"
+    assert wire_params(p).split()[0] == str(10_000_000)  # default: the configured delay
+    assert wire_params(DirectionParams(delay_ms=0.01), delay_ms=0.0).split()[0] == "0"
 
 
 def test_netem_batch_line_is_the_argv_without_tc() -> None:
@@ -194,15 +217,15 @@ def test_tc_batch_ties_each_failure_to_its_link_and_keeps_running(tmp_path: Path
     batch = TcBatch(None, tmp_path / "tc.log")
     try:
         for i in range(3):
-            batch.send(("l1", "ab") if i < 2 else ("l2", "ba"), f"row {i}",
+            batch.send(("l1", "uplink") if i < 2 else ("l2", "downlink"), f"row {i}",
                        netem_batch_line(dev, DirectionParams(delay_ms=i)), dev)
         assert batch.drain(5.0)
         assert batch.alive()  # -force: tc goes on after a failed line
         got = batch.snapshot()
     finally:
         batch.close()
-    assert (got["l1", "ab"].sent, got["l1", "ab"].errors, got["l1", "ab"].applied) == (2, 2, 0)
-    assert (got["l2", "ba"].sent, got["l2", "ba"].errors) == (1, 1)
+    assert (got["l1", "uplink"].sent, got["l1", "uplink"].errors, got["l1", "uplink"].applied) == (2, 2, 0)
+    assert (got["l2", "downlink"].sent, got["l2", "downlink"].errors) == (1, 1)
     text = (tmp_path / "tc.log").read_text()
     assert text.count("Command failed -:") == 6 and dev in text  # change + its show, per row
     assert not batch.alive()

@@ -1,11 +1,13 @@
-"""Pure parts of the OVS per-hop calibration: compensation, names, statistics."""
+"""Pure parts of the OVS per-hop calibration: compensation (topologies/links/compensation.py, the one
+place the arithmetic lives), names, statistics."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from topologies.links.ovs_calibrate import MAX_IFNAME, compensate, object_names, summarize
+from topologies.links.compensation import compensate
+from topologies.links.ovs_calibrate import MAX_IFNAME, object_names, summarize
 
 
 @pytest.mark.parametrize(("delay_ms", "hops", "hop_ms", "expected"), [
@@ -22,6 +24,19 @@ def test_compensate(delay_ms: float, hops: int, hop_ms: float, expected: tuple[f
     assert shortfall == pytest.approx(expected[1], abs=1e-9)
     assert configured >= 0 and shortfall >= 0
     assert configured == 0 or shortfall == 0  # never both
+
+
+@pytest.mark.parametrize(("delay_ms", "hops", "hop_ms", "own_ms", "expected"), [
+    (10.0, 1, 0.1, 0.05, (9.85, 0.0)),     # relay: its own latency and a switch hop both taken off
+    (0.1, 1, 0.1, 0.05, (0.0, 0.05)),      # shortfall counts the backend's own latency too
+    (0.0, 1, 0.1, 0.05, (0.0, 0.15)),      # a zero delay stays 0 (transparent)
+    (2.0, 0, 0.1, 0.0, (2.0, 0.0)),        # netem, no switch: unchanged
+    (2.0, 0, 0.0, -0.01, (2.01, 0.0)),     # a calibration mean below 0 adds delay
+    (0.0, 0, 0.0, -0.01, (0.0, 0.0)),      # ... but never to a zero delay
+])
+def test_compensate_with_backend_latency(delay_ms: float, hops: int, hop_ms: float, own_ms: float,
+                                         expected: tuple[float, float]) -> None:
+    assert compensate(delay_ms, hops, hop_ms, own_ms) == pytest.approx(expected, abs=1e-9)
 
 
 def test_compensate_exact_floor_is_not_a_shortfall() -> None:

@@ -51,12 +51,12 @@ def test_link_parameters_are_per_direction() -> None:
     infos = {info["link_name"]: (a, b, info) for a, b, info in topo.links(withInfo=True)}
     a, b, leo = infos["leo"]
     assert (a, b) == ("fsut1", "fsgs1") and leo["dynamic"] is True
-    assert leo["ab"] == start["leo"].uplink and leo["ba"] == start["leo"].downlink
-    assert leo["ab"].delay_ms != leo["ba"].delay_ms  # orbit model: uplink and downlink differ
+    assert leo["uplink"] == start["leo"].uplink and leo["downlink"] == start["leo"].downlink
+    assert leo["uplink"].delay_ms != leo["downlink"].delay_ms  # orbit model: uplink and downlink differ
     assert infos["orbit_compute"][:2] == ("fsut1", "sat1") and infos["orbit_compute"][2]["dynamic"]
     a, b, radio = infos["radio_agv1"]
-    assert a == "agv1" and radio["ab"] == scenario.slice("urllc").radio.uplink
-    assert infos["radio_sensor1"][2]["ab"].delay_ms == 8.0
+    assert a == "agv1" and radio["uplink"] == scenario.slice("urllc").radio.uplink
+    assert infos["radio_sensor1"][2]["uplink"].delay_ms == 8.0
 
 
 def test_addresses_are_unique_and_well_formed() -> None:

@@ -1,8 +1,11 @@
-"""The netem backend's command generation (pure functions) and the netem availability probe."""
+"""netem command generation (pure functions), the netem availability probe, the long-lived tc batch
+process that replays schedules, and qdisc counters. The backend itself is
+:mod:`topologies.links.backends.netem`."""
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import os
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from topologies.links.commands import in_netns
 from topologies.links.params import FRAME_BYTES, DirectionParams
 
 log = logging.getLogger(__name__)
@@ -71,10 +75,7 @@ def netem_argv(dev: str, p: DirectionParams, verb: str = "replace",
     """
     if verb not in ("replace", "change"):
         raise ValueError(f"netem verb {verb!r}; allowed: 'replace', 'change'")
-    argv = ["tc", "qdisc", verb, "dev", dev, "root", "netem", *netem_args(p)]
-    if netns_pid is not None:
-        argv = ["nsenter", f"--net=/proc/{netns_pid}/ns/net", "--", *argv]
-    return argv
+    return in_netns(["tc", "qdisc", verb, "dev", dev, "root", "netem", *netem_args(p)], netns_pid)
 
 
 def netem_batch_line(dev: str, p: DirectionParams, verb: str = "change") -> str:
@@ -107,7 +108,7 @@ def netem_available() -> bool:
 
 @dataclass
 class _Pending:
-    key: tuple[str, str]      # (link name, direction)
+    key: tuple[str, str]      # (link name, direction: uplink / downlink)
     what: str                 # for error messages, e.g. "schedule row at 12.000 s"
     cmd_line: int             # tc's batch line number of the change
     ack_line: int             # ... and of the "qdisc show" that follows it (the acknowledgement)
@@ -140,10 +141,7 @@ class TcBatch:
     ACK_KEEP = 100_000  # ack samples kept per (link, direction)
 
     def __init__(self, netns_pid: int | None, log_path: Path) -> None:
-        argv = ["tc", "-force", "-batch", "-"]
-        if netns_pid is not None:  # nsenter execs tc: the pid we get is tc's
-            argv = ["nsenter", f"--net=/proc/{netns_pid}/ns/net", "--", *argv]
-        self.argv = argv
+        self.argv = argv = in_netns(["tc", "-force", "-batch", "-"], netns_pid)  # nsenter execs tc
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log: IO[str] = open(log_path, "a", buffering=1)  # noqa: SIM115 (closed by the reader)
         # stdin is written with os.write on its fd (never buffered); stdout is read line by line
@@ -264,3 +262,11 @@ def schedule_summary(counters: list[BatchCounters], late_ms: list[float]) -> dic
             "late_ms_p50": pct(late, 0.5), "late_ms_max": round(late[-1], 4) if late else None,
             "ack_ms_p50": pct(acks, 0.5), "ack_ms_p99": pct(acks, 0.99),
             "ack_ms_max": round(acks[-1], 4) if acks else None}
+
+
+def netem_stats(dev: str, netns_pid: int | None) -> dict:
+    """Counters of the netem root qdisc on ``dev``: tx (packets), dropped, tx_bytes (0 without one)."""
+    argv = in_netns(["tc", "-s", "-j", "qdisc", "show", "dev", dev], netns_pid)
+    out = subprocess.run(argv, capture_output=True, text=True).stdout
+    q = next((q for q in json.loads(out or "[]") if q.get("kind") == "netem"), {})
+    return {"tx": q.get("packets", 0), "dropped": q.get("drops", 0), "tx_bytes": q.get("bytes", 0)}

@@ -3,7 +3,8 @@
 The relay's own latency is folded into every relayed link by the link engine; what is left of the
 emulator's overhead is the switches: with the userspace datapath every packet crosses
 ``ovs-vswitchd`` (DESIGN.md: ~0.25 ms RTT per switch). :func:`measure_switch_hop_ms` measures that
-one-way cost on a scratch bridge, and :func:`compensate` subtracts it from a configured delay, so
+one-way cost on a scratch bridge; the link engine charges it to every link direction that enters a
+switch and takes it off the configured delay (:func:`topologies.links.compensation.compensate`), so
 the one-way delay measured end to end matches what the scenario says.
 
 Method: two scratch namespaces A and B are joined twice — through a scratch OVS bridge (one veth
@@ -27,8 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from topologies.links.udpprobe import REPO_ROOT, owd_ms, probe_argv
+from topologies.links.commands import run_cmd
+from topologies.links.udpprobe import owd_ms, probe_argv
 from topologies.manifest import Manifest, remove_entry
+from topologies.paths import REPO_ROOT
 from topologies.switches import select_datapath
 
 PROBE_INTERVAL_S = 0.001      # ~1 kHz, the rate the relay calibration uses too
@@ -39,24 +42,6 @@ MAX_IFNAME = 15               # IFNAMSIZ - 1
 _PORTS = {"bridge": 47201, "direct": 47202}
 # Addresses live only inside the two scratch namespaces (never routed anywhere else).
 _ADDR = {"bridge": ("10.255.0.1", "10.255.0.2"), "direct": ("10.255.1.1", "10.255.1.2")}
-
-
-def compensate(delay_ms: float, hops: int, hop_ms: float) -> tuple[float, float]:
-    """(delay to configure, shortfall_ms) for a path that crosses ``hops`` switches of ``hop_ms`` each.
-
-    The configured delay is ``delay_ms - hops * hop_ms`` but never below 0; the shortfall is the part
-    of the switches' own latency that could not be taken off (> 0: ``delay_ms`` is below what the
-    emulator can emulate on this machine; the path will measure about ``hops * hop_ms``).
-    Rounded to 1 ns so that floating-point residue never reads as a shortfall.
-    """
-    if delay_ms < 0 or hop_ms < 0:
-        raise ValueError(f"delay_ms and hop_ms must be >= 0; got delay_ms={delay_ms}, hop_ms={hop_ms}")
-    if isinstance(hops, bool) or not isinstance(hops, int) or hops < 0:
-        raise ValueError(f"hops must be an int >= 0; got {hops!r}")
-    overhead_ms = hops * hop_ms
-    configured = round(max(0.0, delay_ms - overhead_ms), 6)
-    shortfall = round(max(0.0, overhead_ms - delay_ms), 6)
-    return configured, shortfall
 
 
 def object_names(tag: str) -> dict[str, str]:
@@ -141,20 +126,20 @@ def measure_switch_hop_ms(datapath: str, tag: str, manifest: Manifest, log_dir: 
 def _build(datapath: str, n: dict[str, str], manifest: Manifest, created: list[tuple[str, str]]) -> None:
     for ns in (n["ns_a"], n["ns_b"]):
         _record(manifest, created, "netns", ns)
-        _run(["ip", "netns", "add", ns])
+        run_cmd(["ip", "netns", "add", ns])
     pairs = [(n["br_a_root"], n["br_a_host"]), (n["br_b_root"], n["br_b_host"]),
              (n["direct_a"], n["direct_b"])]
     macs = {name: _mac(i) for i, name in enumerate(x for pair in pairs for x in pair)}
     for pair in pairs:                       # created in the root namespace: recorded as links
         for name in pair:
             _record(manifest, created, "link", name)
-    _run(["ip", "-batch", "-"], stdin="".join(
+    run_cmd(["ip", "-batch", "-"], stdin="".join(
         f"link add {a} address {macs[a]} type veth peer name {b} address {macs[b]}\n" for a, b in pairs))
     # TX checksum offload off on every end: required by the userspace datapath (DESIGN.md); the
     # direct pair gets the same so both paths differ only by the bridge.
     for name in macs:
-        _run(["ethtool", "-K", name, "tx", "off"])
-    _run(["ip", "-batch", "-"], stdin=(
+        run_cmd(["ethtool", "-K", name, "tx", "off"])
+    run_cmd(["ip", "-batch", "-"], stdin=(
         f"link set {n['br_a_host']} netns {n['ns_a']}\nlink set {n['direct_a']} netns {n['ns_a']}\n"
         f"link set {n['br_b_host']} netns {n['ns_b']}\nlink set {n['direct_b']} netns {n['ns_b']}\n"
         f"link set {n['br_a_root']} up\nlink set {n['br_b_root']} up\n"))
@@ -165,14 +150,14 @@ def _build(datapath: str, n: dict[str, str], manifest: Manifest, created: list[t
             dev, other = (here, there) if side == 0 else (there, here)
             lines += [f"addr add {_ADDR[path][side]}/24 dev {dev}", f"link set {dev} up",
                       f"neigh replace {_ADDR[path][peer]} lladdr {macs[other]} dev {dev} nud permanent"]
-        _run(["ip", "-n", ns, "-batch", "-"], stdin="\n".join(lines) + "\n")
+        run_cmd(["ip", "-n", ns, "-batch", "-"], stdin="\n".join(lines) + "\n")
     _record(manifest, created, "ovs_bridge", n["bridge"])
-    _run(["ovs-vsctl", "--timeout=10", "add-br", n["bridge"],
+    run_cmd(["ovs-vsctl", "--timeout=10", "add-br", n["bridge"],
           "--", "set", "bridge", n["bridge"], f"datapath_type={'netdev' if datapath == 'user' else 'system'}",
           "fail-mode=standalone",
           "--", "add-port", n["bridge"], n["br_a_root"], "--", "add-port", n["bridge"], n["br_b_root"]])
-    _run(["ovs-ofctl", "del-flows", n["bridge"]])
-    _run(["ovs-ofctl", "add-flow", n["bridge"], "priority=0,actions=NORMAL"])
+    run_cmd(["ovs-ofctl", "del-flows", n["bridge"]])
+    run_cmd(["ovs-ofctl", "add-flow", n["bridge"], "priority=0,actions=NORMAL"])
 
 
 def _teardown(manifest: Manifest, created: list[tuple[str, str]]) -> list[str]:
@@ -255,11 +240,4 @@ def _spawn(manifest: Manifest, procs: list, name: str, argv: list[str], env: dic
     procs.append((name, proc))
     manifest.add_process(name, proc.pid)     # `ip netns exec` execs the probe: same pid
     return proc
-
-
-def _run(argv: list[str], stdin: str | None = None) -> str:
-    result = subprocess.run(argv, input=stdin, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed: {result.stderr.strip() or result.stdout.strip()}")
-    return result.stdout
 

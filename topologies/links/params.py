@@ -16,8 +16,9 @@ never reorder: packets queue behind the slower ones sent earlier.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 
+from topologies.config_schema import bounds, check_fields, parse_table
 from topologies.validate import ConfigError, Table, check_number
 
 JITTER_DISTRIBUTIONS = ("uniform", "normal", "pareto")
@@ -36,16 +37,16 @@ class GilbertElliott:
     ``p_bad_to_good_pct``. Mean loss = (r*loss_good + p*loss_bad) / (p + r).
     """
 
-    p_good_to_bad_pct: float
-    p_bad_to_good_pct: float
-    loss_good_pct: float = 0.0
-    loss_bad_pct: float = 100.0
+    p_good_to_bad_pct: float = field(metadata=bounds(min=0, max=100))
+    p_bad_to_good_pct: float = field(metadata=bounds(min=0, max=100))
+    loss_good_pct: float = field(default=0.0, metadata=bounds(min=0, max=100))
+    loss_bad_pct: float = field(default=100.0, metadata=bounds(min=0, max=100))
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            check_number(f"loss_burst.{f.name}", getattr(self, f.name), min=0, max=100)
+        check_fields(self)
         if self.p_good_to_bad_pct + self.p_bad_to_good_pct <= 0:
-            raise ConfigError("loss_burst", self, "p_good_to_bad_pct + p_bad_to_good_pct > 0")
+            raise ConfigError("p_bad_to_good_pct", self.p_bad_to_good_pct,
+                              "p_good_to_bad_pct + p_bad_to_good_pct > 0 (the chain must be able to move)")
 
     def mean_loss_pct(self) -> float:
         """Stationary loss rate of the chain, in percent."""
@@ -64,62 +65,23 @@ class DirectionParams:
     the bandwidth-delay product (see ``effective_queue_limit_bytes``). up=False drops everything.
     """
 
-    delay_ms: float = 0.0
-    jitter_ms: float = 0.0
-    jitter_distribution: str = "normal"
-    loss_pct: float = 0.0
+    delay_ms: float = field(default=0.0, metadata=bounds(min=0, max=3_600_000))  # up to an hour
+    jitter_ms: float = field(default=0.0, metadata=bounds(min=0, max=3_600_000))
+    jitter_distribution: str = field(default="normal", metadata=bounds(choices=JITTER_DISTRIBUTIONS))
+    loss_pct: float = field(default=0.0, metadata=bounds(min=0, max=100))
     loss_burst: GilbertElliott | None = None
-    rate_mbps: float | None = None
-    queue_limit_pkts: int | None = None
-    queue_limit_bytes: int | None = None
+    rate_mbps: float | None = field(default=None, metadata=bounds(min=0, max=1_000_000, min_exclusive=True))
+    queue_limit_pkts: int | None = field(default=None, metadata=bounds(min=1))
+    queue_limit_bytes: int | None = field(default=None, metadata=bounds(min=1))
     up: bool = True
 
     def __post_init__(self) -> None:
-        check_number("delay_ms", self.delay_ms, min=0, max=3_600_000)
-        check_number("jitter_ms", self.jitter_ms, min=0, max=3_600_000)
-        if self.jitter_distribution not in JITTER_DISTRIBUTIONS:
-            raise ConfigError("jitter_distribution", self.jitter_distribution,
-                              "one of " + ", ".join(map(repr, JITTER_DISTRIBUTIONS)))
-        check_number("loss_pct", self.loss_pct, min=0, max=100)
-        if self.loss_burst is not None and not isinstance(self.loss_burst, GilbertElliott):
-            raise ConfigError("loss_burst", self.loss_burst, "a GilbertElliott or None")
-        if self.rate_mbps is not None:
-            check_number("rate_mbps", self.rate_mbps, min=0, max=1_000_000, min_exclusive=True)
-        for name in ("queue_limit_pkts", "queue_limit_bytes"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ConfigError(name, value, "a whole number >= 1, or absent for the BDP default")
-        if not isinstance(self.up, bool):
-            raise ConfigError("up", self.up, "true or false")
+        check_fields(self)
 
     @classmethod
     def from_table(cls, table: Table) -> DirectionParams:
         """Parse a TOML table with keys named like the fields (``loss_burst`` a sub-table)."""
-        with table as t:
-            burst = None
-            if t.has("loss_burst"):
-                with t.table("loss_burst") as b:
-                    ge = [b.number("p_good_to_bad_pct", min=0, max=100),
-                          b.number("p_bad_to_good_pct", min=0, max=100),
-                          b.number("loss_good_pct", 0.0, min=0, max=100),
-                          b.number("loss_bad_pct", 100.0, min=0, max=100)]
-                    if ge[0] + ge[1] <= 0:
-                        raise ConfigError(b.key("p_bad_to_good_pct"), 0, "p_good_to_bad_pct + "
-                                          "p_bad_to_good_pct > 0 (the chain must be able to move)")
-                    burst = GilbertElliott(*ge)
-            qp = t.int("queue_limit_pkts", min=1) if t.has("queue_limit_pkts") else None
-            qb = t.int("queue_limit_bytes", min=1) if t.has("queue_limit_bytes") else None
-            return cls(
-                delay_ms=t.number("delay_ms", 0.0, min=0, max=3_600_000),
-                jitter_ms=t.number("jitter_ms", 0.0, min=0, max=3_600_000),
-                jitter_distribution=t.str("jitter_distribution", "normal", choices=JITTER_DISTRIBUTIONS),
-                loss_pct=t.number("loss_pct", 0.0, min=0, max=100),
-                loss_burst=burst,
-                rate_mbps=t.optional_number("rate_mbps", min=0, max=1_000_000, min_exclusive=True),
-                queue_limit_pkts=qp,
-                queue_limit_bytes=qb,
-                up=t.bool("up", True),
-            )
+        return parse_table(cls, table)
 
     def is_transparent(self) -> bool:
         """True when this direction changes nothing (so a plain veth pair will do)."""

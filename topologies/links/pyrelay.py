@@ -20,6 +20,7 @@ import sys
 import time
 from collections import deque
 
+DIRECTIONS = ("uplink", "downlink")  # uplink: frames received on IFA leave on IFB; downlink: back
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_IGNORE_OUTGOING = 23
@@ -109,16 +110,16 @@ class Direction:
 
 class Relay:
     def __init__(self) -> None:
-        self.links: dict[int, tuple[Direction, Direction]] = {}
+        self.links: dict[int, tuple[Direction, Direction]] = {}  # id -> (uplink, downlink)
         self.by_fd: dict[int, Direction] = {}
         self.heap: list[tuple[float, int, Direction]] = []
         self.buf = b""
 
     def add(self, link_id: int, a: str, b: str) -> None:
         sa, sb = _open(a), _open(b)
-        ab, ba = Direction(sa, sb), Direction(sb, sa)
-        self.links[link_id] = (ab, ba)
-        self.by_fd[sa.fileno()], self.by_fd[sb.fileno()] = ab, ba
+        up, down = Direction(sa, sb), Direction(sb, sa)
+        self.links[link_id] = (up, down)
+        self.by_fd[sa.fileno()], self.by_fd[sb.fileno()] = up, down
 
     def command(self, line: str, stdin_lines) -> str:
         w = line.split()
@@ -141,7 +142,9 @@ class Relay:
                 d.inp.close()
             return "ok"
         if cmd in ("set", "sched"):
-            d = self.links[int(w[1])][int(w[2])]
+            if len(w) < 3 or w[2] not in DIRECTIONS:
+                return f"err usage: {cmd} ID uplink|downlink ..."
+            d = self.links[int(w[1])][DIRECTIONS.index(w[2])]
             if cmd == "set":
                 rows = [(0.0, Params(w[3:]))]
             else:
@@ -152,9 +155,8 @@ class Relay:
             d.sched, d.sidx = rows, 0
             return "ok"
         if cmd == "stats":
-            ab, ba = self.links[int(w[1])]
-            return "ok " + json.dumps({"ab": {**ab.c, "queued": len(ab.serq)},
-                                       "ba": {**ba.c, "queued": len(ba.serq)}})
+            return "ok " + json.dumps({name: {**d.c, "queued": len(d.serq)}
+                                       for name, d in zip(DIRECTIONS, self.links[int(w[1])], strict=True)})
         return f"err unknown command {cmd}"
 
     def flush(self, now: float) -> None:

@@ -5,25 +5,27 @@ Control protocol (one line per command on the relay's stdin, one reply line on i
 
     add ID IFA IFB            serve a link between two interfaces of the relay namespace
     del ID                    stop serving it (queued packets are dropped)
-    set ID DIR P...           parameters for direction DIR (0 = A->B, 1 = B->A), from now on
+    set ID DIR P...           parameters for direction DIR from now on: uplink (frames received on
+                              IFA leave on IFB) or downlink (IFB -> IFA)
     sched ID DIR N            followed by N lines "T_NS P..." (CLOCK_MONOTONIC ns, ascending)
-    stats ID                  -> ok {"ab": {...}, "ba": {...}}
+    stats ID                  -> ok {"uplink": {...}, "downlink": {...}}
     seed S | now | ping | quit
 
 P... is 13 numbers: delay_ns jitter_ns jdist(0 uniform,1 normal,2 pareto) loss_prob ge_on ge_p
 ge_r ge_loss_good ge_loss_bad rate_bps(0 = unlimited) qlim_pkts qlim_bytes(0 = none) up.
+relay/relay.c and pyrelay.py implement it alike.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
+from topologies.links.commands import c_compiler
 from topologies.links.params import JITTER_DISTRIBUTIONS, DirectionParams
 from topologies.paths import REPO_ROOT
 
@@ -38,7 +40,7 @@ def build_tool(name: str) -> Path | None:
     source, binary = RELAY_DIR / f"{name}.c", RELAY_DIR / "bin" / name
     if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
         return binary
-    cc = shutil.which("gcc") or shutil.which("cc")
+    cc = c_compiler()
     if cc is None:
         return None
     binary.parent.mkdir(parents=True, exist_ok=True)
@@ -57,19 +59,12 @@ def build_relay() -> Path | None:
     return build_tool("relay")
 
 
-def compiler_version() -> str | None:
-    cc = shutil.which("gcc") or shutil.which("cc")
-    if cc is None:
-        return None
-    out = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
-    return out.splitlines()[0] if out else None
-
-
-def wire_params(p: DirectionParams, offset_ms: float = 0.0) -> str:
-    """The 13-number wire form of ``p``; ``offset_ms`` (calibration) is subtracted from the delay."""
+def wire_params(p: DirectionParams, delay_ms: float | None = None) -> str:
+    """The 13-number wire form of ``p``; ``delay_ms``: the delay the relay adds (default
+    ``p.delay_ms``; the engine passes it compensated, see topologies/links/compensation.py)."""
     g = p.loss_burst
     fields = [
-        max(0, round((p.delay_ms - offset_ms) * 1e6)) if p.delay_ms > 0 else 0,
+        max(0, round((p.delay_ms if delay_ms is None else delay_ms) * 1e6)),
         round(p.jitter_ms * 1e6),
         JITTER_DISTRIBUTIONS.index(p.jitter_distribution),
         f"{p.loss_pct / 100:.9g}",

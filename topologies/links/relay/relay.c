@@ -1,15 +1,15 @@
 /* factorysat link relay: one process serving many emulated links over AF_PACKET sockets.
  *
  * Each link joins two interfaces of the relay's network namespace (A and B). Each direction
- * (ab = A->B, ba = B->A) is a FIFO: a packet arriving at time t (kernel receive timestamp) is
- * dropped if the direction is down or lost (Bernoulli or Gilbert-Elliott), otherwise it is
- * serialised at rate_bps behind a drop-tail queue (tx_done = max(t, tx_free) + bits / rate) and
+ * (uplink = A->B, downlink = B->A) is a FIFO: a packet arriving at time t (kernel receive
+ * timestamp) is dropped if the direction is down or lost (Bernoulli or Gilbert-Elliott), otherwise
+ * it is serialised at rate_bps behind a drop-tail queue (tx_done = max(t, tx_free) + bits / rate) and
  * leaves at dep = max(tx_done + delay + jitter_sample, previous dep), so order is always kept.
  * Parameters come from a per-direction schedule of (t_ns CLOCK_MONOTONIC, params) rows, picked by
  * the packet's arrival time, so schedule changes happen in the data path with no control lag.
  *
- * Control: one command per line on stdin, one reply line on stdout (see README.md next to this
- * file). Build: gcc -O2 -o relay relay.c -lm
+ * Control: one command per line on stdin, one reply line on stdout (the protocol is in
+ * ../relayproc.py; ../pyrelay.py is the Python twin). Build: gcc -O2 -Wall -o relay relay.c -lm
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -67,6 +67,9 @@ struct dir {
     unsigned long long rx, tx, drop_loss, drop_queue, drop_down, drop_err, rx_bytes, tx_bytes;
     unsigned long long late_sum_ns, late_max_ns, late_over_50us; /* send time - departure time */
 };
+
+enum { UPLINK, DOWNLINK };   /* d[UPLINK]: A->B, d[DOWNLINK]: B->A */
+static const char *const DIR_NAME[2] = {"uplink", "downlink"};
 
 struct link { int used; int id; int fda, fdb; struct dir d[2]; };
 
@@ -364,8 +367,13 @@ static char *read_line_mode(int blocking) {
 }
 static char *read_line(void) { return read_line_mode(1); }
 
+static int parse_dir(const char *name) {
+    for (int k = UPLINK; k <= DOWNLINK; k++) if (!strcmp(name, DIR_NAME[k])) return k;
+    return -1;
+}
+
 static int handle_command(char *line) {
-    char cmd[16] = ""; int id = -1, dir = -1, used = 0;
+    char cmd[16] = "", dname[16] = ""; int id = -1, dir = -1, used = 0;
     if (sscanf(line, "%15s %n", cmd, &used) < 1) return 0;
     char *rest = line + used;
     if (!strcmp(cmd, "ping")) { printf("ok\n"); }
@@ -393,7 +401,7 @@ static int handle_command(char *line) {
         L->used = 1; L->id = id; L->fda = fa; L->fdb = fb;
         for (int k = 0; k < 2; k++) {
             struct dir *d = &L->d[k];
-            d->in_fd = k == 0 ? fa : fb; d->out_fd = k == 0 ? fb : fa; d->heap_pos = -1;
+            d->in_fd = k == UPLINK ? fa : fb; d->out_fd = k == UPLINK ? fb : fa; d->heap_pos = -1;
             d->sched = calloc(1, sizeof *d->sched); d->nsched = 1; d->sched[0].p.up = 1;
         }
         epoll_add(fa, slot * 2); epoll_add(fb, slot * 2 + 1);
@@ -401,12 +409,14 @@ static int handle_command(char *line) {
     } else if (!strcmp(cmd, "del")) {
         struct link *L = find_link(atoi(rest));
         if (!L) { printf("err no link\n"); goto out; }
-        free_dir(&L->d[0]); free_dir(&L->d[1]);
+        free_dir(&L->d[UPLINK]); free_dir(&L->d[DOWNLINK]);
         close(L->fda); close(L->fdb); L->used = 0;
         printf("ok\n");
     } else if (!strcmp(cmd, "set") || !strcmp(cmd, "sched")) {
         int n = 1, u2 = 0;
-        if (sscanf(rest, "%d %d %n", &id, &dir, &u2) < 2 || dir < 0 || dir > 1) { printf("err usage\n"); goto out; }
+        if (sscanf(rest, "%d %15s %n", &id, dname, &u2) < 2 || (dir = parse_dir(dname)) < 0) {
+            printf("err usage: %s ID uplink|downlink ...\n", cmd); goto out;
+        }
         rest += u2;
         if (!strcmp(cmd, "sched")) n = atoi(rest);
         struct row *rows = calloc(n > 0 ? n : 1, sizeof *rows);
@@ -425,7 +435,8 @@ static int handle_command(char *line) {
     } else if (!strcmp(cmd, "stats")) {
         struct link *L = find_link(atoi(rest));
         if (!L) { printf("err no link\n"); goto out; }
-        printf("ok {"); print_dir("ab", &L->d[0]); printf(","); print_dir("ba", &L->d[1]); printf("}\n");
+        printf("ok {"); print_dir(DIR_NAME[UPLINK], &L->d[UPLINK]); printf(",");
+        print_dir(DIR_NAME[DOWNLINK], &L->d[DOWNLINK]); printf("}\n");
     } else printf("err unknown command %s\n", cmd);
 out:
     fflush(stdout);
