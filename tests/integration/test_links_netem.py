@@ -9,7 +9,10 @@ import secrets
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,12 +35,19 @@ def probe(src, dst, pps: float, count: int, port: int = 5001, during=None) -> np
     return run_probe(src, dst, pps, count, SCRATCH, port=port, during=during)
 
 
-def test_netem_delay_and_hitless_change() -> None:
+def _need_netem() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces)")
     if not netem_available():
         pytest.skip("this kernel has no sch_netem (tc qdisc netem fails): the netem backend cannot "
-                    "run here; its command generation is unit-tested in tests/unit/test_links_params.py")
+                    "run here; its command generation is unit-tested in tests/unit/test_links_*.py")
+
+
+@contextmanager
+def netem_hosts(uplink: DirectionParams, downlink: DirectionParams | None = None
+                ) -> Iterator[tuple[LinkEngine, Manifest, Any, Any]]:
+    """Two hosts joined by one netem link ``l1`` (h1 -> h2 = uplink); everything removed after."""
+    _need_netem()
     from mininet.net import Mininet
 
     tag = "t" + secrets.token_hex(3)
@@ -48,10 +58,19 @@ def test_netem_delay_and_hitless_change() -> None:
         engine.start()
         h1 = net.addHost("h1", ip="10.0.0.1/24")
         h2 = net.addHost("h2", ip="10.0.0.2/24")
-        net.addLink(h1, h2, cls=engine.link_class, link_name="l1", uplink=DirectionParams(delay_ms=10),
-                    downlink=DirectionParams(delay_ms=30), txo=False)
+        net.addLink(h1, h2, cls=engine.link_class, link_name="l1", uplink=uplink, downlink=downlink,
+                    txo=False)
         net.build()
         net.staticArp()
+        yield engine, manifest, h1, h2
+    finally:
+        net.stop()
+        engine.stop()
+        assert not manifest.remove_all()
+
+
+def test_netem_delay_and_hitless_change() -> None:
+    with netem_hosts(DirectionParams(delay_ms=10), DirectionParams(delay_ms=30)) as (engine, _m, h1, h2):
         d = owd_ms(probe(h1, h2, 1000, 1000))
         assert len(d) == 1000 and abs(np.median(d) - 10) < 1
         back = owd_ms(probe(h2, h1, 1000, 500, port=5002))
@@ -64,10 +83,6 @@ def test_netem_delay_and_hitless_change() -> None:
         rows = probe(h1, h2, 3000, 6000, port=5003, during=change)
         seqs = rows[np.argsort(rows[:, 2], kind="stable"), 0]
         assert len(rows) == 6000 and np.all(np.diff(seqs) > 0)
-    finally:
-        net.stop()
-        engine.stop()
-        assert not manifest.remove_all()
 
 
 def _netem_delay_us(dev: str) -> int | None:
@@ -80,10 +95,7 @@ def _netem_delay_us(dev: str) -> int | None:
 def test_netem_on_ovs_switch_port_survives_switch_start_and_schedules() -> None:
     """netem on a switch port (root namespace) must survive OVS adding the port (OVS resets the
     qdisc of ports without a QoS row), take effect through the switch, and follow a schedule."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root (network namespaces, OVS)")
-    if not netem_available():
-        pytest.skip("this kernel has no sch_netem: the netem backend cannot run here")
+    _need_netem()
     from mininet.net import Mininet
 
     datapath = select_datapath("auto")
@@ -134,34 +146,13 @@ def test_netem_on_ovs_switch_port_survives_switch_start_and_schedules() -> None:
 
 
 def test_netem_loss_within_binomial_bounds() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (network namespaces)")
-    if not netem_available():
-        pytest.skip("this kernel has no sch_netem: the netem backend cannot run here")
-    from mininet.net import Mininet
-
-    tag = "t" + secrets.token_hex(3)
-    manifest = Manifest.create(tag)
-    engine = LinkEngine("netem", tag, manifest, SCRATCH / tag)
-    net = Mininet(topo=None, build=False, controller=None)
     n, loss_pct = 4000, 10.0
-    try:
-        engine.start()
-        h1 = net.addHost("h1", ip="10.0.0.1/24")
-        h2 = net.addHost("h2", ip="10.0.0.2/24")
-        net.addLink(h1, h2, cls=engine.link_class, link_name="l1",
-                    uplink=DirectionParams(delay_ms=1, loss_pct=loss_pct), txo=False)
-        net.build()
-        net.staticArp()
+    with netem_hosts(DirectionParams(delay_ms=1, loss_pct=loss_pct)) as (engine, _m, h1, h2):
         got = len(probe(h1, h2, 1000, n))
         engine.set_params("l1", "uplink", DirectionParams(delay_ms=1, up=False))
         down = len(probe(h1, h2, 1000, 200, port=5002))
         engine.set_params("l1", "uplink", DirectionParams(delay_ms=1))
         up_again = len(probe(h1, h2, 1000, 200, port=5003))
-    finally:
-        net.stop()
-        engine.stop()
-        assert not manifest.remove_all()
     p = loss_pct / 100
     half = 2.5758 * math.sqrt(n * p * (1 - p))  # two-sided 99 % normal approximation
     assert abs((n - got) - n * p) <= half, (n - got, n * p, half)
@@ -171,25 +162,9 @@ def test_netem_loss_within_binomial_bounds() -> None:
 def test_netem_schedule_through_tc_batch_is_applied_in_order_and_cleaned_up() -> None:
     """Schedule rows go through one long-lived `tc -batch` per namespace: every row acknowledged,
     none failed, no packet reordered across the changes, the tc process recorded and gone after stop."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root (network namespaces)")
-    if not netem_available():
-        pytest.skip("this kernel has no sch_netem: the netem backend cannot run here")
-    from mininet.net import Mininet
-
-    tag = "t" + secrets.token_hex(3)
-    manifest = Manifest.create(tag)
-    engine = LinkEngine("netem", tag, manifest, SCRATCH / tag)
-    net = Mininet(topo=None, build=False, controller=None)
     delays = [10, 40, 5, 30, 1, 20] * 4
-    try:
-        engine.start()
-        h1 = net.addHost("h1", ip="10.0.0.1/24")
-        h2 = net.addHost("h2", ip="10.0.0.2/24")
-        net.addLink(h1, h2, cls=engine.link_class, link_name="l1", uplink=DirectionParams(delay_ms=10),
-                    txo=False)
-        net.build()
-        net.staticArp()
+    with netem_hosts(DirectionParams(delay_ms=10)) as (engine, manifest, h1, h2):
+        tag = manifest.tag
         rows = [ScheduleRow(0.2 + 0.1 * i, d, 0, 0, None, True) for i, d in enumerate(delays)]
 
         def schedule() -> None:
@@ -209,9 +184,5 @@ def test_netem_schedule_through_tc_batch_is_applied_in_order_and_cleaned_up() ->
         seqs = got[np.argsort(got[:, 2], kind="stable"), 0]
         assert len(got) == 4000 and np.all(np.diff(seqs) > 0)
         assert abs(np.median(owd_ms(probe(h1, h2, 500, 300, port=5002))) - delays[-1]) < 1.5
-    finally:
-        net.stop()
-        engine.stop()
-        assert not manifest.remove_all()
     assert not Path(f"/proc/{pids[0]}").exists() or "tc" not in Path(f"/proc/{pids[0]}/comm").read_text()
     assert not any(e["kind"] == "process" for e in manifest.entries)

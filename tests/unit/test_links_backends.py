@@ -4,7 +4,6 @@ backends' command lines without root, the Python relay's wire format, and the pa
 
 from __future__ import annotations
 
-import ast
 import logging
 import threading
 import time
@@ -345,53 +344,4 @@ def test_c_relay_speaks_the_same_directions() -> None:
     source = (LINKS_DIR / "relay" / "relay.c").read_text()
     assert '{"uplink", "downlink"}' in source and '"ab"' not in source and '"ba"' not in source
 
-
-# --- structure: no import cycles, no private names across modules -----------------------------------
-def _imports(path: Path) -> set[str]:
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            out.add(node.module)
-            out.update(f"{node.module}.{a.name}" for a in node.names)
-        elif isinstance(node, ast.Import):
-            out.update(a.name for a in node.names)
-    return out
-
-
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(REPO_ROOT).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def test_no_import_cycles_in_topologies_links() -> None:
-    modules = {_module_name(p): p for p in LINKS_DIR.rglob("*.py")}
-    graph = {m: {i for i in _imports(p) if i in modules and i != m} for m, p in modules.items()}
-    state: dict[str, int] = {}
-
-    def visit(m: str, stack: list[str]) -> None:
-        state[m] = 1
-        for n in sorted(graph[m]):
-            if state.get(n) == 1:
-                raise AssertionError("import cycle: " + " -> ".join([*stack[stack.index(n):], n]))
-            if n not in state:
-                visit(n, [*stack, n])
-        state[m] = 2
-
-    for m in sorted(modules):
-        if m not in state:
-            visit(m, [m])
-
-
-def test_no_private_names_across_modules() -> None:
-    files = [*LINKS_DIR.rglob("*.py"), REPO_ROOT / "topologies" / "leo_links.py",
-             *(REPO_ROOT / "experiments" / "bench").glob("links*.py")]
-    for path in files:
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module != "__future__":
-                private = [a.name for a in node.names if a.name.startswith("_")]
-                assert not private, f"{path.name} imports private {private} from {node.module}"
-    mnlink = ast.parse((LINKS_DIR / "mnlink.py").read_text())
-    used = {n.attr for n in ast.walk(mnlink) if isinstance(n, ast.Attribute)
-            and isinstance(n.value, ast.Name) and n.value.id == "engine"}
-    assert used and not [a for a in used if a.startswith("_")], used
+# Import cycles and private names across modules: tests/unit/test_architecture.py (whole tree).
