@@ -7,18 +7,15 @@ import math
 import os
 import secrets
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+from linkbed import SCRATCH, probe, two_hosts  # same folder: on sys.path under pytest
 
 from topologies.links import DirectionParams, LinkEngine, ScheduleRow, netem_available
-from topologies.links.udpprobe import owd_ms, run_probe
+from topologies.links.udpprobe import owd_ms
 from topologies.manifest import Manifest
 from topologies.switches import (
     QOS_OWNER_KEY,
@@ -28,11 +25,6 @@ from topologies.switches import (
 )
 
 pytestmark = pytest.mark.root
-SCRATCH = Path(os.environ.get("FACTORYSAT_TEST_SCRATCH") or tempfile.mkdtemp(prefix="factorysat-links-"))
-
-
-def probe(src, dst, pps: float, count: int, port: int = 5001, during=None) -> np.ndarray:
-    return run_probe(src, dst, pps, count, SCRATCH, port=port, during=during)
 
 
 def _need_netem() -> None:
@@ -43,34 +35,10 @@ def _need_netem() -> None:
                     "run here; its command generation is unit-tested in tests/unit/test_links_*.py")
 
 
-@contextmanager
-def netem_hosts(uplink: DirectionParams, downlink: DirectionParams | None = None
-                ) -> Iterator[tuple[LinkEngine, Manifest, Any, Any]]:
-    """Two hosts joined by one netem link ``l1`` (h1 -> h2 = uplink); everything removed after."""
-    _need_netem()
-    from mininet.net import Mininet
-
-    tag = "t" + secrets.token_hex(3)
-    manifest = Manifest.create(tag)
-    engine = LinkEngine("netem", tag, manifest, SCRATCH / tag)
-    net = Mininet(topo=None, build=False, controller=None)
-    try:
-        engine.start()
-        h1 = net.addHost("h1", ip="10.0.0.1/24")
-        h2 = net.addHost("h2", ip="10.0.0.2/24")
-        net.addLink(h1, h2, cls=engine.link_class, link_name="l1", uplink=uplink, downlink=downlink,
-                    txo=False)
-        net.build()
-        net.staticArp()
-        yield engine, manifest, h1, h2
-    finally:
-        net.stop()
-        engine.stop()
-        assert not manifest.remove_all()
-
-
 def test_netem_delay_and_hitless_change() -> None:
-    with netem_hosts(DirectionParams(delay_ms=10), DirectionParams(delay_ms=30)) as (engine, _m, h1, h2):
+    _need_netem()
+    with two_hosts(DirectionParams(delay_ms=10), DirectionParams(delay_ms=30), "netem",
+                   calibrate=False) as (_, engine, h1, h2, _t):
         d = owd_ms(probe(h1, h2, 1000, 1000))
         assert len(d) == 1000 and abs(np.median(d) - 10) < 1
         back = owd_ms(probe(h2, h1, 1000, 500, port=5002))
@@ -147,7 +115,9 @@ def test_netem_on_ovs_switch_port_survives_switch_start_and_schedules() -> None:
 
 def test_netem_loss_within_binomial_bounds() -> None:
     n, loss_pct = 4000, 10.0
-    with netem_hosts(DirectionParams(delay_ms=1, loss_pct=loss_pct)) as (engine, _m, h1, h2):
+    _need_netem()
+    with two_hosts(DirectionParams(delay_ms=1, loss_pct=loss_pct), None, "netem",
+                   calibrate=False) as (_, engine, h1, h2, _t):
         got = len(probe(h1, h2, 1000, n))
         engine.set_params("l1", "uplink", DirectionParams(delay_ms=1, up=False))
         down = len(probe(h1, h2, 1000, 200, port=5002))
@@ -163,8 +133,9 @@ def test_netem_schedule_through_tc_batch_is_applied_in_order_and_cleaned_up() ->
     """Schedule rows go through one long-lived `tc -batch` per namespace: every row acknowledged,
     none failed, no packet reordered across the changes, the tc process recorded and gone after stop."""
     delays = [10, 40, 5, 30, 1, 20] * 4
-    with netem_hosts(DirectionParams(delay_ms=10)) as (engine, manifest, h1, h2):
-        tag = manifest.tag
+    _need_netem()
+    with two_hosts(DirectionParams(delay_ms=10), None, "netem", calibrate=False) as (_, engine, h1, h2, tag):
+        manifest = engine.manifest
         rows = [ScheduleRow(0.2 + 0.1 * i, d, 0, 0, None, True) for i, d in enumerate(delays)]
 
         def schedule() -> None:

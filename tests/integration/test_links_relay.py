@@ -3,26 +3,22 @@ order across live and scheduled changes, teardown. Needs root."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import secrets
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from linkbed import SCRATCH, probe, two_hosts  # same folder: on sys.path under pytest
 
 from topologies.links import DirectionParams, LinkEngine, ScheduleRow, select_backend
 from topologies.links.udpprobe import owd_ms
-from topologies.links.udpprobe import run_probe as _run_probe
 from topologies.manifest import Manifest, proc_start_time
 
 pytestmark = pytest.mark.root
-SCRATCH = Path(os.environ.get("FACTORYSAT_TEST_SCRATCH") or tempfile.mkdtemp(prefix="factorysat-links-"))
 Z99 = 2.5758  # two-sided 99 % normal quantile
 
 
@@ -30,38 +26,6 @@ Z99 = 2.5758  # two-sided 99 % normal quantile
 def _need_root() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces)")
-
-
-def probe(src, dst, pps: float, count: int, size: int = 100, port: int = 5001,
-          during=None, fast: bool = False) -> np.ndarray:
-    """UDP probe rows (seq, t_send_ns, t_recv_ns); ``fast`` = the C probe (for > ~20 kpps)."""
-    return _run_probe(src, dst, pps, count, SCRATCH, size=size, port=port, during=during, fast=fast)
-
-
-@contextlib.contextmanager
-def two_hosts(uplink: DirectionParams | None, downlink: DirectionParams | None,
-              calibrate: bool = True) -> Iterator[tuple]:
-    """Two Mininet hosts joined by one engine link named 'l1'; yields (net, engine, h1, h2, tag)."""
-    from mininet.net import Mininet
-
-    tag = "t" + secrets.token_hex(3)
-    manifest = Manifest.create(tag)
-    engine = LinkEngine("relay", tag, manifest, SCRATCH / tag, seed=7, calibrate=calibrate)
-    net = Mininet(topo=None, build=False, controller=None)
-    try:
-        engine.start()
-        h1 = net.addHost("h1", ip="10.0.0.1/24")
-        h2 = net.addHost("h2", ip="10.0.0.2/24")
-        net.addLink(h1, h2, cls=engine.link_class, link_name="l1", uplink=uplink, downlink=downlink,
-                    txo=False)
-        net.build()
-        net.staticArp()
-        yield net, engine, h1, h2, tag
-    finally:
-        net.stop()
-        engine.stop()
-        failures = manifest.remove_all()
-        assert not failures, failures
 
 
 def test_delay_and_asymmetry() -> None:

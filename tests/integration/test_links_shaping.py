@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from test_links_relay import probe, two_hosts  # same folder: on sys.path under pytest
+from linkbed import probe, two_hosts  # same folder: on sys.path under pytest
 
 from topologies.links import DirectionParams, GilbertElliott
 from topologies.links.udpprobe import owd_ms
