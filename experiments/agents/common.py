@@ -1,20 +1,17 @@
 """What the in-host agents share: a stop flag for SIGTERM/SIGINT, timestamping UDP sockets, kernel
-receive timestamps, the receive call and the command line. Standard library only (agents start
-inside emulated hosts)."""
+receive timestamps, the receive call and the command line. Standard library plus
+``topologies.rxstamp`` only (agents start inside emulated hosts)."""
 
 from __future__ import annotations
 
 import argparse
 import signal
 import socket
-import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-TIMESPEC = struct.Struct("@qq")
-TIMESTAMP_ANCILLARY = socket.CMSG_SPACE(TIMESPEC.size)
+from topologies.rxstamp import TIMESTAMP_ANCILLARY, enable_rx_timestamps, rx_stamp_ns
 
 
 class StopFlag:
@@ -32,7 +29,7 @@ class StopFlag:
 def timestamping_udp_socket(rcvbuf: int = 8 << 20, sndbuf: int = 4 << 20) -> socket.socket:
     """A UDP socket whose datagrams carry their kernel receive time (CLOCK_REALTIME)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    enable_rx_timestamps(sock)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
     return sock
@@ -40,11 +37,8 @@ def timestamping_udp_socket(rcvbuf: int = 8 << 20, sndbuf: int = 4 << 20) -> soc
 
 def rx_time_ns(ancdata: list) -> int:
     """Kernel receive timestamp from ``recvmsg`` ancillary data (now, if the kernel gave none)."""
-    for level, ctype, cdata in ancdata:
-        if level == socket.SOL_SOCKET and ctype == SO_TIMESTAMPNS:
-            sec, nsec = TIMESPEC.unpack_from(cdata)
-            return sec * 1_000_000_000 + nsec
-    return time.time_ns()
+    stamp = rx_stamp_ns(ancdata)
+    return time.time_ns() if stamp is None else stamp
 
 
 def recv_stamped(sock: socket.socket, ancillary_size: int = TIMESTAMP_ANCILLARY

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from experiments.framework.stats import percentile
 from topologies.links import DirectionParams, LinkEngine
 from topologies.links import available_backends as usable_backends
 from topologies.links.udpprobe import owd_ms, run_probe
@@ -80,10 +81,10 @@ class Testbed:
 
 
 def percentiles(err: np.ndarray) -> dict[str, float]:
-    if len(err) == 0:
-        return {"mean": math.nan, "p50": math.nan, "p99": math.nan, "p999": math.nan}
-    return {"mean": float(err.mean()), "p50": float(np.percentile(err, 50)),
-            "p99": float(np.percentile(err, 99)), "p999": float(np.percentile(err, 99.9))}
+    """Mean and p50/p99/p99.9 of delay errors (ms, 4 decimals); NaN when nothing arrived."""
+    values = {"mean": round(float(err.mean()), 4) if len(err) else None,
+              **{key: percentile(err, q) for key, q in (("p50", 50), ("p99", 99), ("p999", 99.9))}}
+    return {k: math.nan if v is None else v for k, v in values.items()}
 
 
 def delay_errors(tb: Testbed, quick: bool, tick: Callable[[str], None]) -> list[dict]:
@@ -99,7 +100,7 @@ def delay_errors(tb: Testbed, quick: bool, tick: Callable[[str], None]) -> list[
             err = owd_ms(data) - delay
             sent = info.get("sent", count)
             rows.append({"delay_ms": delay, "pps": pps, "sent": sent, "received": len(data),
-                         **{f"err_ms_{k}": round(v, 4) for k, v in percentiles(err).items()}})
+                         **{f"err_ms_{k}": v for k, v in percentiles(err).items()}})
     return rows
 
 

@@ -15,15 +15,15 @@ import struct
 import sys
 import time
 
+from topologies.rxstamp import enable_rx_timestamps, rx_stamp_ns
+
 ETH_P_EXPERIMENTAL = 0x88B5  # IEEE 802 "local experimental" EtherType
-SO_TIMESTAMPNS = 35
-SCM_TIMESTAMPNS = SO_TIMESTAMPNS
 
 
 def probe(send_if: str, recv_if: str, count: int, interval_s: float) -> list[float]:
     rx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_EXPERIMENTAL))
     rx.bind((recv_if, ETH_P_EXPERIMENTAL))
-    rx.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    enable_rx_timestamps(rx)
     rx.setblocking(False)
     tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     tx.bind((send_if, 0))
@@ -56,11 +56,7 @@ def _drain(rx: socket.socket, out: list[float]) -> None:
             data, anc, _, _ = rx.recvmsg(256, 64)
         except BlockingIOError:
             return
-        stamp = None
-        for level, kind, value in anc:
-            if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS:
-                sec, nsec = struct.unpack("qq", value[:16])
-                stamp = sec * 1_000_000_000 + nsec
+        stamp = rx_stamp_ns(anc)
         if stamp is None or len(data) < 26:
             continue
         _, t_send = struct.unpack("!IQ", data[14:26])

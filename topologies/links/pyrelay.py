@@ -20,12 +20,13 @@ import sys
 import time
 from collections import deque
 
+from topologies.rxstamp import enable_rx_timestamps, rx_stamp_ns
+
 DIRECTIONS = ("uplink", "downlink")  # uplink: frames received on IFA leave on IFB; downlink: back
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_IGNORE_OUTGOING = 23
 PACKET_QDISC_BYPASS = 20
-SO_TIMESTAMPNS = 35
 EARLY_S = 0.0002
 SIOCSIFFLAGS, SIOCGIFFLAGS, IFF_UP = 0x8914, 0x8913, 0x1
 
@@ -180,11 +181,8 @@ class Relay:
             except (BlockingIOError, OSError):
                 return
             now = time.monotonic()
-            t = now
-            for level, kind, value in anc:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                    sec, nsec = struct.unpack("qq", value[:16])
-                    t = min(now, sec + nsec / 1e9 - (time.time() - now))
+            stamp_ns = rx_stamp_ns(anc)  # kernel arrival time, mapped to CLOCK_MONOTONIC
+            t = now if stamp_ns is None else min(now, stamp_ns / 1e9 - (time.time() - now))
             if d.enqueue(data, t):
                 heapq.heappush(self.heap, (d.fifo[0][0], id(d), d))
 
@@ -239,7 +237,7 @@ def _open(ifname: str) -> socket.socket:
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
     s.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
-    s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    enable_rx_timestamps(s)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     s.bind((ifname, ETH_P_ALL))
     s.setblocking(False)

@@ -26,8 +26,7 @@ from typing import Any
 import numpy as np
 
 from topologies.paths import REPO_ROOT
-
-SO_TIMESTAMPNS = 35
+from topologies.rxstamp import enable_rx_timestamps, rx_stamp_ns
 
 HEADER = struct.Struct("!IQ")
 
@@ -55,7 +54,7 @@ def send(dst: str, port: int, pps: float, count: int, size: int) -> None:
 def recv(port: int, idle_s: float, out: Path, first_s: float = 10.0) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
-    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    enable_rx_timestamps(sock)
     sock.bind(("0.0.0.0", port))
     sock.setblocking(False)
     rows = array.array("q")
@@ -77,11 +76,7 @@ def recv(port: int, idle_s: float, out: Path, first_s: float = 10.0) -> None:
                 data, anc, _, _ = sock.recvmsg(65536, 64)
             except BlockingIOError:
                 break
-            t_recv = 0
-            for level, kind, value in anc:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                    sec, nsec = struct.unpack("qq", value[:16])
-                    t_recv = sec * 1_000_000_000 + nsec
+            t_recv = rx_stamp_ns(anc)
             if len(data) >= HEADER.size:
                 seq, t_send = HEADER.unpack_from(data)
                 rows.extend((seq, t_send, t_recv or time.time_ns()))
