@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("run", help="run an experiment (default: demo)",
                               description="Run an experiment on the emulated factory network.")
     p.add_argument("experiment", nargs="?", default="demo",
-                   help=f"built-in name ({', '.join(available_experiments())}) or folder path")
+                   help=f"built-in name ({', '.join(available_experiments())}), a folder holding "
+                        "experiment.toml, or an experiment file")
     p.add_argument("--scenario", type=Path, help="scenario TOML (default: the experiment's)")
     p.add_argument("--duration-s", type=float, help="traffic duration override, seconds")
     p.add_argument("--link-backend", choices=BACKENDS,
