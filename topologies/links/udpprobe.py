@@ -17,6 +17,7 @@ import select
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +30,8 @@ from topologies.paths import REPO_ROOT
 from topologies.rxstamp import enable_rx_timestamps, rx_stamp_ns
 
 HEADER = struct.Struct("!IQ")
+IDLE_S = 1.5  # the receiver stops this long after the last packet
+FIRST_PACKET_SLACK_S = 60.0  # beyond the expected duration, the longest wait for a first packet
 
 
 def send(dst: str, port: int, pps: float, count: int, size: int) -> None:
@@ -108,7 +111,11 @@ def run_probe(src: Any, dst: Any, pps: float, count: int, scratch: Path, size: i
     out = scratch / f"probe-{secrets.token_hex(4)}.npy"
     ready = Path(str(out) + ".ready")
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    recv = dst.popen([*tool, "recv", str(port), "1.5", str(out), str(expected_s + 3)],
+    # The receiver waits for the first packet as long as the sender may take to start (seconds in a
+    # software-emulated guest); once the sender has exited it is told to stop (SIGTERM) if no
+    # packet ever came, e.g. on a link that is down.
+    first_s = expected_s + FIRST_PACKET_SLACK_S
+    recv = dst.popen([*tool, "recv", str(port), str(IDLE_S), str(out), str(first_s)],
                      cwd=str(REPO_ROOT), env=env)
     deadline = time.monotonic() + 10
     while not ready.exists():
@@ -128,7 +135,11 @@ def run_probe(src: Any, dst: Any, pps: float, count: int, scratch: Path, size: i
             words = out_text.decode().split()
             if len(words) >= 6 and words[0] == "sent":
                 info.update(sent=int(words[1]), elapsed_s=float(words[3]), errors=int(words[5]))
-        recv.wait(timeout=30)
+        try:
+            recv.wait(timeout=IDLE_S + 2)
+        except subprocess.TimeoutExpired:  # still waiting for a first packet that will not come
+            recv.send_signal(signal.SIGTERM)
+            recv.wait(timeout=30)
     finally:  # never leave a probe process behind, whatever failed
         for proc in (send, recv):
             if proc is not None and proc.poll() is None:
