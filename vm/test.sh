@@ -43,7 +43,7 @@ stage "booting the guest (qemu TCG, 2 vCPUs, 2 GB; console: $console; hard timeo
 timeout -k 10 $((timeout_s + 60)) qemu-system-x86_64 -pidfile "$out/qemu.pid" -accel tcg,thread=multi -cpu max -smp 2 -m 2048 \
   -display none -monitor none -no-reboot -nic none -serial "file:$console" \
   -kernel "$BUILD_DIR/vmlinuz" -initrd "$BUILD_DIR/initrd.img" \
-  -append "console=ttyS0 root=UUID=$ROOT_UUID rw panic=1 init=$PROJECT_IN_GUEST/vm/guest/test-init.sh" \
+  -append "console=ttyS0 quiet root=UUID=$ROOT_UUID rw panic=1 init=$PROJECT_IN_GUEST/vm/guest/test-init.sh" \
   -drive "file=$IMAGE_RAW,format=raw,if=virtio,snapshot=on" \
   -drive "file=$out/results.disk,format=raw,if=none,id=results" \
   -device virtio-blk-pci,drive=results,serial=fsvm-results &
