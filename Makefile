@@ -25,3 +25,17 @@ bench: setup
 
 clean:
 	$(SUDO) $(PY) -m experiments clean
+
+# The VM image (README "The VM image"): Debian 12 with the project installed, login
+# factorysat/factorysat; build/vm/factorysat-vm.qcow2. vm-test boots it under qemu (TCG) and runs
+# the netem + kernel-OVS checks inside; vm-boot-test logs in on its console and runs `make demo`.
+.PHONY: vm-image vm-test vm-boot-test
+
+vm-image:
+	$(SUDO) vm/build.sh --qcow2
+
+vm-test:
+	$(SUDO) vm/test.sh
+
+vm-boot-test: vm-image
+	$(SUDO) vm/boot_test.py
