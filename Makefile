@@ -13,7 +13,7 @@ demo: setup
 	$(SUDO) $(PY) -m experiments run demo
 
 test: setup
-	$(PY) -m ruff check topologies controllers experiments tests
+	$(PY) -m ruff check topologies controllers experiments tests vm
 	$(SUDO) CI=$(CI) $(PY) -m pytest -q -ra tests
 
 unit: setup

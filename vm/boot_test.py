@@ -104,14 +104,16 @@ def main() -> int:
         con.expect(r"Password: ", 60)
         con.send(PASSWORD)
         con.expect(r"\$ ", 120)
-        check("cd ~/factorysat" in con.seen and "make demo" in con.seen, "motd after login names the project and make demo")
+        check("cd ~/factorysat" in con.seen and "make demo" in con.seen,
+              "motd after login names the project and make demo")
         con.send("cd ~/factorysat && ip -brief link && make demo; echo DEMO-EXIT=$?")
         stage("make demo (30 s of traffic; set-up under TCG takes minutes)")
         m = con.expect(r"DEMO-EXIT=(\d+)", 1200)
         out = con.seen
         check(not re.search(r"^(en|eth)\S*\s", out, re.M), "no network interface besides lo (offline)")
         check(m.group(1) == "0", "make demo exited 0")
-        check("link backend netem, OVS datapath kernel" in out, "demo used link backend netem and OVS datapath kernel")
+        check("link backend netem, OVS datapath kernel" in out,
+              "demo used link backend netem and OVS datapath kernel")
         run = re.findall(r"^(/home/factorysat/factorysat/results/demo/\S+)$", out, re.M)
         if run:
             con.send(f"ls {run[-1]}/COMPLETE {run[-1]}/summary.json && echo RUN-OK")
@@ -135,8 +137,8 @@ def main() -> int:
             qemu.kill()
             qemu.wait()
     failed = [w for ok, w in results if not ok]
-    print(f"\nvm-boot-test: {'PASSED' if not failed else 'FAILED'} ({len(results) - len(failed)}/{len(results)} checks)"
-          f"; console log: {log}")
+    verdict = "PASSED" if not failed else "FAILED"
+    print(f"\nvm-boot-test: {verdict} ({len(results) - len(failed)}/{len(results)} checks); console log: {log}")
     return 1 if failed else 0
 
 
