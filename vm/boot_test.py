@@ -138,7 +138,8 @@ def main() -> int:
             qemu.wait()
     failed = [w for ok, w in results if not ok]
     verdict = "PASSED" if not failed else "FAILED"
-    print(f"\nvm-boot-test: {verdict} ({len(results) - len(failed)}/{len(results)} checks); console log: {log}")
+    passed = len(results) - len(failed)
+    print(f"\nvm-boot-test: {verdict} ({passed}/{len(results)} checks); console log: {log}")
     return 1 if failed else 0
 
 
