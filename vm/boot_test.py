@@ -48,10 +48,11 @@ class Console:
         self.buf = self.seen = ""
 
     def expect(self, pattern: str, timeout_s: float) -> re.Match:
-        """Wait for ``pattern`` in what arrived since the last match; consume up to its end."""
+        """Wait for ``pattern`` (multi-line mode) in what arrived since the last match; consume up
+        to its end. Markers are matched at a line start, so the echo of a typed command is not one."""
         deadline = time.monotonic() + timeout_s
         while True:
-            m = re.search(pattern, self.buf)
+            m = re.search(pattern, self.buf, re.M)
             if m:
                 self.seen, self.buf = self.buf[:m.end()], self.buf[m.end():]
                 return m
@@ -117,10 +118,11 @@ def main() -> int:
         run = re.findall(r"^(/home/factorysat/factorysat/results/demo/\S+)$", out, re.M)
         if run:
             con.send(f"ls {run[-1]}/COMPLETE {run[-1]}/summary.json && echo RUN-OK")
-            con.expect(r"RUN-OK|No such file", 60)
-        check(bool(run) and "RUN-OK" in con.seen, "run folder has COMPLETE and summary.json")
+            con.expect(r"^(RUN-OK|ls: .*No such file)", 120)
+        check(bool(run) and con.seen.endswith("RUN-OK"), "run folder has COMPLETE and summary.json")
         con.send("sudo poweroff")
-        qemu.wait(timeout=180)
+        con.expect(r"reboot: Power down", 600)
+        qemu.wait(timeout=60)
         check(True, "sudo poweroff: the guest shut down")
     except (TimeoutError, EOFError, OSError, subprocess.TimeoutExpired) as exc:
         check(False, f"{exc}")
