@@ -9,10 +9,12 @@ from typing import Any
 
 from mininet.node import OVSSwitch
 
+from topologies.errors import UserError
+
 DATAPATHS = ("auto", "kernel", "user")  # ovs_datapath choices (scenario, CLI)
 
 
-class OvsNotRunning(RuntimeError):
+class OvsNotRunning(UserError):
     """The OVS daemons do not answer."""
 
 
