@@ -15,8 +15,9 @@ import pytest
 from linkbed import SCRATCH, probe, two_hosts  # same folder: on sys.path under pytest
 
 from topologies.links import DirectionParams, LinkEngine, ScheduleRow, select_backend
+from topologies.links.relayproc import RelayError, wire_params
 from topologies.links.udpprobe import owd_ms
-from topologies.manifest import Manifest, proc_start_time
+from topologies.manifest import STATE_ROOT, Manifest, proc_start_time
 
 pytestmark = pytest.mark.root
 Z99 = 2.5758  # two-sided 99 % normal quantile
@@ -113,6 +114,25 @@ def test_schedule_switches_in_data_path_without_loss_or_reorder() -> None:
     assert abs(np.median(d[mid]) - 40) < 1 and abs(np.median(d[late]) - 2) < 1
 
 
+def test_refused_control_input_changes_nothing_and_keeps_the_channel_in_step() -> None:
+    """A ``set`` without ``up`` (once read as 0: link down) and a schedule with a bad row mid-way are
+    refused with one reply each; the link keeps its parameters and later commands their replies."""
+    with two_hosts(DirectionParams(delay_ms=5), None, calibrate=False) as (_, engine, h1, h2, _t):
+        relay, link_id = engine.backend.relay, 1  # the backend numbers its links from 1
+        errors = relay.control_stats()["errors"]
+        words = wire_params(DirectionParams(delay_ms=40)).split()
+        with pytest.raises(RelayError, match="expected 13 numbers, got 12"):
+            relay.command(f"set {link_id} uplink {' '.join(words[:12])}")
+        t_ns, p = time.monotonic_ns(), " ".join(words)
+        rows = [f"{t_ns} {p}", f"{t_ns + 1} {' '.join(words[:12])} nan", f"{t_ns + 2} {p}"]
+        with pytest.raises(RelayError, match="row 1: up: got nan"):
+            relay.command(f"sched {link_id} uplink 3", rows)
+        assert set(relay.stats(link_id)) == {"uplink", "downlink"}  # its own reply, not a late one
+        assert relay.control_stats()["errors"] == errors + 2
+        d = owd_ms(probe(h1, h2, 500, 500))
+    assert len(d) == 500 and abs(np.median(d) - 5) < 1  # still up, still 5 ms
+
+
 def test_teardown_leaves_nothing() -> None:
     with two_hosts(DirectionParams(delay_ms=1), None, calibrate=False) as (_, engine, _h1, _h2, tag):
         pid = engine.backend.relay.pid
@@ -122,7 +142,7 @@ def test_teardown_leaves_nothing() -> None:
     engine.stop()  # idempotent
     assert proc_start_time(pid) != start
     assert not Path(f"/run/netns/{netns}").exists()
-    assert not Path(f"/run/factorysat/{tag}.json").exists()
+    assert not (STATE_ROOT / f"{tag}.json").exists()
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert netns not in names
 

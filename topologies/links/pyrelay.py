@@ -1,8 +1,9 @@
 """Pure-Python relay: the fallback data path when no C compiler is present.
 
-Same control protocol and delivery semantics as relay/relay.c (see relayproc.py); slower (about
-150 kpps on this machine per DESIGN.md's prototype) and with a larger delay error.
-Run inside the relay netns: ``python -m topologies.links.pyrelay``.
+Same control protocol (relayctl.py, the twin of relay/control.c; see relayproc.py) and delivery
+semantics as relay/relay.c; slower (about 150 kpps on this machine per DESIGN.md's prototype) and
+with a larger delay error. Run inside the relay netns:
+``python -m topologies.links.pyrelay [--disable-ipv6]``.
 """
 
 from __future__ import annotations
@@ -19,26 +20,24 @@ import struct
 import sys
 import time
 from collections import deque
+from collections.abc import Sequence
 
+from topologies.links.relayctl import DIRECTIONS, LINE_MAX_BYTES, MAX_LINKS, ControlChannel, LineFramer, Row
 from topologies.rxstamp import enable_rx_timestamps, rx_stamp_ns
 
-DIRECTIONS = ("uplink", "downlink")  # uplink: frames received on IFA leave on IFB; downlink: back
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_IGNORE_OUTGOING = 23
 PACKET_QDISC_BYPASS = 20
 EARLY_S = 0.0002
 SIOCSIFFLAGS, SIOCGIFFLAGS, IFF_UP = 0x8914, 0x8913, 0x1
-
+MAX_BACKLOG_S = 1e6  # serialiser backlog beyond this (~11.6 days): dropped_queue (relay.c: MAX_BACKLOG_NS)
 
 class Params:
     __slots__ = ("delay", "jitter", "jdist", "loss", "ge", "ge_p", "ge_r", "ge_lg", "ge_lb", "rate",
                  "qpk", "qby", "up")
 
-    def __init__(self, words: list[str]) -> None:
-        if len(words) != 13:
-            raise ValueError("13 numbers expected")
-        v = [float(w) for w in words]
+    def __init__(self, v: Sequence[float]) -> None:
         self.delay, self.jitter = v[0] / 1e9, v[1] / 1e9
         self.jdist, self.loss, self.ge = int(v[2]), v[3], int(v[4])
         self.ge_p, self.ge_r, self.ge_lg, self.ge_lb = v[5:9]
@@ -48,15 +47,16 @@ class Params:
 class Direction:
     def __init__(self, in_sock: socket.socket, out_sock: socket.socket) -> None:
         self.inp, self.out = in_sock, out_sock
-        self.sched: list[tuple[float, Params]] = [(0.0, Params(["0"] * 12 + ["1"]))]
+        self.sched: list[tuple[float, Params]] = [(0.0, Params([0.0] * 12 + [1.0]))]
         self.sidx = 0
         self.fifo: deque[tuple[float, bytes]] = deque()
         self.serq: deque[tuple[float, int]] = deque()
         self.qbytes = 0
         self.last_dep = self.tx_free = 0.0
         self.ge_bad = False
+        # dropped_mem: the C relay's 512 MiB cap on held packets; here memory errors are dropped_error
         self.c = dict.fromkeys(("rx", "tx", "dropped_loss", "dropped_queue", "dropped_down",
-                                "dropped_error", "rx_bytes", "tx_bytes"), 0)
+                                "dropped_error", "dropped_mem", "rx_bytes", "tx_bytes"), 0)
 
     def params(self, t: float) -> Params:
         while self.sidx + 1 < len(self.sched) and self.sched[self.sidx + 1][0] <= t:
@@ -96,69 +96,75 @@ class Direction:
         if p.rate > 0:
             while self.serq and self.serq[0][0] <= t:
                 self.qbytes -= self.serq.popleft()[1]
-            if (p.qpk and len(self.serq) + 1 > p.qpk) or (p.qby and self.qbytes + n > p.qby):
+            start = max(t, self.tx_free)
+            if ((p.qpk and len(self.serq) + 1 > p.qpk) or (p.qby and self.qbytes + n > p.qby)
+                    or start - t > MAX_BACKLOG_S):
                 self.c["dropped_queue"] += 1
                 return False
-            ready = max(t, self.tx_free) + n * 8 / p.rate
+            ready = start + n * 8 / p.rate
+        dep = max(ready + p.delay + self.jitter(p), ready, self.last_dep)
+        try:
+            self.fifo.append((dep, data))
+        except MemoryError:
+            self.c["dropped_error"] += 1
+            return False
+        if p.rate > 0:
             self.tx_free = ready
             self.serq.append((ready, n))
             self.qbytes += n
-        dep = max(ready + p.delay + self.jitter(p), ready, self.last_dep)
         self.last_dep = dep
-        self.fifo.append((dep, data))
         return len(self.fifo) == 1
 
 
-class Relay:
+class Relay(ControlChannel):
+    """The relay: the control channel (relayctl.py) plus the links' data path."""
+
     def __init__(self) -> None:
+        super().__init__()
         self.links: dict[int, tuple[Direction, Direction]] = {}  # id -> (uplink, downlink)
         self.by_fd: dict[int, Direction] = {}
         self.heap: list[tuple[float, int, Direction]] = []
-        self.buf = b""
+        self.framer = LineFramer(LINE_MAX_BYTES)
 
-    def add(self, link_id: int, a: str, b: str) -> None:
-        sa, sb = _open(a), _open(b)
+    def add_link(self, link_id: int, a: str, b: str) -> str:
+        if link_id in self.links:
+            return f"err link {link_id} exists"
+        if len(self.links) >= MAX_LINKS:
+            return f"err too many links (max {MAX_LINKS})"
+        for name in (a, b):
+            try:
+                _if_up(name)
+            except OSError:
+                return f"err no such interface {name}"
+        socks: list[socket.socket] = []
+        try:
+            for name in (a, b):
+                socks.append(_open(name))
+        except OSError as exc:
+            for s in socks:
+                s.close()
+            return f"err socket: {os.strerror(exc.errno or 0)}"
+        sa, sb = socks
         up, down = Direction(sa, sb), Direction(sb, sa)
         self.links[link_id] = (up, down)
         self.by_fd[sa.fileno()], self.by_fd[sb.fileno()] = up, down
+        return "ok"
 
-    def command(self, line: str, stdin_lines) -> str:
-        w = line.split()
-        if not w:
-            return ""
-        cmd = w[0]
-        if cmd in ("ping", "quit"):
-            return "ok"
-        if cmd == "seed":
-            random.seed(int(w[1]))
-            return "ok"
-        if cmd == "now":
-            return f"ok {time.monotonic_ns()}"
-        if cmd == "add":
-            self.add(int(w[1]), w[2], w[3])
-            return "ok"
-        if cmd == "del":
-            for d in self.links.pop(int(w[1])):
-                self.by_fd.pop(d.inp.fileno(), None)
-                d.inp.close()
-            return "ok"
-        if cmd in ("set", "sched"):
-            if len(w) < 3 or w[2] not in DIRECTIONS:
-                return f"err usage: {cmd} ID uplink|downlink ..."
-            d = self.links[int(w[1])][DIRECTIONS.index(w[2])]
-            if cmd == "set":
-                rows = [(0.0, Params(w[3:]))]
-            else:
-                rows = []
-                for _ in range(int(w[3])):
-                    r = stdin_lines().split()
-                    rows.append((int(r[0]) / 1e9, Params(r[1:])))
-            d.sched, d.sidx = rows, 0
-            return "ok"
-        if cmd == "stats":
-            return "ok " + json.dumps({name: {**d.c, "queued": len(d.serq)}
-                                       for name, d in zip(DIRECTIONS, self.links[int(w[1])], strict=True)})
-        return f"err unknown command {cmd}"
+    def has_link(self, link_id: int) -> bool:
+        return link_id in self.links
+
+    def del_link(self, link_id: int) -> None:
+        for d in self.links.pop(link_id):
+            self.by_fd.pop(d.inp.fileno(), None)
+            d.inp.close()
+
+    def set_rows(self, link_id: int, direction: int, rows: list[Row]) -> None:
+        d = self.links[link_id][direction]
+        d.sched, d.sidx = [(t, Params(values)) for t, values in rows], 0
+
+    def link_stats(self, link_id: int) -> str:
+        return json.dumps({name: {**d.c, "queued": len(d.serq)}
+                           for name, d in zip(DIRECTIONS, self.links[link_id], strict=True)})
 
     def flush(self, now: float) -> None:
         while self.heap and self.heap[0][0] <= now:
@@ -201,54 +207,54 @@ class Relay:
                     if fd in self.by_fd:
                         self.read(self.by_fd[fd])
                     continue
-                chunk = os.read(stdin, 1 << 20)
+                try:
+                    chunk = os.read(stdin, 1 << 16)
+                except BlockingIOError:
+                    continue
                 if not chunk:
                     return
-                self.buf += chunk
-                while (line := self._pop_line(False)) is not None:
+                for line, too_long in self.framer.feed(chunk):
                     try:
-                        reply = self.command(line, lambda: self._pop_line(True) or "")
-                    except (ValueError, KeyError, IndexError, OSError) as exc:
-                        reply = f"err {exc}"
-                    print(reply, flush=True)
-                    if line.strip() == "quit":
+                        reply = self.feed(line, too_long)
+                    except Exception as exc:  # a bug: still one reply, so the caller stays in step
+                        print(f"pyrelay: {exc!r}", file=sys.stderr, flush=True)
+                        reply = None if self.pending else f"err internal error: {type(exc).__name__}"
+                    if reply is not None:
+                        print(reply, flush=True)
+                    if self.quit:
                         return
 
-    def _pop_line(self, block: bool) -> str | None:
-        stdin = sys.stdin.fileno()
-        while b"\n" not in self.buf:
-            if not block:
-                return None
-            select.select([stdin], [], [])
-            chunk = os.read(stdin, 1 << 20)
-            if not chunk:
-                return None
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line.decode()
+
+def _if_up(ifname: str) -> None:
+    """Bring an interface up; OSError if there is no such interface."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as ctl:
+        req = struct.pack("16sH14x", ifname.encode(), 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(ctl, SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(ctl, SIOCSIFFLAGS, struct.pack("16sH14x", ifname.encode(), flags | IFF_UP))
 
 
 def _open(ifname: str) -> socket.socket:
-    ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    req = struct.pack("16sH14x", ifname.encode(), 0)
-    flags = struct.unpack("16sH14x", fcntl.ioctl(ctl, SIOCGIFFLAGS, req))[1]
-    fcntl.ioctl(ctl, SIOCSIFFLAGS, struct.pack("16sH14x", ifname.encode(), flags | IFF_UP))
-    ctl.close()
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-    s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-    s.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
-    enable_rx_timestamps(s)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-    s.bind((ifname, ETH_P_ALL))
+    try:
+        s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        s.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+        enable_rx_timestamps(s)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        s.bind((ifname, ETH_P_ALL))
+    except OSError:
+        s.close()
+        raise
     s.setblocking(False)
     return s
 
 
 if __name__ == "__main__":
-    for path in ("/proc/sys/net/ipv6/conf/all/disable_ipv6", "/proc/sys/net/ipv6/conf/default/disable_ipv6"):
-        try:
-            with open(path, "w") as f:
-                f.write("1")
-        except OSError:
-            pass
+    if "--disable-ipv6" in sys.argv[1:]:  # only in the relay's own network namespace
+        for path in ("/proc/sys/net/ipv6/conf/all/disable_ipv6",
+                     "/proc/sys/net/ipv6/conf/default/disable_ipv6"):
+            try:
+                with open(path, "w") as f:
+                    f.write("1")
+            except OSError:
+                pass
     Relay().run()

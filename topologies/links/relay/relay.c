@@ -8,10 +8,10 @@
  * Parameters come from a per-direction schedule of (t_ns CLOCK_MONOTONIC, params) rows, picked by
  * the packet's arrival time, so schedule changes happen in the data path with no control lag.
  *
- * Control: one command per line on stdin, one reply line on stdout (the protocol is in
- * ../relayproc.py; ../pyrelay.py is the Python twin). Build: gcc -O2 -Wall -o relay relay.c -lm
+ * Control: one command per line on stdin, one reply line on stdout (control.c; the protocol is in
+ * ../relayproc.py; ../pyrelay.py is the Python twin). Build: gcc -O2 -Wall -o relay relay.c control.c -lm
  */
-#define _GNU_SOURCE
+#include "relay.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -35,51 +35,18 @@
 
 #define BATCH 64
 #define FRAME_MAX 9232           /* jumbo frame + VLAN headroom */
-#define MAX_MEM_BYTES (512LL << 20) /* all packets held by the relay, beyond this: dropped_queue */
+#define MAX_MEM_BYTES (512LL << 20) /* all packets held by the relay, beyond this: dropped_mem */
+#define MAX_BACKLOG_NS 1000000000000000LL /* serialiser backlog beyond this (~11.6 days): dropped_queue */
 
-typedef int64_t ns_t;
-
-struct params {
-    ns_t delay_ns, jitter_ns;
-    int jdist;                 /* 0 uniform, 1 normal, 2 pareto */
-    double loss_p;             /* Bernoulli loss probability 0..1 */
-    int ge;                    /* Gilbert-Elliott on? */
-    double ge_p, ge_r, ge_lg, ge_lb;
-    double rate_bps;           /* 0 = unlimited */
-    long long qlim_pkts, qlim_bytes; /* 0 = unlimited */
-    int up;
-};
-
-struct row { ns_t t; struct params p; };
-
-struct pkt { struct pkt *next; ns_t dep; int len; unsigned char data[]; };
-
-struct qent { ns_t tx_done; int len; };
-
-struct dir {
-    int in_fd, out_fd;
-    struct row *sched; int nsched, sidx;
-    struct pkt *head, *tail;
-    ns_t last_dep, tx_free;
-    struct qent *q; int qcap, qhead, qn; long long qbytes; /* serialiser queue */
-    int ge_bad;
-    int heap_pos;              /* -1 when not in heap */
-    unsigned long long rx, tx, drop_loss, drop_queue, drop_down, drop_err, rx_bytes, tx_bytes;
-    unsigned long long late_sum_ns, late_max_ns, late_over_50us; /* send time - departure time */
-};
-
-enum { UPLINK, DOWNLINK };   /* d[UPLINK]: A->B, d[DOWNLINK]: B->A */
-static const char *const DIR_NAME[2] = {"uplink", "downlink"};
-
-struct link { int used; int id; int fda, fdb; struct dir d[2]; };
+const char *const DIR_NAME[2] = {"uplink", "downlink"};
 
 static struct link *links; static int nlinks;
-static struct dir **heap; static int heapn, heapcap;
+static struct dir **heap; static int heapn; /* room for every direction: allocated with links */
 static long long mem_bytes;
 static int epfd;
 static uint64_t rng_s[4] = {0x9E3779B97F4A7C15ULL, 0xBF58476D1CE4E5B9ULL, 0x94D049BB133111EBULL, 1};
 
-static ns_t mono_ns(void) {
+ns_t mono_ns(void) {
     struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts);
     return (ns_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
@@ -96,7 +63,7 @@ static uint64_t rng_next(void) {
     rng_s[2] ^= t; rng_s[3] = rotl(rng_s[3], 45);
     return r;
 }
-static void rng_seed(uint64_t s) {
+void rng_seed(uint64_t s) {
     for (int i = 0; i < 4; i++) {
         uint64_t z = (s += 0x9E3779B97F4A7C15ULL);
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL; z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
@@ -142,7 +109,6 @@ static void heap_down(int i) {
     }
 }
 static void heap_push(struct dir *d) {
-    if (heapn == heapcap) { heapcap = heapcap ? heapcap * 2 : 64; heap = realloc(heap, heapcap * sizeof *heap); }
     heap[heapn] = d; d->heap_pos = heapn++; heap_up(heapn - 1);
 }
 static void heap_remove(struct dir *d) {
@@ -173,23 +139,29 @@ static void enqueue(struct dir *d, const unsigned char *data, int len, ns_t t_ar
     d->rx++; d->rx_bytes += len;
     if (!p->up) { d->drop_down++; return; }
     if (lost(d, p)) { d->drop_loss++; return; }
-    if (mem_bytes + len > MAX_MEM_BYTES) { d->drop_queue++; return; }
+    if (mem_bytes + len > MAX_MEM_BYTES) { d->drop_mem++; return; } /* the emulator's limit, not the model's */
     ns_t t = t_arr;
     if (p->rate_bps > 0) {
         while (d->qn > 0 && d->q[d->qhead].tx_done <= t_arr) {
             d->qbytes -= d->q[d->qhead].len; d->qhead = (d->qhead + 1) % d->qcap; d->qn--;
         }
-        if ((p->qlim_pkts > 0 && d->qn + 1 > p->qlim_pkts) || (p->qlim_bytes > 0 && d->qbytes + len > p->qlim_bytes)) {
+        ns_t start = t_arr > d->tx_free ? t_arr : d->tx_free;
+        if ((p->qlim_pkts > 0 && d->qn + 1 > p->qlim_pkts) || (p->qlim_bytes > 0 && d->qbytes + len > p->qlim_bytes)
+            || start - t_arr > MAX_BACKLOG_NS) {
             d->drop_queue++; return;
         }
-        if (d->qn == d->qcap) { /* grow ring */
+        if (d->qn == d->qcap) { /* grow ring; out of memory: the packet is dropped_error */
             int nc = d->qcap ? d->qcap * 2 : 256;
-            struct qent *nq = malloc(nc * sizeof *nq);
+            struct qent *nq = nc > 0 ? malloc((size_t)nc * sizeof *nq) : NULL;
+            if (!nq) { d->drop_err++; return; }
             for (int i = 0; i < d->qn; i++) nq[i] = d->q[(d->qhead + i) % d->qcap];
             free(d->q); d->q = nq; d->qcap = nc; d->qhead = 0;
         }
-        ns_t start = t_arr > d->tx_free ? t_arr : d->tx_free;
         t = start + (ns_t)(len * 8.0 * 1e9 / p->rate_bps);
+    }
+    struct pkt *k = malloc(sizeof *k + len);
+    if (!k) { d->drop_err++; return; }
+    if (p->rate_bps > 0) {
         d->tx_free = t;
         d->q[(d->qhead + d->qn) % d->qcap] = (struct qent){t, len}; d->qn++; d->qbytes += len;
     }
@@ -197,8 +169,6 @@ static void enqueue(struct dir *d, const unsigned char *data, int len, ns_t t_ar
     if (dep < t) dep = t;
     if (dep < d->last_dep) dep = d->last_dep;
     d->last_dep = dep;
-    struct pkt *k = malloc(sizeof *k + len);
-    if (!k) { d->drop_queue++; return; }
     k->next = NULL; k->dep = dep; k->len = len; memcpy(k->data, data, len);
     mem_bytes += len;
     if (d->tail) d->tail->next = k; else d->head = k;
@@ -296,24 +266,10 @@ static int open_pkt_socket(int ifindex) {
     return fd;
 }
 
-/* ---- control ---- */
-static struct link *find_link(int id) {
+/* ---- links ---- */
+struct link *find_link(int id) {
     for (int i = 0; i < nlinks; i++) if (links[i].used && links[i].id == id) return &links[i];
     return NULL;
-}
-
-static int parse_params(char **s, struct params *p) {
-    char *e = *s;
-    long long v[13]; double f[13];
-    for (int i = 0; i < 13; i++) {
-        f[i] = strtod(e, &e); v[i] = (long long)f[i];
-        if (!e || (*e && *e != ' ' && *e != '\n' && *e != '\t')) return -1;
-    }
-    p->delay_ns = v[0]; p->jitter_ns = v[1]; p->jdist = (int)v[2]; p->loss_p = f[3];
-    p->ge = (int)v[4]; p->ge_p = f[5]; p->ge_r = f[6]; p->ge_lg = f[7]; p->ge_lb = f[8];
-    p->rate_bps = f[9]; p->qlim_pkts = v[10]; p->qlim_bytes = v[11]; p->up = (int)v[12];
-    *s = e;
-    return 0;
 }
 
 static void free_dir(struct dir *d) {
@@ -327,120 +283,54 @@ static void epoll_add(int fd, int tag) {
     epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
 }
 
-static void print_dir(const char *name, struct dir *d) {
+const char *link_add(int id, const char *a, const char *b) {
+    static char msg[128];
+    int ia, ib, slot = -1;
+    if (find_link(id)) { snprintf(msg, sizeof msg, "link %d exists", id); return msg; }
+    for (int i = 0; i < nlinks; i++) if (!links[i].used) { slot = i; break; }
+    if (slot < 0 && nlinks == MAX_LINKS) { snprintf(msg, sizeof msg, "too many links (max %d)", MAX_LINKS); return msg; }
+    if (!links) { /* both arrays once, at their maximum size: directions in the heap hold pointers */
+        links = calloc(MAX_LINKS, sizeof *links); heap = calloc(2 * MAX_LINKS, sizeof *heap);
+        if (!links || !heap) { free(links); free(heap); links = NULL; heap = NULL; return "out of memory"; }
+    }
+    struct row *sa = calloc(1, sizeof *sa), *sb = calloc(1, sizeof *sb);
+    if (!sa || !sb) { free(sa); free(sb); return "out of memory"; }
+    const char *bad = if_setup(a, &ia) ? a : if_setup(b, &ib) ? b : NULL;
+    if (bad) { free(sa); free(sb); snprintf(msg, sizeof msg, "no such interface %s", bad); return msg; }
+    int fa = open_pkt_socket(ia), fb = fa < 0 ? -1 : open_pkt_socket(ib);
+    if (fa < 0 || fb < 0) {
+        snprintf(msg, sizeof msg, "socket: %s", strerror(errno));
+        if (fa >= 0) close(fa);
+        free(sa); free(sb); return msg;
+    }
+    if (slot < 0) slot = nlinks++;
+    struct link *L = &links[slot]; memset(L, 0, sizeof *L);
+    L->used = 1; L->id = id; L->fda = fa; L->fdb = fb;
+    for (int k = 0; k < 2; k++) {
+        struct dir *d = &L->d[k];
+        d->in_fd = k == UPLINK ? fa : fb; d->out_fd = k == UPLINK ? fb : fa; d->heap_pos = -1;
+        d->sched = k == UPLINK ? sa : sb; d->nsched = 1; d->sched[0].p.up = 1;
+    }
+    epoll_add(fa, slot * 2); epoll_add(fb, slot * 2 + 1);
+    return NULL;
+}
+
+void link_del(struct link *L) {
+    free_dir(&L->d[UPLINK]); free_dir(&L->d[DOWNLINK]);
+    close(L->fda); close(L->fdb); L->used = 0; /* closing removes them from epoll */
+}
+
+void dir_set_schedule(struct dir *d, struct row *rows, int n) {
+    free(d->sched); d->sched = rows; d->nsched = n; d->sidx = 0;
+}
+
+void print_dir(const char *name, const struct dir *d) {
     printf("\"%s\":{\"rx\":%llu,\"tx\":%llu,\"dropped_loss\":%llu,\"dropped_queue\":%llu,"
-           "\"dropped_down\":%llu,\"dropped_error\":%llu,\"rx_bytes\":%llu,\"tx_bytes\":%llu,"
-           "\"queued\":%d,\"late_sum_ns\":%llu,\"late_max_ns\":%llu,\"late_over_50us\":%llu}",
-           name, d->rx, d->tx, d->drop_loss, d->drop_queue, d->drop_down, d->drop_err, d->rx_bytes,
+           "\"dropped_down\":%llu,\"dropped_error\":%llu,\"dropped_mem\":%llu,\"rx_bytes\":%llu,"
+           "\"tx_bytes\":%llu,\"queued\":%d,\"late_sum_ns\":%llu,\"late_max_ns\":%llu,"
+           "\"late_over_50us\":%llu}",
+           name, d->rx, d->tx, d->drop_loss, d->drop_queue, d->drop_down, d->drop_err, d->drop_mem, d->rx_bytes,
            d->tx_bytes, d->qn, d->late_sum_ns, d->late_max_ns, d->late_over_50us);
-}
-
-/* Control input: our own line buffer over fd 0 (stdio buffering would hide data from epoll). */
-static char *ctl_buf; static size_t ctl_len, ctl_cap, ctl_off;
-static int ctl_eof;
-
-static void ctl_fill(int blocking) {
-    if (ctl_off > 0) { memmove(ctl_buf, ctl_buf + ctl_off, ctl_len - ctl_off); ctl_len -= ctl_off; ctl_off = 0; }
-    if (ctl_cap - ctl_len < 65536) { ctl_cap = ctl_cap * 2 + 131072; ctl_buf = realloc(ctl_buf, ctl_cap); }
-    for (;;) {
-        ssize_t n = read(0, ctl_buf + ctl_len, ctl_cap - ctl_len - 1);
-        if (n > 0) { ctl_len += n; return; }
-        if (n == 0) { ctl_eof = 1; return; }
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN && blocking) {
-            struct epoll_event e; int ep = epoll_create1(0);
-            struct epoll_event ad = {.events = EPOLLIN}; epoll_ctl(ep, EPOLL_CTL_ADD, 0, &ad);
-            epoll_wait(ep, &e, 1, -1); close(ep); continue;
-        }
-        return;
-    }
-}
-
-/* Next complete line (NUL-terminated, without newline) or NULL; blocks for more input if asked. */
-static char *read_line_mode(int blocking) {
-    for (;;) {
-        char *nl = memchr(ctl_buf + ctl_off, '\n', ctl_len - ctl_off);
-        if (nl) { char *line = ctl_buf + ctl_off; *nl = 0; ctl_off = nl + 1 - ctl_buf; return line; }
-        if (ctl_eof || !blocking) return NULL;
-        ctl_fill(1);
-    }
-}
-static char *read_line(void) { return read_line_mode(1); }
-
-static int parse_dir(const char *name) {
-    for (int k = UPLINK; k <= DOWNLINK; k++) if (!strcmp(name, DIR_NAME[k])) return k;
-    return -1;
-}
-
-static int handle_command(char *line) {
-    char cmd[16] = "", dname[16] = ""; int id = -1, dir = -1, used = 0;
-    if (sscanf(line, "%15s %n", cmd, &used) < 1) return 0;
-    char *rest = line + used;
-    if (!strcmp(cmd, "ping")) { printf("ok\n"); }
-    else if (!strcmp(cmd, "quit")) { printf("ok\n"); fflush(stdout); return -1; }
-    else if (!strcmp(cmd, "seed")) { rng_seed(strtoull(rest, NULL, 10)); printf("ok\n"); }
-    else if (!strcmp(cmd, "now")) { printf("ok %lld\n", (long long)mono_ns()); }
-    else if (!strcmp(cmd, "add")) {
-        char a[IFNAMSIZ + 1], b[IFNAMSIZ + 1]; int ia, ib;
-        if (sscanf(rest, "%d %16s %16s", &id, a, b) != 3) { printf("err usage: add ID IFA IFB\n"); goto out; }
-        if (find_link(id)) { printf("err link %d exists\n", id); goto out; }
-        if (if_setup(a, &ia) || if_setup(b, &ib)) { printf("err no such interface %s or %s\n", a, b); goto out; }
-        int fa = open_pkt_socket(ia), fb = open_pkt_socket(ib);
-        if (fa < 0 || fb < 0) { printf("err socket: %s\n", strerror(errno)); goto out; }
-        int slot = -1;
-        for (int i = 0; i < nlinks; i++) if (!links[i].used) { slot = i; break; }
-        if (slot < 0) {
-            /* grow: directions in the heap hold pointers, so the array must not move while used */
-            if (nlinks % 4096 == 0) {
-                if (nlinks) { printf("err too many links\n"); close(fa); close(fb); goto out; }
-                links = calloc(4096, sizeof *links);
-            }
-            slot = nlinks++;
-        }
-        struct link *L = &links[slot]; memset(L, 0, sizeof *L);
-        L->used = 1; L->id = id; L->fda = fa; L->fdb = fb;
-        for (int k = 0; k < 2; k++) {
-            struct dir *d = &L->d[k];
-            d->in_fd = k == UPLINK ? fa : fb; d->out_fd = k == UPLINK ? fb : fa; d->heap_pos = -1;
-            d->sched = calloc(1, sizeof *d->sched); d->nsched = 1; d->sched[0].p.up = 1;
-        }
-        epoll_add(fa, slot * 2); epoll_add(fb, slot * 2 + 1);
-        printf("ok\n");
-    } else if (!strcmp(cmd, "del")) {
-        struct link *L = find_link(atoi(rest));
-        if (!L) { printf("err no link\n"); goto out; }
-        free_dir(&L->d[UPLINK]); free_dir(&L->d[DOWNLINK]);
-        close(L->fda); close(L->fdb); L->used = 0;
-        printf("ok\n");
-    } else if (!strcmp(cmd, "set") || !strcmp(cmd, "sched")) {
-        int n = 1, u2 = 0;
-        if (sscanf(rest, "%d %15s %n", &id, dname, &u2) < 2 || (dir = parse_dir(dname)) < 0) {
-            printf("err usage: %s ID uplink|downlink ...\n", cmd); goto out;
-        }
-        rest += u2;
-        if (!strcmp(cmd, "sched")) n = atoi(rest);
-        struct row *rows = calloc(n > 0 ? n : 1, sizeof *rows);
-        int bad = n < 1;
-        for (int i = 0; i < n && !bad; i++) {
-            char *s = rest;
-            if (!strcmp(cmd, "sched")) { s = read_line(); if (!s) { free(rows); return -1; } rows[i].t = strtoll(s, &s, 10); }
-            if (parse_params(&s, &rows[i].p)) bad = 1;
-            if (i > 0 && rows[i].t < rows[i - 1].t) bad = 1;
-        }
-        struct link *L = find_link(id);
-        if (bad || !L) { free(rows); printf(bad ? "err bad rows\n" : "err no link\n"); goto out; }
-        struct dir *d = &L->d[dir];
-        free(d->sched); d->sched = rows; d->nsched = n; d->sidx = 0;
-        printf("ok\n");
-    } else if (!strcmp(cmd, "stats")) {
-        struct link *L = find_link(atoi(rest));
-        if (!L) { printf("err no link\n"); goto out; }
-        printf("ok {"); print_dir(DIR_NAME[UPLINK], &L->d[UPLINK]); printf(",");
-        print_dir(DIR_NAME[DOWNLINK], &L->d[DOWNLINK]); printf("}\n");
-    } else printf("err unknown command %s\n", cmd);
-out:
-    fflush(stdout);
-    return 0;
 }
 
 /* Wake-up overshoot of timed sleeps in this VM varies (tens of us); wake early by its recent p99
@@ -459,10 +349,12 @@ static ns_t adapt_early(ns_t over, ns_t early) {
 
 int main(int argc, char **argv) {
     ns_t early_ns = 100000; /* initial: wake this long before a departure, then spin */
+    int no_v6 = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--early-us") && i + 1 < argc) early_ns = atoll(argv[++i]) * 1000;
         else if (!strcmp(argv[i], "--early-min-us") && i + 1 < argc) early_min_ns = atoll(argv[++i]) * 1000;
         else if (!strcmp(argv[i], "--early-max-us") && i + 1 < argc) early_max_ns = atoll(argv[++i]) * 1000;
+        else if (!strcmp(argv[i], "--disable-ipv6")) no_v6 = 1; /* in the relay's own netns only */
         else if (!strcmp(argv[i], "--rt")) {
             struct sched_param sp = {.sched_priority = 10};
             if (sched_setscheduler(0, SCHED_FIFO, &sp) != 0) fprintf(stderr, "relay: SCHED_FIFO: %s\n", strerror(errno));
@@ -472,7 +364,7 @@ int main(int argc, char **argv) {
     prctl(PR_SET_PDEATHSIG, 15);
     rng_seed((uint64_t)mono_ns());
     const char *v6[] = {"/proc/sys/net/ipv6/conf/all/disable_ipv6", "/proc/sys/net/ipv6/conf/default/disable_ipv6"};
-    for (int i = 0; i < 2; i++) { FILE *f = fopen(v6[i], "w"); if (f) { fputs("1", f); fclose(f); } }
+    for (int i = 0; no_v6 && i < 2; i++) { FILE *f = fopen(v6[i], "w"); if (f) { fputs("1", f); fclose(f); } }
     epfd = epoll_create1(0);
     fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
     epoll_add(0, -1);
@@ -494,12 +386,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < n; i++) {
             int64_t tag = (int64_t)ev[i].data.u64;
             if (tag < 0) {
-                /* control: stdin is non-blocking; run every complete line */
-                ctl_fill(0);
-                char *line;
-                while ((line = read_line_mode(0)))
-                    if (handle_command(line) < 0) return 0;
-                if (ctl_eof) return 0;
+                if (ctl_input() < 0) return 0; /* control: stdin is non-blocking */
                 continue;
             }
             struct link *L = &links[tag / 2];

@@ -1,0 +1,266 @@
+/* factorysat link relay: the control channel, requests on stdin and replies on stdout.
+ *
+ * The protocol is documented in ../relayproc.py; ../pyrelay.py implements the same rules and the
+ * same reply texts. Guarantees: every request line gets exactly one reply line ("ok ..." or
+ * "err <reason>"); an accepted "sched ID DIR N" (N in 1..MAX_SCHED_ROWS) takes exactly the next N
+ * lines as its rows, then replies once (naming the first bad row); a line is at most LINE_MAX_BYTES
+ * (a longer one gets "err line too long" when its newline arrives and is discarded, in fixed memory);
+ * every number is checked for syntax, finiteness and range; nothing here blocks.
+ */
+#include "relay.h"
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include <unistd.h>
+
+#define LINE_MAX_BYTES 4096       /* one request or row, without its newline */
+#define MAX_SCHED_ROWS 1000000
+#define MAX_WORDS 20              /* words kept per line; more are counted only */
+#define MAX_ID 2147483647ULL
+#define MAX_T_NS 4000000000000000000ULL
+#define MAX_IFNAME 15             /* IFNAMSIZ - 1 */
+#define ERR_LEN 320
+
+struct field { const char *name, *allowed; double lo, hi; int integral; };
+static const struct field FIELDS[13] = {  /* the 13 numbers of P... in wire order */
+    {"delay_ns", "an integer 0..3600000000000", 0, 3.6e12, 1},
+    {"jitter_ns", "an integer 0..3600000000000", 0, 3.6e12, 1},
+    {"jdist", "0, 1 or 2", 0, 2, 1},
+    {"loss_prob", "0..1", 0, 1, 0},
+    {"ge_on", "0 or 1", 0, 1, 1},
+    {"ge_p", "0..1", 0, 1, 0},
+    {"ge_r", "0..1", 0, 1, 0},
+    {"ge_loss_good", "0..1", 0, 1, 0},
+    {"ge_loss_bad", "0..1", 0, 1, 0},
+    {"rate_bps", "0 (unlimited) or 1..1000000000000", 1, 1e12, 0},  /* 0 is allowed too */
+    {"qlim_pkts", "an integer 0..1000000000000000", 0, 1e15, 1},
+    {"qlim_bytes", "an integer 0..1000000000000000", 0, 1e15, 1},
+    {"up", "0 or 1", 0, 1, 1},
+};
+#define RATE_FIELD 9
+
+static struct { unsigned long long requests, errors, too_long, rows; } cnt;
+
+/* the line being read: at most LINE_MAX_BYTES kept, a longer one only flagged */
+static char line[LINE_MAX_BYTES + 1]; static size_t line_len; static int line_long;
+
+/* an accepted "sched" whose rows are still coming */
+static struct {
+    int n, left, next, id, dir, cap, oom;
+    struct row *rows;
+    char err[ERR_LEN + 32];
+} sp;
+
+static void end_reply(int is_err) {
+    putchar('\n'); fflush(stdout);
+    cnt.requests++; cnt.errors += is_err;
+}
+static void ok(const char *fmt, ...) {
+    va_list ap; va_start(ap, fmt); fputs("ok", stdout); vprintf(fmt, ap); va_end(ap); end_reply(0);
+}
+static void err(const char *fmt, ...) {
+    va_list ap; va_start(ap, fmt); fputs("err ", stdout); vprintf(fmt, ap); va_end(ap); end_reply(1);
+}
+
+static int is_ws(int c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
+
+static int bad_chars(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && !is_ws(c)) || c >= 0x7f) return 1;
+    }
+    return 0;
+}
+
+/* Split s in place at whitespace; keeps up to MAX_WORDS words in w, returns how many there are. */
+static int split(char *s, char **w) {
+    int n = 0;
+    for (;;) {
+        while (is_ws(*s)) s++;
+        if (!*s) return n;
+        if (n < MAX_WORDS) w[n] = s;
+        n++;
+        while (*s && !is_ws(*s)) s++;
+        if (*s) *s++ = 0;
+    }
+}
+
+/* [+-]?(digits[.digits]|.digits)([eE][+-]?digits)? and nothing else (no hex, inf, nan) */
+static int is_decimal(const char *p) {
+    int digits = 0;
+    if (*p == '+' || *p == '-') p++;
+    while (*p >= '0' && *p <= '9') { p++; digits++; }
+    if (*p == '.') for (p++; *p >= '0' && *p <= '9'; p++) digits++;
+    if (!digits) return 0;
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-') p++;
+        if (!(*p >= '0' && *p <= '9')) return 0;
+        while (*p >= '0' && *p <= '9') p++;
+    }
+    return *p == 0;
+}
+
+/* Decimal digits only, value <= max. */
+static int parse_uint(const char *s, unsigned long long max, unsigned long long *out) {
+    unsigned long long v = 0;
+    if (!*s) return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9') return -1;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (max - d) / 10) return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_params(char **w, int nw, struct params *p, char *e) {
+    double f[13];
+    if (nw != 13) { snprintf(e, ERR_LEN, "expected 13 numbers, got %d", nw); return -1; }
+    for (int i = 0; i < 13; i++) {
+        const struct field *F = &FIELDS[i];
+        double v = is_decimal(w[i]) ? strtod(w[i], NULL) : NAN;
+        int good = isfinite(v) && ((i == RATE_FIELD && v == 0) || (v >= F->lo && v <= F->hi))
+                   && (!F->integral || v == floor(v));
+        if (!good) { snprintf(e, ERR_LEN, "%s: got %.32s; allowed %s", F->name, w[i], F->allowed); return -1; }
+        f[i] = v;
+    }
+    p->delay_ns = (ns_t)f[0]; p->jitter_ns = (ns_t)f[1]; p->jdist = (int)f[2]; p->loss_p = f[3];
+    p->ge = (int)f[4]; p->ge_p = f[5]; p->ge_r = f[6]; p->ge_lg = f[7]; p->ge_lb = f[8];
+    p->rate_bps = f[9]; p->qlim_pkts = (long long)f[10]; p->qlim_bytes = (long long)f[11]; p->up = (int)f[12];
+    return 0;
+}
+
+static int dir_arg(const char *s) {
+    for (int k = UPLINK; k <= DOWNLINK; k++) if (!strcmp(s, DIR_NAME[k])) return k;
+    return -1;
+}
+
+/* ---- sched: header, then exactly N rows, then one reply ---- */
+static void sched_start(char **w, int nw) {
+    unsigned long long v;
+    if (nw < 4) { err("usage: sched ID uplink|downlink N"); return; }
+    if (parse_uint(w[3], MAX_SCHED_ROWS, &v) || v < 1) {
+        err("sched: N: got %.32s; allowed an integer 1..%d (no rows read)", w[3], MAX_SCHED_ROWS);
+        return;
+    }
+    free(sp.rows);
+    memset(&sp, 0, sizeof sp);
+    sp.n = sp.left = (int)v;
+    if (nw != 4 || (sp.dir = dir_arg(w[2])) < 0) snprintf(sp.err, sizeof sp.err, "usage: sched ID uplink|downlink N");
+    else if (parse_uint(w[1], MAX_ID, &v)) snprintf(sp.err, sizeof sp.err, "ID: got %.32s; allowed an integer 0..%llu", w[1], MAX_ID);
+    else sp.id = (int)v;
+}
+
+static void sched_finish(void) {
+    struct link *L = NULL;
+    if (sp.err[0]) err("%s", sp.err);
+    else if (sp.oom) err("out of memory for %d rows", sp.n);
+    else if (!(L = find_link(sp.id))) err("no link %d", sp.id);
+    else { dir_set_schedule(&L->d[sp.dir], sp.rows, sp.n); sp.rows = NULL; ok(""); }
+    free(sp.rows); sp.rows = NULL; sp.cap = 0;
+}
+
+static void sched_row(char *s, size_t n, int too_long) {
+    int i = sp.next++;
+    cnt.rows++;
+    if (!sp.err[0] && !sp.oom) {
+        char *w[MAX_WORDS], e[ERR_LEN] = ""; int nw = 0; unsigned long long t = 0; struct row r;
+        if (too_long) snprintf(e, sizeof e, "line too long (max %d bytes)", LINE_MAX_BYTES);
+        else if (bad_chars(s, n)) snprintf(e, sizeof e, "bad character (printable ASCII only)");
+        else if ((nw = split(s, w)) != 14) snprintf(e, sizeof e, "expected 14 numbers (t_ns and 13 parameters), got %d", nw);
+        else if (parse_uint(w[0], MAX_T_NS, &t)) snprintf(e, sizeof e, "t_ns: got %.32s; allowed an integer 0..%llu", w[0], MAX_T_NS);
+        else if (parse_params(w + 1, 13, &r.p, e)) {}
+        else if (i > 0 && (ns_t)t < sp.rows[i - 1].t) snprintf(e, sizeof e, "t_ns: got %.32s; allowed >= the previous row's t_ns", w[0]);
+        if (e[0]) snprintf(sp.err, sizeof sp.err, "row %d: %s", i, e);
+        else {
+            if (i >= sp.cap) { /* grow as rows arrive: a huge N alone allocates nothing */
+                int nc = sp.cap ? sp.cap * 2 : 1024;
+                if (nc > sp.n) nc = sp.n;
+                struct row *nr = realloc(sp.rows, (size_t)nc * sizeof *nr);
+                if (nr) { sp.rows = nr; sp.cap = nc; } else sp.oom = 1;
+            }
+            if (!sp.oom) { r.t = (ns_t)t; sp.rows[i] = r; }
+        }
+    }
+    if (--sp.left == 0) sched_finish();
+}
+
+/* ---- one request line; -1 after quit ---- */
+static int request(char *s, size_t n, int too_long) {
+    char *w[MAX_WORDS]; int nw, id, dir = -1; unsigned long long v; struct link *L;
+    if (too_long) { err("line too long (max %d bytes)", LINE_MAX_BYTES); return 0; }
+    if (bad_chars(s, n)) { err("bad character (printable ASCII only)"); return 0; }
+    if ((nw = split(s, w)) == 0) { err("empty command"); return 0; }
+    const char *c = w[0];
+    int simple = !strcmp(c, "ping") || !strcmp(c, "quit") || !strcmp(c, "now") || !strcmp(c, "ctlstats");
+    if (simple && nw != 1) err("usage: %s", c);
+    else if (!strcmp(c, "ping")) ok("");
+    else if (!strcmp(c, "quit")) { ok(""); return -1; }
+    else if (!strcmp(c, "now")) ok(" %lld", (long long)mono_ns());
+    else if (!strcmp(c, "ctlstats"))
+        ok(" {\"requests\":%llu,\"errors\":%llu,\"too_long\":%llu,\"rows\":%llu}",
+           cnt.requests, cnt.errors, cnt.too_long, cnt.rows);
+    else if (!strcmp(c, "sched")) sched_start(w, nw);
+    else if (!strcmp(c, "seed")) {
+        if (nw != 2) err("usage: seed S");
+        else if (parse_uint(w[1], ULLONG_MAX, &v)) err("seed: got %.32s; allowed an integer 0..%llu", w[1], ULLONG_MAX);
+        else { rng_seed(v); ok(""); }
+    } else if (!strcmp(c, "add") || !strcmp(c, "del") || !strcmp(c, "stats") || !strcmp(c, "set")) {
+        int add = c[0] == 'a', set = !strcmp(c, "set"); const char *e; struct params p; char pe[ERR_LEN];
+        if (set && (nw < 3 || (dir = dir_arg(w[2])) < 0)) { err("usage: set ID uplink|downlink P..."); return 0; }
+        if (!set && nw != (add ? 4 : 2)) { if (add) err("usage: add ID IFA IFB"); else err("usage: %s ID", c); return 0; }
+        if (parse_uint(w[1], MAX_ID, &v)) { err("ID: got %.32s; allowed an integer 0..%llu", w[1], MAX_ID); return 0; }
+        id = (int)v;
+        if (add) {
+            const char *lng = strlen(w[2]) > MAX_IFNAME ? w[2] : strlen(w[3]) > MAX_IFNAME ? w[3] : NULL;
+            if (lng) err("interface name too long: %.32s (max %d bytes)", lng, MAX_IFNAME);
+            else if (!strcmp(w[2], w[3])) err("IFA and IFB must differ");
+            else if ((e = link_add(id, w[2], w[3]))) err("%s", e);
+            else ok("");
+        } else if (set && parse_params(w + 3, nw - 3, &p, pe)) err("%s", pe);
+        else if (!(L = find_link(id))) err("no link %d", id);
+        else if (c[0] == 'd') { link_del(L); ok(""); }
+        else if (set) {
+            struct row *r = malloc(sizeof *r);
+            if (!r) err("out of memory");
+            else { r->t = 0; r->p = p; dir_set_schedule(&L->d[dir], r, 1); ok(""); }
+        } else {
+            fputs("ok {", stdout); print_dir(DIR_NAME[UPLINK], &L->d[UPLINK]); putchar(',');
+            print_dir(DIR_NAME[DOWNLINK], &L->d[DOWNLINK]); putchar('}'); end_reply(0);
+        }
+    } else err("unknown command %.32s", c);
+    return 0;
+}
+
+static int dispatch(void) {
+    line[line_len] = 0;
+    cnt.too_long += line_long;
+    int r = 0;
+    if (sp.left) sched_row(line, line_len, line_long);
+    else r = request(line, line_len, line_long);
+    line_len = 0; line_long = 0;
+    return r;
+}
+
+int ctl_input(void) {
+    static char buf[65536];
+    ssize_t n = read(0, buf, sizeof buf);
+    if (n == 0) return -1;
+    if (n < 0) return errno == EAGAIN || errno == EINTR ? 0 : -1;
+    for (char *p = buf, *end = buf + n; p < end;) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t k = (size_t)((nl ? nl : end) - p), room = LINE_MAX_BYTES - line_len;
+        if (k > room) { line_long = 1; k = room; }
+        memcpy(line + line_len, p, k); line_len += k;
+        if (!nl) break;
+        p = nl + 1;
+        if (dispatch() < 0) return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,279 @@
+"""The relay control protocol in Python: limits, parsing and the one-reply-per-request state machine.
+
+The C relay (relay/control.c) implements the same rules with the same reply texts; pyrelay.py runs
+this module's :class:`ControlChannel`; relayproc.py (the caller) documents the protocol and uses
+its limits. Standard library only (the Python relay starts light).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import time
+from collections.abc import Callable, Sequence
+
+DIRECTIONS = ("uplink", "downlink")  # uplink: frames received on IFA leave on IFB; downlink: back
+LINE_MAX_BYTES = 4096          # one request or row, without its newline
+MAX_SCHED_ROWS = 1_000_000
+MAX_ID = 2**31 - 1
+MAX_T_NS = 4 * 10**18
+MAX_SEED = 2**64 - 1
+MAX_IFNAME = 15                # IFNAMSIZ - 1
+MAX_LINKS = 4096
+# the 13 numbers of P... in wire order: name, allowed (as in replies), min, max, integer only
+FIELDS = (
+    ("delay_ns", "an integer 0..3600000000000", 0, 3.6e12, True),
+    ("jitter_ns", "an integer 0..3600000000000", 0, 3.6e12, True),
+    ("jdist", "0, 1 or 2", 0, 2, True),
+    ("loss_prob", "0..1", 0, 1, False),
+    ("ge_on", "0 or 1", 0, 1, True),
+    ("ge_p", "0..1", 0, 1, False),
+    ("ge_r", "0..1", 0, 1, False),
+    ("ge_loss_good", "0..1", 0, 1, False),
+    ("ge_loss_bad", "0..1", 0, 1, False),
+    ("rate_bps", "0 (unlimited) or 1..1000000000000", 1, 1e12, False),  # 0 is allowed too
+    ("qlim_pkts", "an integer 0..1000000000000000", 0, 1e15, True),
+    ("qlim_bytes", "an integer 0..1000000000000000", 0, 1e15, True),
+    ("up", "0 or 1", 0, 1, True),
+)
+RATE_FIELD = 9
+DECIMAL = re.compile(rb"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")  # no hex, inf, nan
+PRINTABLE = bytes(range(0x20, 0x7F)) + b"\t\r\x0b\x0c"  # any other byte in a line: bad character
+
+Row = tuple[float, list[float]]  # (t in CLOCK_MONOTONIC seconds, the 13 numbers)
+
+
+class ProtocolError(ValueError):
+    """A request or row the relay rejects; the message is the reply after ``err``."""
+
+
+def show(word: bytes) -> str:
+    """A word as echoed in a reply: its first 32 bytes (like the C relay's %.32s)."""
+    return word[:32].decode("ascii", "replace")
+
+
+def parse_uint(word: bytes, limit: int) -> int | None:
+    """Decimal digits only, value <= limit; else None."""
+    if not word.isdigit() or len(word.lstrip(b"0")) > 20:
+        return None
+    value = int(word)
+    return value if value <= limit else None
+
+
+def parse_params(words: Sequence[bytes]) -> list[float]:
+    """The 13 wire numbers, each checked for syntax, finiteness and range (ProtocolError)."""
+    if len(words) != len(FIELDS):
+        raise ProtocolError(f"expected 13 numbers, got {len(words)}")
+    values = []
+    for i, (word, (name, allowed, lo, hi, integral)) in enumerate(zip(words, FIELDS, strict=True)):
+        v = float(word) if DECIMAL.fullmatch(word) else math.nan
+        good = (math.isfinite(v) and ((i == RATE_FIELD and v == 0) or lo <= v <= hi)
+                and (not integral or v == math.floor(v)))
+        if not good:
+            raise ProtocolError(f"{name}: got {show(word)}; allowed {allowed}")
+        values.append(v)
+    return values
+
+
+def parse_row(line: bytes, too_long: bool, last_t_ns: int) -> tuple[int, list[float]]:
+    """One ``sched`` row "T_NS P..." -> (t_ns, the 13 numbers); ProtocolError says what is wrong."""
+    if too_long:
+        raise ProtocolError(f"line too long (max {LINE_MAX_BYTES} bytes)")
+    if line.translate(None, PRINTABLE):
+        raise ProtocolError("bad character (printable ASCII only)")
+    w = line.split()
+    if len(w) != 14:
+        raise ProtocolError(f"expected 14 numbers (t_ns and 13 parameters), got {len(w)}")
+    t_ns = parse_uint(w[0], MAX_T_NS)
+    if t_ns is None:
+        raise ProtocolError(f"t_ns: got {show(w[0])}; allowed an integer 0..{MAX_T_NS}")
+    values = parse_params(w[1:])
+    if t_ns < last_t_ns:
+        raise ProtocolError(f"t_ns: got {show(w[0])}; allowed >= the previous row's t_ns")
+    return t_ns, values
+
+
+class LineFramer:
+    """Splits a byte stream into lines of at most ``max_bytes`` (without the newline), in bounded
+    memory: a longer line comes out once, as (b"", True), when its newline arrives."""
+
+    def __init__(self, max_bytes: int = LINE_MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.buf = bytearray()
+        self.too_long = False
+
+    def feed(self, chunk: bytes) -> list[tuple[bytes, bool]]:
+        lines, start = [], 0
+        while True:
+            nl = chunk.find(b"\n", start)
+            part = chunk[start:] if nl < 0 else chunk[start:nl]
+            if not self.too_long:
+                self.buf += part
+                if len(self.buf) > self.max_bytes:
+                    self.too_long = True
+                    self.buf.clear()
+            if nl < 0:
+                return lines
+            lines.append((b"", True) if self.too_long else (bytes(self.buf), False))
+            self.buf.clear()
+            self.too_long = False
+            start = nl + 1
+
+
+class PendingSched:
+    """An accepted ``sched ID DIR N`` whose N rows are still coming."""
+
+    def __init__(self, n: int, err: str | None, link_id: int = 0, direction: int = 0) -> None:
+        self.n = self.left = n
+        self.err, self.link_id, self.direction = err, link_id, direction
+        self.rows: list[Row] = []
+        self.last_t_ns = -1
+        self.oom = False
+
+
+class ControlChannel:
+    """Requests in, exactly one reply per request out; subclasses serve the links (the hooks)."""
+
+    def __init__(self) -> None:
+        self.counters = dict.fromkeys(("requests", "errors", "too_long", "rows"), 0)
+        self.pending: PendingSched | None = None
+        self.quit = False
+
+    # --- hooks -----------------------------------------------------------------------------------
+    def add_link(self, link_id: int, a: str, b: str) -> str:
+        """Serve a new link (id not in use); the reply."""
+        raise NotImplementedError
+
+    def has_link(self, link_id: int) -> bool:
+        raise NotImplementedError
+
+    def del_link(self, link_id: int) -> None:
+        raise NotImplementedError
+
+    def set_rows(self, link_id: int, direction: int, rows: list[Row]) -> None:
+        raise NotImplementedError
+
+    def link_stats(self, link_id: int) -> str:
+        """The JSON after ``ok`` of ``stats``."""
+        raise NotImplementedError
+
+    # --- the protocol ----------------------------------------------------------------------------
+    def command(self, line: str, next_row: Callable[[], str] = lambda: "") -> str:
+        """One request (rows of a ``sched`` pulled from ``next_row``) -> its reply."""
+        reply = self.feed(line.encode())
+        while reply is None:
+            reply = self.feed(next_row().encode())
+        return reply
+
+    def feed(self, line: bytes, too_long: bool = False) -> str | None:
+        """One input line (without newline) -> its reply, or None while it is a row of a ``sched``."""
+        self.counters["too_long"] += too_long
+        reply = self._row(line, too_long) if self.pending else self._request(line, too_long)
+        if reply is not None:
+            self.counters["requests"] += 1
+            self.counters["errors"] += reply.startswith("err")
+        return reply
+
+    def _request(self, line: bytes, too_long: bool) -> str | None:
+        if too_long:
+            return f"err line too long (max {LINE_MAX_BYTES} bytes)"
+        if line.translate(None, PRINTABLE):
+            return "err bad character (printable ASCII only)"
+        w = line.split()
+        if not w:
+            return "err empty command"
+        cmd = w[0].decode()
+        if cmd in ("ping", "quit", "now", "ctlstats"):
+            if len(w) != 1:
+                return f"err usage: {cmd}"
+            self.quit = cmd == "quit"
+            if cmd == "now":
+                return f"ok {time.monotonic_ns()}"
+            if cmd == "ctlstats":
+                return "ok " + json.dumps(self.counters, separators=(",", ":"))
+            return "ok"
+        if cmd == "sched":
+            return self._sched(w)
+        if cmd == "seed":
+            if len(w) != 2:
+                return "err usage: seed S"
+            if (seed := parse_uint(w[1], MAX_SEED)) is None:
+                return f"err seed: got {show(w[1])}; allowed an integer 0..{MAX_SEED}"
+            random.seed(seed)
+            return "ok"
+        if cmd not in ("add", "del", "stats", "set"):
+            return f"err unknown command {show(w[0])}"
+        return self._link_request(cmd, w)
+
+    def _link_request(self, cmd: str, w: list[bytes]) -> str:
+        name = w[2].decode() if len(w) >= 3 else ""
+        if cmd == "set" and name not in DIRECTIONS:
+            return "err usage: set ID uplink|downlink P..."
+        if cmd != "set" and len(w) != (4 if cmd == "add" else 2):
+            return "err usage: add ID IFA IFB" if cmd == "add" else f"err usage: {cmd} ID"
+        if (link_id := parse_uint(w[1], MAX_ID)) is None:
+            return f"err ID: got {show(w[1])}; allowed an integer 0..{MAX_ID}"
+        if cmd == "add":
+            if longer := next((n for n in w[2:4] if len(n) > MAX_IFNAME), None):
+                return f"err interface name too long: {show(longer)} (max {MAX_IFNAME} bytes)"
+            if w[2] == w[3]:
+                return "err IFA and IFB must differ"
+            return self.add_link(link_id, w[2].decode(), w[3].decode())
+        values = None
+        if cmd == "set":
+            try:
+                values = parse_params(w[3:])
+            except ProtocolError as exc:
+                return f"err {exc}"
+        if not self.has_link(link_id):
+            return f"err no link {link_id}"
+        if cmd == "del":
+            self.del_link(link_id)
+        elif cmd == "set":
+            self.set_rows(link_id, DIRECTIONS.index(name), [(0.0, values)])
+        else:
+            return "ok " + self.link_stats(link_id)
+        return "ok"
+
+    def _sched(self, w: list[bytes]) -> str | None:
+        """A ``sched`` header: an accepted N (1..MAX_SCHED_ROWS) makes the next N lines its rows."""
+        if len(w) < 4:
+            return "err usage: sched ID uplink|downlink N"
+        n = parse_uint(w[3], MAX_SCHED_ROWS)
+        if not n:
+            return f"err sched: N: got {show(w[3])}; allowed an integer 1..{MAX_SCHED_ROWS} (no rows read)"
+        name = w[2].decode()
+        if len(w) != 4 or name not in DIRECTIONS:
+            self.pending = PendingSched(n, "usage: sched ID uplink|downlink N")
+        elif (link_id := parse_uint(w[1], MAX_ID)) is None:
+            self.pending = PendingSched(n, f"ID: got {show(w[1])}; allowed an integer 0..{MAX_ID}")
+        else:
+            self.pending = PendingSched(n, None, link_id, DIRECTIONS.index(name))
+        return None
+
+    def _row(self, line: bytes, too_long: bool) -> str | None:
+        p = self.pending
+        i = p.n - p.left
+        self.counters["rows"] += 1
+        if p.err is None and not p.oom:
+            try:
+                p.last_t_ns, values = parse_row(line, too_long, p.last_t_ns)
+                p.rows.append((p.last_t_ns / 1e9, values))
+            except ProtocolError as exc:
+                p.err, p.rows = f"row {i}: {exc}", []
+            except MemoryError:
+                p.oom, p.rows = True, []
+        p.left -= 1
+        if p.left:
+            return None
+        self.pending = None
+        if p.err is not None:
+            return f"err {p.err}"
+        if p.oom:
+            return f"err out of memory for {p.n} rows"
+        if not self.has_link(p.link_id):
+            return f"err no link {p.link_id}"
+        self.set_rows(p.link_id, p.direction, p.rows)
+        return "ok"
