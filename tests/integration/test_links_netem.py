@@ -15,6 +15,7 @@ import pytest
 from linkbed import SCRATCH, probe, tol, two_hosts  # same folder: on sys.path under pytest
 
 from topologies.links import DirectionParams, LinkEngine, ScheduleRow, netem_available
+from topologies.links.netem import netem_seed_unsupported_reason
 from topologies.links.udpprobe import owd_ms
 from topologies.manifest import Manifest
 from topologies.switches import (
@@ -69,7 +70,7 @@ def test_netem_on_ovs_switch_port_survives_switch_start_and_schedules() -> None:
     datapath = select_datapath("auto")
     assert datapath == ("kernel" if kernel_datapath_available() else "user")
     tag = "t" + secrets.token_hex(3)
-    sw, port1 = f"s{tag}", f"s{tag}-eth1"
+    sw, port1 = f"fs{tag}", f"fs{tag}-eth1"  # object names start with "fs" + tag (manifest_check)
     manifest = Manifest.create(tag)
     engine = LinkEngine("netem", tag, manifest, SCRATCH / tag)
     net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False)
@@ -77,7 +78,7 @@ def test_netem_on_ovs_switch_port_survives_switch_start_and_schedules() -> None:
         engine.start()
         manifest.add("ovs_bridge", sw)
         manifest.add("link", port1)
-        manifest.add("link", f"s{tag}-eth2")
+        manifest.add("link", f"fs{tag}-eth2")
         s1 = net.addSwitch(sw, cls=switch_class(datapath), failMode="standalone",
                            dpid=secrets.token_hex(8))
         h1 = net.addHost("h1", ip="10.0.0.1/24")
@@ -123,10 +124,32 @@ def test_netem_loss_within_binomial_bounds() -> None:
         down = len(probe(h1, h2, 1000, 200, port=5002))
         engine.set_params("l1", "uplink", DirectionParams(delay_ms=1))
         up_again = len(probe(h1, h2, 1000, 200, port=5003))
+        seeding = engine.metadata()["netem_seeding"]  # the bed passes seed=7
     p = loss_pct / 100
     half = 2.5758 * math.sqrt(n * p * (1 - p))  # two-sided 99 % normal approximation
     assert abs((n - got) - n * p) <= half, (n - got, n * p, half)
     assert down == 0 and up_again == 200
+    reason = netem_seed_unsupported_reason()  # never silent: seeded, or why not
+    assert seeding == ("seeded from site.seed, per qdisc change" if reason is None
+                       else f"netem not seeded: {reason}")
+
+
+def test_netem_queue_limit_bounds_queueing_delay_like_the_relay() -> None:
+    """The same load as tests/integration/test_links_shaping.py's queue test (twice the rate for
+    2 s, far longer than the 5 ms delay): netem's limit (queue + delay line) gives the relay's queue."""
+    _need_netem()
+    rate_mbps, size, pkts = 5.0, 1000, 10
+    frame_bits = (size + 42) * 8
+    params = DirectionParams(delay_ms=5, rate_mbps=rate_mbps, queue_limit_pkts=pkts)
+    with two_hosts(params, None, "netem", calibrate=False) as (_, engine, h1, h2, _t):
+        rows = probe(h1, h2, 1200, 2400, size=size)  # 10 Mbit/s offered: twice the rate
+        stats = engine.stats("l1")["uplink"]
+    d = owd_ms(rows)
+    max_queue_ms = pkts * frame_bits / (rate_mbps * 1e3)
+    assert stats["dropped"] > 800  # about half of the offered load is dropped
+    # netem's delay line holds up to 3 frames of 1514 B over 5 ms; ours are 1042 B: ~1 frame slack
+    assert np.percentile(d, 99) < 5 + max_queue_ms + tol(1.0) + frame_bits / (rate_mbps * 1e3)
+    assert np.percentile(d, 90) > 5 + 0.6 * max_queue_ms  # the queue does fill up
 
 
 def test_netem_schedule_through_tc_batch_is_applied_in_order_and_cleaned_up() -> None:

@@ -152,9 +152,9 @@ def test_engine_compensates_backend_latency_and_switch_hop(fake_engine: LinkEngi
 
 
 def test_engine_schedule_rows_are_compensated_and_keep_other_fields(fake_engine: LinkEngine) -> None:
-    base = DirectionParams(delay_ms=5, jitter_distribution="uniform", queue_limit_pkts=9)
+    base = DirectionParams(delay_ms=5, jitter_distribution="uniform", rate_mbps=10, queue_limit_pkts=9)
     _build(fake_engine, "sat", DirectionParams(), base, {"uplink": 1, "downlink": 1})
-    rows = [ScheduleRow(0.0, 20, 1, 0, None, True), ScheduleRow(1.5, 30, 0, 2, 50, False)]
+    rows = [ScheduleRow(0.0, 20, 1, 0, 10, True), ScheduleRow(1.5, 30, 0, 2, 50, False)]
     fake_engine.set_schedule("sat", "downlink", rows, 123.0)
     _, name, direction, settings, t0 = fake_engine.backend.calls[-1]
     assert (name, direction, t0) == ("sat", "downlink", 123.0)
@@ -300,11 +300,11 @@ def test_netem_backend_shapes_each_direction_on_its_egress(
                    Setting(DirectionParams(delay_ms=30), 30.0))
     assert ran[0][:9] == ["nsenter", "--net=/proc/4242/ns/net", "--", "tc", "qdisc", "replace", "dev",
                           "h1-eth0", "root"]
-    assert ran[0][ran[0].index("delay") + 1] == "9900us"          # the compensated delay
+    assert ran[0][ran[0].index("delay") + 1] == "9900000ns"       # the compensated delay
     assert ran[1][:5] == ["tc", "qdisc", "replace", "dev", "s1-eth1"]  # root namespace: no nsenter
-    assert ran[1][ran[1].index("delay") + 1] == "30000us"
+    assert ran[1][ran[1].index("delay") + 1] == "30000000ns"
     backend.set(link, "downlink", Setting(DirectionParams(delay_ms=5, loss_pct=1), 4.8))
-    assert ran[2][:3] == ["tc", "qdisc", "change"] and "4800us" in ran[2] and "loss" in ran[2]
+    assert ran[2][:3] == ["tc", "qdisc", "change"] and "4800000ns" in ran[2] and "loss" in ran[2]
     rows = [Setting(DirectionParams(delay_ms=20), 19.9, 0.0),
             Setting(DirectionParams(delay_ms=40), 39.9, 0.001)]
     backend.schedule(link, "uplink", rows, time.monotonic())
@@ -313,8 +313,8 @@ def test_netem_backend_shapes_each_direction_on_its_egress(
     assert batch.done.wait(5)
     assert [s[0] for s in batch.sent] == [("l1", "uplink")] * 2
     assert batch.sent[0][2].startswith("qdisc change dev h1-eth0 root netem ")
-    assert "19900us" in batch.sent[0][2]
-    assert "39900us" in batch.sent[1][2] and batch.sent[1][1] == "schedule row at 0.001 s"
+    assert "19900000ns" in batch.sent[0][2]
+    assert "39900000ns" in batch.sent[1][2] and batch.sent[1][1] == "schedule row at 0.001 s"
     monkeypatch.setattr(netem_backend, "netem_stats", lambda dev, pid: {"tx": 5, "dev": dev, "pid": pid})
     stats = backend.stats(link)
     assert stats["uplink"]["dev"] == "h1-eth0" and stats["downlink"]["pid"] is None
@@ -322,6 +322,7 @@ def test_netem_backend_shapes_each_direction_on_its_egress(
     backend.detach(link)
     backend.stop()
     assert backend.metadata()["netem_schedule"]["rows_sent"] == 0
+    assert "seed" not in " ".join(w for argv in ran for w in argv)  # no seed given: none sent
 
 
 # --- the Python relay's wire format ------------------------------------------------------------------

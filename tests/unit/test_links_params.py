@@ -91,7 +91,7 @@ def test_constructor_validates() -> None:
 
 @pytest.mark.parametrize("build, path, allowed", [
     (lambda: DirectionParams(loss_pct=101), "loss_pct", "a number >= 0 and <= 100"),
-    (lambda: DirectionParams(queue_limit_pkts=0), "queue_limit_pkts", "a whole number >= 1 or None"),
+    (lambda: DirectionParams(queue_limit_pkts=0), "queue_limit_pkts", "a whole number >= 1 and <= 1000000"),
     (lambda: DirectionParams(loss_burst={}), "loss_burst", "a GilbertElliott or None"),
     (lambda: DirectionParams(up=1), "up", "true or false"),
     (lambda: GilbertElliott(-1, 10), "p_good_to_bad_pct", "a number >= 0 and <= 100"),
@@ -116,12 +116,15 @@ def test_gilbert_elliott_mean_loss() -> None:
     assert GilbertElliott(5, 5, 2, 50).mean_loss_pct() == pytest.approx(26.0)
 
 
-def test_bdp_queue_default() -> None:
+def test_bdp_queue_default_is_in_full_size_frames() -> None:
     p = DirectionParams(delay_ms=50, rate_mbps=100)
-    assert p.effective_queue_limit_bytes() == round(100e6 / 8 * 0.1)  # rate x 2 x one-way delay
-    assert DirectionParams(rate_mbps=1).effective_queue_limit_bytes() == 64 * 1514
-    assert DirectionParams(delay_ms=50).effective_queue_limit_bytes() is None
-    assert DirectionParams(rate_mbps=1, queue_limit_bytes=3000).effective_queue_limit_bytes() == 3000
+    # rate x 2 x one-way delay = 1.25 MB = 825.6 frames of 1514 B
+    assert p.effective_queue_limit_pkts() == 826 and p.effective_queue_limit_bytes() is None
+    assert DirectionParams(rate_mbps=1).effective_queue_limit_pkts() == 64
+    assert DirectionParams(delay_ms=50).effective_queue_limit_pkts() is None  # no rate: no queue
+    only_bytes = DirectionParams(rate_mbps=1, queue_limit_bytes=3000)
+    assert (only_bytes.effective_queue_limit_pkts(), only_bytes.effective_queue_limit_bytes()) == (None, 3000)
+    assert DirectionParams(rate_mbps=1, queue_limit_pkts=5).effective_queue_limit_pkts() == 5
 
 
 def test_schedule_rows_validate() -> None:
@@ -140,7 +143,7 @@ def test_schedule_rows_validate() -> None:
 
 
 def test_with_row_keeps_other_fields() -> None:
-    base = DirectionParams(delay_ms=1, jitter_distribution="uniform", queue_limit_pkts=9)
+    base = DirectionParams(delay_ms=1, jitter_distribution="uniform", rate_mbps=5, queue_limit_pkts=9)
     p = base.with_row(ScheduleRow(3, 20, 1, 2, 50, False))
     assert (p.delay_ms, p.jitter_ms, p.loss_pct, p.rate_mbps, p.up) == (20, 1, 2, 50, False)
     assert p.jitter_distribution == "uniform" and p.queue_limit_pkts == 9
@@ -152,11 +155,12 @@ def test_netem_argv_replace_with_everything() -> None:
     argv = netem_argv("h1-eth0", p)
     assert argv[:7] == ["tc", "qdisc", "replace", "dev", "h1-eth0", "root", "netem"]
     words = argv[7:]
-    assert words[words.index("delay") + 1:words.index("delay") + 5] == ["10000us", "2000us",
+    assert words[words.index("delay") + 1:words.index("delay") + 5] == ["10000000ns", "2000000ns",
                                                                           "distribution", "normal"]
     assert words[words.index("loss") + 1:words.index("loss") + 3] == ["random", "1%"]
     assert words[words.index("rate") + 1] == "50000000bit"
-    assert int(words[words.index("limit") + 1]) >= 1000
+    # the BDP queue (50 Mbit/s x 20 ms = 83 frames) + frames in flight over delay + jitter (50)
+    assert words[words.index("limit") + 1] == "133"
 
 
 def test_netem_argv_always_has_a_rate_and_uses_change_for_updates() -> None:
@@ -171,7 +175,7 @@ def test_netem_argv_always_has_a_rate_and_uses_change_for_updates() -> None:
 
 def test_netem_argv_uniform_jitter_gemodel_and_down() -> None:
     uni = netem_argv("x", DirectionParams(delay_ms=1, jitter_ms=1, jitter_distribution="uniform"))
-    assert "distribution" not in uni and "1000us" in uni
+    assert "distribution" not in uni and "1000000ns" in uni
     ge = netem_argv("x", DirectionParams(loss_pct=5, loss_burst=GilbertElliott(1, 20, 0.5, 90)))
     i = ge.index("loss")
     assert ge[i + 1:i + 6] == ["gemodel", "1%", "20%", "90%", "0.5%"]
@@ -179,11 +183,16 @@ def test_netem_argv_uniform_jitter_gemodel_and_down() -> None:
     assert down[down.index("loss") + 1:down.index("loss") + 3] == ["random", "100%"]
 
 
-def test_netem_limit_covers_packets_in_flight() -> None:
-    # 1 Gbit/s x 300 ms = 37.5 MB in flight = 24,769 frames of 1514 B, plus the BDP queue
+def test_netem_limit_is_the_queue_plus_the_full_size_frames_in_flight() -> None:
+    # 1 Gbit/s x 300 ms = 37.5 MB in flight = 24,769 frames of 1514 B, plus the BDP queue (2 x that)
     p = DirectionParams(delay_ms=300, rate_mbps=1000)
-    assert netem_limit_pkts(p) >= 24_769 + 37_500_000 * 2 // 1514
+    assert netem_limit_pkts(p) == 24_769 + 49_538
+    assert netem_limit_pkts(DirectionParams(rate_mbps=10, queue_limit_pkts=7)) == 7  # no delay line
+    assert netem_limit_pkts(DirectionParams(delay_ms=10, rate_mbps=10, queue_limit_pkts=7)) == 7 + 9
     assert netem_limit_pkts(DirectionParams()) == 1000
+    # without a rate: room for 1 Mpps over delay + 4 jitter (netem's tables reach 4 sigma)
+    assert netem_limit_pkts(DirectionParams(delay_ms=20, jitter_ms=5)) == 40_000
+    assert netem_limit_pkts(DirectionParams(delay_ms=3_600_000)) == 3_600_000_000  # < netem's u32
 
 
 def test_wire_params_subtracts_calibration_and_maps_fields() -> None:
@@ -192,7 +201,7 @@ def test_wire_params_subtracts_calibration_and_maps_fields() -> None:
     f = wire_params(p, delay_ms=9.95).split()  # the engine passes the compensated delay
     assert len(f) == 13
     assert f[0] == str(9_950_000) and f[1] == str(1_000_000) and f[2] == "2"
-    assert float(f[3]) == pytest.approx(0.025) and f[4] == "1"
+    assert float(f[3]) == round(0.025 * 0xFFFF_FFFF) / 0xFFFF_FFFF and f[4] == "1"
     assert float(f[5]) == pytest.approx(0.01) and float(f[6]) == pytest.approx(0.25)
     assert f[9] == "8000000" and f[10] == "7" and f[12] == "0"
     assert wire_params(p).split()[0] == str(10_000_000)  # default: the configured delay
@@ -204,7 +213,7 @@ def test_netem_batch_line_is_the_argv_without_tc() -> None:
     line = netem_batch_line("s1-eth2", p)
     assert line.split() == netem_argv("s1-eth2", p, "change")[1:]
     assert line.startswith("qdisc change dev s1-eth2 root netem limit ")
-    assert "delay 12500us 1000us" in line and line.endswith("rate 50000000bit")
+    assert "delay 12500000ns 1000000ns" in line and line.endswith("rate 50000000bit")
     assert "\n" not in line and "nsenter" not in line
     assert netem_batch_line("x", p, "replace").startswith("qdisc replace dev x root netem ")
     with pytest.raises(ValueError, match="verb"):

@@ -13,7 +13,8 @@ Modules: ``engine`` (LinkEngine: links by name, compensation, schedules' validat
 (the protocol), ``backends/`` (the registry, ``relay``, ``netem``), ``mnlink`` (the Mininet link
 class), ``direction`` (uplink / downlink), ``compensation`` (the emulator's own latency taken off
 delays), ``params``; low-level ``relayproc`` / ``pyrelay`` / ``relay/relay.c`` (the relay
-process) and ``netem`` (tc commands); ``calibrate`` / ``ovs_calibrate`` / ``udpprobe``
+process; ``relayctl`` and ``relay/control.c`` its control protocol, Python and C) and ``netem`` (tc
+commands); ``calibrate`` / ``ovs_calibrate`` / ``udpprobe``
 (measurements); ``commands`` (running tools).
 
 Typical use::

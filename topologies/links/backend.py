@@ -5,6 +5,8 @@ engine (:class:`topologies.links.engine.LinkEngine`) keeps what every backend sh
 name, direction names, schedule validation, delay compensation (:mod:`topologies.links.compensation`)
 and floor warnings — and calls its backend for everything that touches packets, in this order::
 
+    scenario check                 Backend.check(params) -> problems  per link setting, before
+                                   anything starts (check_settings); backends also require() it
     engine.start()                 backend.start()                   once, before any link
     net.addLink(..., cls=engine.link_class, uplink=..., downlink=...)   per link:
       Mininet's Link constructor   backend.make_intf_pair(name, end1, end2, options) -> link
@@ -32,13 +34,32 @@ plus one line in ``REGISTRY``.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+import dataclasses
+import logging
+import signal
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from topologies.errors import RunFailed
 from topologies.links.params import DirectionParams
 from topologies.manifest import Manifest
+from topologies.validate import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def describe_exit(code: int | None) -> str:
+    """``exited with code 3`` / ``killed by SIGKILL`` for a Popen return code."""
+    if code is None:
+        return "is running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 @dataclass(frozen=True)
@@ -102,6 +123,19 @@ class BackendLink:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Problem:
+    """What a backend cannot do with one parameter (``fatal``), or does differently (a warning).
+
+    ``field``: the DirectionParams field; ``message``: one line, naming the backend and, for a
+    fatal problem, what to use instead (it becomes the "allowed" part of a ConfigError).
+    """
+
+    field: str
+    message: str
+    fatal: bool = True
+
+
 def veth_offloads(uplink: DirectionParams, downlink: DirectionParams, txo: bool) -> tuple[str, ...]:
     """``ethtool -K`` words for both node-side ends of a veth pair that the kernel forwards.
 
@@ -134,6 +168,22 @@ class LinkBackend(abc.ABC):
         """Why this backend cannot run on this machine (e.g. a missing kernel module), or None."""
         return None
 
+    @classmethod
+    def check(cls, params: DirectionParams) -> list[Problem]:
+        """What this backend cannot do with ``params`` (fatal) or does differently (warnings).
+
+        Pure (nothing is run): the scenario check calls it for every link setting before a run
+        starts (:func:`check_settings`), and the backend itself before applying a setting."""
+        return []
+
+    def require(self, params: DirectionParams, where: str) -> None:
+        """Raise the ConfigError of the first fatal :meth:`check` problem (``where``: the link and
+        direction, for the message)."""
+        for problem in self.check(params):
+            if problem.fatal:
+                raise ConfigError(f"{where}.{problem.field}", getattr(params, problem.field),
+                                  problem.message)
+
     def __init__(self, ctx: BackendContext, **options: Any) -> None:
         """Nothing may be created here (only in :meth:`start`); unknown ``options`` are a TypeError."""
         if options:
@@ -154,6 +204,11 @@ class LinkBackend(abc.ABC):
         """The backend's own latency: ``offset_ms`` (subtracted from every delay), ``floor_ms``
         (the smallest delay it can emulate; smaller ones warn), ``measured`` and how it was measured."""
         return {"offset_ms": 0.0, "floor_ms": 0.0, "measured": False}
+
+    def failed(self) -> RunFailed | None:
+        """A process or thread this backend keeps for the whole run that has died, as a RunFailed
+        naming it and its log; None while everything runs. The runner polls it during a run."""
+        return None
 
     def data_path_pids(self) -> list[int]:
         """Processes that carry packets (for CPU accounting); [] when the kernel does it."""
@@ -199,3 +254,41 @@ class LinkBackend(abc.ABC):
     def metadata(self) -> dict[str, Any]:
         """The backend's own keys for a run's metadata (exactly ``metadata_keys``)."""
         return {}
+
+
+def check_settings(backend: type[LinkBackend], settings: Iterable[tuple[str, DirectionParams]]) -> list[str]:
+    """Check every ``(key path, params)`` against ``backend`` before anything is started.
+
+    Raises the ConfigError of the first fatal problem (``path.field: got X; allowed: ...``);
+    returns the warnings (``path.field: message``, each once) for the runner to print and store.
+    """
+    warnings: list[str] = []
+    for path, params in settings:
+        for problem in backend.check(params):
+            if problem.fatal:
+                raise ConfigError(f"{path}.{problem.field}", getattr(params, problem.field),
+                                  problem.message)
+            text = f"{path}.{problem.field}: {problem.message}"
+            if text not in warnings:
+                warnings.append(text)
+    return warnings
+
+
+def direction_params_in(obj: Any, path: str = "") -> list[tuple[str, DirectionParams]]:
+    """Every DirectionParams inside a config object (dataclasses, tuples, lists, dicts), each with
+    its key path (``cells[0].backhaul.uplink``). A field named ``link`` adds nothing to the path
+    (the scenario writes ``[leo] link`` as ``leo.uplink`` / ``leo.downlink``)."""
+    if isinstance(obj, DirectionParams):
+        return [(path, obj)]
+    out: list[tuple[str, DirectionParams]] = []
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        for f in dataclasses.fields(obj):
+            sub = path if f.name == "link" else f"{path}.{f.name}" if path else f.name
+            out += direction_params_in(getattr(obj, f.name), sub)
+    elif isinstance(obj, tuple | list):
+        for i, item in enumerate(obj):
+            out += direction_params_in(item, f"{path}[{i}]")
+    elif isinstance(obj, Mapping):
+        for key, item in obj.items():
+            out += direction_params_in(item, f"{path}.{key}" if path else str(key))
+    return out

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from topologies.errors import RunFailed
 from topologies.links.backend import BackendContext, BackendLink, Endpoint, LinkBackend, Setting
 from topologies.links.backends import REGISTRY, metadata_keys, select_backend
 from topologies.links.commands import tool_versions
@@ -61,6 +62,7 @@ class LinkEngine:
         self.switch_hop_ms = 0.0
         self.shortfall_ms: dict[str, dict[str, float]] = {}  # link -> direction -> worst uncompensated
         self._lock = threading.Lock()
+        self._queue_modelled: set[tuple[str, str]] = set()  # (link, direction) that ever had a rate
         self._started = False
         self._link_class: type | None = None
 
@@ -76,6 +78,10 @@ class LinkEngine:
         """Stop schedules and the backend, remove what it created. Idempotent."""
         self.backend.stop()
         self._started = False
+
+    def failed(self) -> RunFailed | None:
+        """The backend's process or thread that died mid-run (relay, tc batch, replayer), or None."""
+        return self.backend.failed() if self._started else None
 
     @property
     def link_class(self) -> type:
@@ -115,8 +121,43 @@ class LinkEngine:
         """Per-direction counters ``{"uplink": {...}, "downlink": {...}}`` (keys: see the backend)."""
         return self.backend.stats(self._emulated(link_name, UPLINK).backend_link)
 
+    def counters(self) -> dict[str, Any]:
+        """Every emulated link's counters now: ``{"links": {link: {direction: counters}}, "totals":
+        {direction: {key: sum}}, "unavailable": {link: why}}``; a link whose counters cannot be read
+        is listed in ``unavailable``, never an exception (this runs at teardown, also after a
+        failure). Each direction also gets ``queue_modelled`` (it had a rate at some time, so queue
+        drops are the bottleneck model's) and ``held`` = packets in the data path now (relay:
+        rx - tx - every drop; netem: its backlog)."""
+        links: dict[str, dict[str, dict[str, Any]]] = {}
+        unavailable: dict[str, str] = {}
+        for name, link in sorted(self._links.items()):
+            if not link.emulated or link.backend_link is None:
+                continue
+            try:
+                links[name] = self.stats(name)
+            except Exception as exc:  # dead relay, tc failure, ...
+                unavailable[name] = f"{type(exc).__name__}: {exc}"
+                continue
+            for direction, counters in links[name].items():
+                counters["queue_modelled"] = (name, direction) in self._queue_modelled
+                if "rx" in counters and "tx" in counters:
+                    counters["held"] = counters["rx"] - counters["tx"] - sum(
+                        v for k, v in counters.items() if k.startswith("dropped_") and isinstance(v, int))
+                elif "backlog_pkts" in counters:  # netem: what its queue holds now
+                    counters["held"] = counters["backlog_pkts"]
+        totals: dict[str, dict[str, int]] = {}
+        for per_direction in links.values():
+            for direction, counters in per_direction.items():
+                total = totals.setdefault(direction, {})
+                for key, value in counters.items():
+                    if isinstance(value, int) and not isinstance(value, bool):
+                        total[key] = max(total.get(key, 0), value) if key.endswith("_max_ns") \
+                            else total.get(key, 0) + value
+        return {"backend": self.backend_name, "links": links, "totals": totals,
+                "unavailable": unavailable}
+
     def metadata(self) -> dict[str, Any]:
-        """Backend, its own keys, calibration and versions, for a run's metadata.json."""
+        """Backend, its own keys, calibration, versions and every link's counters (metadata.json)."""
         return {
             "backend": self.backend_name,
             **dict.fromkeys(metadata_keys()),  # every backend's keys; None for the others'
@@ -128,6 +169,7 @@ class LinkEngine:
             # link -> direction -> worst part of the charged switch latency a delay could not absorb
             "switch_hop_shortfall_ms": {k: dict(v) for k, v in self.shortfall_ms.items() if any(v.values())},
             "versions": tool_versions(),
+            "link_counters": self.counters(),
         }
 
     # --- building links (the Mininet link class, mnlink.py, calls these in this order) ----------
@@ -190,6 +232,8 @@ class LinkEngine:
             log.warning("link %s %s: delay_ms %.3f is below what this machine can emulate "
                         "(the %s backend's own latency %.3f ms); it will measure about %.3f ms",
                         link.name, direction, params.delay_ms, self.backend_name, floor, floor)
+        if params.rate_mbps is not None:
+            self._queue_modelled.add((link.name, direction))
         hops = link.switch_hops[direction]
         delay_ms, short = compensate(params.delay_ms, hops=hops, hop_ms=self.switch_hop_ms,
                                      own_ms=float(calibration["offset_ms"]))

@@ -5,10 +5,12 @@ process that replays schedules, and qdisc counters. The backend itself is
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import math
 import os
+import re
 import secrets
 import subprocess
 import threading
@@ -19,38 +21,68 @@ from pathlib import Path
 from typing import IO
 
 from topologies.links.commands import in_netns
-from topologies.links.params import FRAME_BYTES, DirectionParams
+from topologies.links.params import (
+    FRAME_BYTES,
+    DirectionParams,
+    rate_bytes_per_s,
+)
 
 log = logging.getLogger(__name__)
 
 # netem reorders packets when the delay drops unless a rate is set (with a rate, each packet's
 # time_to_send is computed from the previous packet's: net/sched/sch_netem.c, netem_enqueue()).
-# "Unlimited" is therefore sent as this rate, far above what a veth pair carries here.
+# "Unlimited" is therefore sent as this rate (params.RATE_MAX_MBPS), far above what a veth pair
+# carries here.
 UNLIMITED_RATE_BPS = 100_000_000_000
 NETEM_DEFAULT_LIMIT_PKTS = 1000  # netem's own default limit (tc-netem(8))
+NETEM_LIMIT_MAX = 0xFFFF_FFFF    # netem's limit is a u32 (tc_netem_qopt.limit)
+# Without a rate netem's limit only has to hold its delay line: sized for this many packets per
+# second, above what one veth pair carries here (the C relay prototype: 211 kpps, DESIGN.md).
+NETEM_MAX_PPS = 1_000_000
+# netem's normal and pareto tables reach +-4 sigma (iproute2 netem/*.c: values / 8192, capped at
+# 32767); uniform reaches +-1 sigma.
+NETEM_TABLE_SIGMAS = 4
+# netem's pareto table is (u^(-1/3) - 1.5) * 4/3 * jitter (iproute2 netem/pareto.c): standard
+# deviation 1.155 * jitter. Ours is scaled to standard deviation = jitter (params.py, the relay),
+# so netem gets jitter * sqrt(3)/2, which makes the two the same up to netem's cap at 4 sigma.
+PARETO_JITTER_SCALE = math.sqrt(3) / 2
+# TCA_NETEM_PRNG_SEED: iproute2 >= 6.6 ("seed" option), Linux >= 6.6; older kernels ignore the
+# attribute without an error, so both are checked.
+NETEM_SEED_KERNEL = (6, 6)
 
 
 def netem_limit_pkts(p: DirectionParams) -> int:
-    """netem's ``limit`` counts every packet it holds (in delay and in rate queue): size it to the
-    packets in flight over delay + 4 jitter at the rate plus the rate queue, in full-size frames."""
-    if p.queue_limit_pkts is not None and p.queue_limit_bytes is None and p.rate_mbps is not None:
-        queue_pkts = p.queue_limit_pkts
+    """netem's own ``limit``: it counts every packet netem holds, in its delay line too.
+
+    With a rate: the bottleneck queue's packet limit plus the full-size frames serialised over
+    delay + jitter, so that on a link busy for longer than the delay the queue in front of the
+    rate holds what the relay's holds (within one frame). Early in a burst (the delay line not yet
+    full) it holds more, with small frames in the delay line less; NetemBackend.check warns.
+    Without a rate (no queue): never drops a delayed packet below ``NETEM_MAX_PPS`` packets/s.
+    """
+    if p.rate_mbps is None:
+        span_s = (p.delay_ms + NETEM_TABLE_SIGMAS * p.jitter_ms) / 1000
+        n = max(NETEM_DEFAULT_LIMIT_PKTS, math.ceil(NETEM_MAX_PPS * span_s))
     else:
-        qb = p.effective_queue_limit_bytes()
-        queue_pkts = 0 if qb is None else math.ceil(qb / FRAME_BYTES)
-    # Unlimited: the real bound is what a sender can push through a veth; assume 10 Gbit/s.
-    rate_bps = 10e9 if p.rate_mbps is None else p.rate_mbps * 1e6
-    flight = rate_bps / 8 * (p.delay_ms + 4 * p.jitter_ms) / 1000 / FRAME_BYTES
-    return max(NETEM_DEFAULT_LIMIT_PKTS, math.ceil(flight) + queue_pkts)
+        queue = p.effective_queue_limit_pkts()
+        if queue is None:  # a byte limit only: netem cannot (NetemBackend.check); nearest in frames
+            queue = math.ceil((p.queue_limit_bytes or 0) / FRAME_BYTES)
+        flight_s = (p.delay_ms + p.jitter_ms) / 1000
+        n = queue + math.ceil(rate_bytes_per_s(p.rate_mbps) * flight_s / FRAME_BYTES)
+    return min(max(n, 1), NETEM_LIMIT_MAX)
 
 
-def netem_args(p: DirectionParams) -> list[str]:
-    """The netem option words for ``p`` (after ``... root netem``)."""
-    args = ["limit", str(netem_limit_pkts(p)),
-            "delay", f"{round(p.delay_ms * 1000)}us"]
-    if p.jitter_ms > 0:
-        args.append(f"{round(p.jitter_ms * 1000)}us")
-        if p.jitter_distribution != "uniform":  # netem's default jitter is uniform
+def netem_args(p: DirectionParams, seed: int | None = None) -> list[str]:
+    """The netem option words for ``p`` (after ``... root netem``); ``seed`` for netem's PRNG."""
+    delay_ns = round(p.delay_ms * 1e6)
+    scale = PARETO_JITTER_SCALE if p.jitter_distribution == "pareto" else 1.0
+    jitter_ns = round(p.jitter_ms * 1e6 * scale)
+    table = jitter_ns > 0 and p.jitter_distribution != "uniform"  # netem's default is uniform
+    # tc refuses a distribution with a zero delay: 1 ns instead of 0
+    args = ["limit", str(netem_limit_pkts(p)), "delay", f"{max(delay_ns, 1 if table else 0)}ns"]
+    if jitter_ns > 0:
+        args.append(f"{jitter_ns}ns")
+        if table:
             args += ["distribution", p.jitter_distribution]
     if not p.up:
         args += ["loss", "random", "100%"]
@@ -61,13 +93,15 @@ def netem_args(p: DirectionParams) -> list[str]:
                  _pct(g.loss_bad_pct), _pct(g.loss_good_pct)]
     elif p.loss_pct > 0:
         args += ["loss", "random", _pct(p.loss_pct)]
-    rate_bps = UNLIMITED_RATE_BPS if p.rate_mbps is None else round(p.rate_mbps * 1e6)
+    rate_bps = UNLIMITED_RATE_BPS if p.rate_mbps is None else 8 * rate_bytes_per_s(p.rate_mbps)
     args += ["rate", f"{rate_bps}bit"]
+    if seed is not None:
+        args += ["seed", str(seed)]
     return args
 
 
 def netem_argv(dev: str, p: DirectionParams, verb: str = "replace",
-               netns_pid: int | None = None) -> list[str]:
+               netns_pid: int | None = None, seed: int | None = None) -> list[str]:
     """argv that installs (``replace``) or updates in place (``change``) netem on ``dev``'s egress.
 
     Never delete + add: ``change`` keeps queued packets. With ``netns_pid`` the command runs in that
@@ -75,16 +109,48 @@ def netem_argv(dev: str, p: DirectionParams, verb: str = "replace",
     """
     if verb not in ("replace", "change"):
         raise ValueError(f"netem verb {verb!r}; allowed: 'replace', 'change'")
-    return in_netns(["tc", "qdisc", verb, "dev", dev, "root", "netem", *netem_args(p)], netns_pid)
+    return in_netns(["tc", "qdisc", verb, "dev", dev, "root", "netem", *netem_args(p, seed)], netns_pid)
 
 
-def netem_batch_line(dev: str, p: DirectionParams, verb: str = "change") -> str:
+def netem_batch_line(dev: str, p: DirectionParams, verb: str = "change", seed: int | None = None) -> str:
     """One ``tc -batch`` line (no leading ``tc``) that installs or changes netem on ``dev``."""
-    return " ".join(netem_argv(dev, p, verb)[1:])
+    return " ".join(netem_argv(dev, p, verb, seed=seed)[1:])
 
 
 def _pct(value: float) -> str:
-    return f"{value:.6g}%"
+    """A percentage tc turns into exactly ``prob_steps(value)`` (the shortest round-trip text:
+    iproute2 computes rint(value / 100 * UINT32_MAX), as prob_steps does)."""
+    text = repr(float(value))
+    return (text[:-2] if text.endswith(".0") else text) + "%"
+
+
+def netem_seed(seed: int, *parts: object) -> int:
+    """A 64-bit netem seed for one qdisc change, derived from the run's seed and ``parts`` (link,
+    direction, change number): netem re-seeds on every change, so each change needs its own."""
+    digest = hashlib.blake2b(repr((seed, *parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def seed_unsupported(help_text: str, kernel_release: str) -> str | None:
+    """Why netem cannot be seeded with this iproute2 (its netem help text) and kernel, or None."""
+    if not re.search(r"\bseed\b", help_text):
+        return "this iproute2 has no netem 'seed' option (iproute2 >= 6.6 has it)"
+    match = re.match(r"(\d+)\.(\d+)", kernel_release)
+    if match is None or (int(match[1]), int(match[2])) < NETEM_SEED_KERNEL:
+        return (f"kernel {kernel_release} ignores netem's seed (TCA_NETEM_PRNG_SEED needs Linux >= "
+                f"{NETEM_SEED_KERNEL[0]}.{NETEM_SEED_KERNEL[1]})")
+    return None
+
+
+@functools.cache
+def netem_seed_unsupported_reason() -> str | None:
+    """:func:`seed_unsupported` for this machine (tc only prints its netem help: nothing is created)."""
+    try:
+        out = subprocess.run(["tc", "qdisc", "add", "dev", "lo", "root", "netem", "help"],
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"tc's netem help could not be read ({exc})"
+    return seed_unsupported(out.stdout + out.stderr, os.uname().release)
 
 
 @functools.cache
@@ -265,8 +331,12 @@ def schedule_summary(counters: list[BatchCounters], late_ms: list[float]) -> dic
 
 
 def netem_stats(dev: str, netns_pid: int | None) -> dict:
-    """Counters of the netem root qdisc on ``dev``: tx (packets), dropped, tx_bytes (0 without one)."""
+    """Counters of the netem root qdisc on ``dev`` (0 without one): tx (packets), dropped (random
+    loss and queue-limit overflow together: netem does not tell them apart), tx_bytes, overlimits,
+    requeues, backlog_pkts (still queued)."""
     argv = in_netns(["tc", "-s", "-j", "qdisc", "show", "dev", dev], netns_pid)
     out = subprocess.run(argv, capture_output=True, text=True).stdout
     q = next((q for q in json.loads(out or "[]") if q.get("kind") == "netem"), {})
-    return {"tx": q.get("packets", 0), "dropped": q.get("drops", 0), "tx_bytes": q.get("bytes", 0)}
+    return {"tx": q.get("packets", 0), "dropped": q.get("drops", 0), "tx_bytes": q.get("bytes", 0),
+            "overlimits": q.get("overlimits", 0), "requeues": q.get("requeues", 0),
+            "backlog_pkts": q.get("qlen", 0)}

@@ -23,7 +23,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from topologies.links.backend import BackendContext, BackendLink, Endpoint, LinkBackend, Setting
+from topologies.errors import RunFailed
+from topologies.links.backend import (
+    BackendContext,
+    BackendLink,
+    Endpoint,
+    LinkBackend,
+    Setting,
+    describe_exit,
+)
 from topologies.links.commands import run_cmd
 from topologies.links.direction import DOWNLINK, UPLINK
 from topologies.links.params import DirectionParams
@@ -74,7 +82,8 @@ class RelayBackend(LinkBackend):
         manifest = self.ctx.manifest
         manifest.add("netns", self.netns)
         run_cmd(["ip", "netns", "add", self.netns])
-        run_cmd(["ip", "-n", self.netns, "link", "set", "lo", "up"])
+        # the alias of its lo marks the namespace as this run's (topologies/runobjects.py)
+        run_cmd(["ip", "-n", self.netns, "link", "set", "dev", "lo", "up", "alias", manifest.alias])
         self.relay = RelayProcess(self.netns, self.ctx.log_dir / f"relay-{self.ctx.tag}.log",
                                   prefer_c=self.relay_impl == "c")
         manifest.add_process(f"relay-{self.ctx.tag}", self.relay.pid)
@@ -90,14 +99,21 @@ class RelayBackend(LinkBackend):
             manifest.discard("process", f"relay-{self.ctx.tag}")
             self.relay = None
         if any(e["kind"] == "netns" and e["name"] == self.netns for e in manifest.entries):
-            subprocess.run(["ip", "netns", "delete", self.netns], capture_output=True)
-            manifest.discard("netns", self.netns)
+            manifest.remove("netns", self.netns)  # only if it carries this run's tag
             for name in self._root_links:  # their veth peers were in the namespace: gone with it
                 manifest.discard("link", name)
             self._root_links = []
 
     def calibration(self) -> dict[str, Any]:
         return dict(self._calibration)
+
+    def failed(self) -> RunFailed | None:
+        relay = self.relay
+        if relay is None or relay.alive():
+            return None
+        how = describe_exit(relay.proc.returncode)
+        return RunFailed(f"relay (pid {relay.pid}, netns {self.netns}) {how} mid-run; see {relay.log_path}",
+                         component="relay", log_path=str(relay.log_path))
 
     def data_path_pids(self) -> list[int]:
         return [self.relay.pid] if self.relay is not None else []
