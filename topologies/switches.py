@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import functools
+import logging
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from mininet.node import OVSSwitch
+from mininet.node import OVSSwitch, Switch
+from mininet.util import errRun
 
 from topologies.errors import UserError
+from topologies.runobjects import (
+    OVS_TIMEOUT_S,
+    QOS_OWNER_KEY,
+    ObjectError,
+    bridge_tags,
+    destroy_noop_qos,
+    ovs_tag_opts,
+    tag_link,
+)
+
+log = logging.getLogger(__name__)
 
 DATAPATHS = ("auto", "kernel", "user")  # ovs_datapath choices (scenario, CLI)
 
@@ -20,8 +33,9 @@ class OvsNotRunning(UserError):
 
 def ovs_running(timeout_s: int = 5) -> bool:
     try:
-        out = subprocess.run(["ovs-vsctl", f"--timeout={timeout_s}", "show"], capture_output=True)
-    except OSError:
+        out = subprocess.run(["ovs-vsctl", f"--timeout={timeout_s}", "show"], capture_output=True,
+                             timeout=timeout_s + 5)
+    except (OSError, subprocess.TimeoutExpired):
         return False
     return out.returncode == 0
 
@@ -31,8 +45,9 @@ def kernel_datapath_available() -> bool:
     if Path("/sys/module/openvswitch").exists():
         return True
     try:
-        return subprocess.run(["modprobe", "-q", "openvswitch"], capture_output=True).returncode == 0
-    except OSError:
+        return subprocess.run(["modprobe", "-q", "openvswitch"], capture_output=True,
+                              timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
         return False
 
 
@@ -59,9 +74,6 @@ def keeps_own_qdisc(intf: Any) -> bool:
     return bool(getattr(getattr(intf, "link", None), "owns_qdisc", False))
 
 
-QOS_OWNER_KEY = "factorysat_bridge"  # external_ids key naming the bridge a noop QoS row was made for
-
-
 def _noop_qos(intf: Any) -> str:
     """ovs-vsctl words giving ``intf``'s Port a linux-noop QoS row, tagged with its bridge's name.
 
@@ -72,19 +84,32 @@ def _noop_qos(intf: Any) -> str:
             f" external_ids:{QOS_OWNER_KEY}={intf.node}")
 
 
-def destroy_noop_qos(bridge: str) -> None:
-    """Destroy the noop QoS rows made for ``bridge``'s ports (after the bridge is deleted)."""
-    out = subprocess.run(["ovs-vsctl", "--bare", "--columns=_uuid", "find", "QoS",
-                          f"external_ids:{QOS_OWNER_KEY}={bridge}"], capture_output=True, text=True)
-    argv = ["ovs-vsctl"]
-    for uuid in out.stdout.split():
-        argv += ["--", "--if-exists", "destroy", "QoS", uuid]
-    if len(argv) > 1:
-        subprocess.run(argv, capture_output=True)
-
-
 class FactoryOVSSwitch(OVSSwitch):
-    """OVSSwitch that leaves the qdisc of link-engine (netem) ports to the link engine."""
+    """OVSSwitch that tags what it creates with its run and never waits on ovsdb for ever.
+
+    ``run_id``: the bridge gets ``external_ids:factorysat-run=<run_id>`` in its ``add-br``
+    transaction and each root-namespace port the run's interface alias the moment Mininet adds it
+    (topologies/runobjects.py), so cleanup can tell them from same-named objects it did not make.
+    Every ovs-vsctl call carries ``--timeout``. Ports of link-engine (netem) links keep their qdisc.
+    """
+
+    def __init__(self, name: str, run_id: str | None = None, **params: Any) -> None:
+        self.run_id = run_id
+        super().__init__(name, **params)
+
+    def vsctl(self, *args: Any, **kwargs: Any) -> Any:
+        if self.batch:  # queued words are joined behind one "ovs-vsctl" later
+            return super().vsctl(*args, **kwargs)
+        return super().vsctl(f"--timeout={OVS_TIMEOUT_S}", *args, **kwargs)
+
+    def bridgeOpts(self) -> str:  # noqa: N802 (Mininet's name)
+        opts = super().bridgeOpts()
+        return opts + " " + ovs_tag_opts(self.run_id) if self.run_id else opts
+
+    def addIntf(self, intf: Any, port: int | None = None, **kwargs: Any) -> None:  # noqa: N802
+        super().addIntf(intf, port=port, **kwargs)
+        if self.run_id and not self.inNamespace and str(intf) != "lo":
+            tag_link(str(intf), self.run_id)
 
     def intfOpts(self, intf: Any) -> str:  # noqa: N802 (Mininet's name)
         opts = super().intfOpts(intf)
@@ -97,18 +122,55 @@ class FactoryOVSSwitch(OVSSwitch):
         self.TCReapply(intf)
 
     def stop(self, deleteIntfs: bool = True) -> None:  # noqa: N803 (Mininet's name)
-        super().stop(deleteIntfs)
-        destroy_noop_qos(self.name)
+        # OVSSwitch.stop without its timeout-less "ovs-vsctl del-br", and only for our own bridge
+        if _ours([self]):
+            self.vsctl("--if-exists", "del-br", self)
+            if self.datapath == "user":
+                self.cmd("ip link del", self)
+            _destroy_noop_qos(self.name)
+        Switch.stop(self, deleteIntfs)
 
     @classmethod
-    def batchShutdown(cls, switches: Any, run: Any = None) -> Any:  # noqa: N802 (Mininet's name)
-        done = super().batchShutdown(switches) if run is None else super().batchShutdown(switches, run)
+    def batchShutdown(cls, switches: Any, run: Any = errRun) -> Any:  # noqa: N802 (Mininet's name)
+        """Delete the bridges that carry their run's tag (a same-named bridge someone else made
+        stays), stop every switch's shell; all with ovs-vsctl --timeout."""
+        def with_timeout(cmd: str, *args: Any, **kwargs: Any) -> Any:
+            cmd = cmd.replace("ovs-vsctl ", f"ovs-vsctl --timeout={OVS_TIMEOUT_S} ", 1)
+            return run(cmd, *args, **kwargs)
+
+        ours = _ours(switches)
+        if ours:
+            super().batchShutdown(ours, with_timeout)
         for switch in switches:
-            destroy_noop_qos(switch.name)
-        return done
+            if switch in ours:
+                _destroy_noop_qos(switch.name)
+            else:
+                switch.terminate()
+        return switches
 
 
-def switch_class(datapath: str) -> functools.partial:
-    """An OVSSwitch constructor for OpenFlow 1.3, secure fail mode, on ``datapath``."""
+def _ours(switches: Any) -> list[Any]:
+    """The switches whose bridge is theirs to delete: untagged switch classes (no ``run_id``) as
+    Mininet does, tagged ones only while the bridge carries their run id."""
+    if not any(getattr(s, "run_id", None) for s in switches):
+        return list(switches)
+    try:
+        tags = bridge_tags()
+    except ObjectError as exc:  # unknown: delete nothing; `factorysat clean` removes them later
+        log.warning("OVS bridges not deleted (their tags cannot be read): %s", exc)
+        return [s for s in switches if not getattr(s, "run_id", None)]
+    return [s for s in switches if not getattr(s, "run_id", None) or tags.get(s.name) == s.run_id]
+
+
+def _destroy_noop_qos(bridge: str) -> None:
+    try:
+        destroy_noop_qos(bridge)
+    except ObjectError as exc:  # teardown goes on; `factorysat clean` reports what is left
+        log.warning("noop QoS rows of bridge %s not destroyed: %s", bridge, exc)
+
+
+def switch_class(datapath: str, run_id: str | None = None) -> functools.partial:
+    """An OVSSwitch constructor for OpenFlow 1.3, secure fail mode, on ``datapath``; ``run_id``
+    tags its bridges and ports (Manifest.run_id)."""
     return functools.partial(FactoryOVSSwitch, datapath=datapath, protocols="OpenFlow13",
-                             failMode="secure")
+                             failMode="secure", run_id=run_id)

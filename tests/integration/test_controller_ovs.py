@@ -101,7 +101,7 @@ def _build_net(manifest: Manifest, tag: str, switches: list[tuple[str, int]],
         host = net.addHost(name, ip=f"{ip}/24", mac=mac)
         manifest.add_process(name, host.pid)
         net.addLink(host, nodes[0], port2=port, txo=False)  # TX checksum off for the userspace datapath
-    c0 = net.addController(f"fc{tag}c0", controller=RemoteController, ip="127.0.0.1", port=ctl_port)
+    c0 = net.addController(f"fs{tag}c0", controller=RemoteController, ip="127.0.0.1", port=ctl_port)
     manifest.add_process(f"shell:{c0.name}", c0.pid)
     net.start()
     return net
@@ -118,12 +118,12 @@ def test_slice_switch_on_userspace_ovs(tmp_path: Path) -> None:
     _check_environment()
 
     tag = secrets.token_hex(2)
-    sw_name, stray_name = f"fc{tag}s1", f"fc{tag}s2"
+    sw_name, stray_name = f"fs{tag}s1", f"fs{tag}s2"
     dpid, stray_dpid = 0xFC000000 + int(tag, 16), 0xFD000000 + int(tag, 16)
     # (name, ip, mac, slice, switch port)
-    hosts = [(f"fc{tag}a1", "10.0.0.1", "02:fa:c5:00:00:01", "urllc", 1),
-             (f"fc{tag}c1", "10.0.0.2", "02:fa:c5:00:00:02", "embb", 2),
-             (f"fc{tag}e1", "10.0.0.3", "02:fa:c5:00:00:03", None, 3)]
+    hosts = [(f"fs{tag}a1", "10.0.0.1", "02:fa:c5:00:00:01", "urllc", 1),
+             (f"fs{tag}c1", "10.0.0.2", "02:fa:c5:00:00:02", "embb", 2),
+             (f"fs{tag}e1", "10.0.0.3", "02:fa:c5:00:00:03", None, 3)]
     policy = {
         "slices": {"urllc": {"dscp": 46}, "embb": {"dscp": 34}, "mmtc": {"dscp": 10}},
         "hosts": [{"name": n, "ip": ip, "mac": mac, "slice": sl} for n, ip, mac, sl, _ in hosts],
@@ -134,7 +134,7 @@ def test_slice_switch_on_userspace_ovs(tmp_path: Path) -> None:
     log_path = tmp_path / "controller.log"
     policy_path.write_text(json.dumps(policy))
 
-    manifest = Manifest.create(f"test-ctl-{tag}")
+    manifest = Manifest.create(f"fs{tag}")
     ctl, ctl2 = ControllerProcess(), ControllerProcess()
     net = None
     try:
@@ -218,9 +218,9 @@ def test_slice_monitor_writes_stats_on_userspace_ovs(tmp_path: Path) -> None:
     flow statistics of the ready switch every interval."""
     _check_environment()
     tag = secrets.token_hex(2)
-    sw_name, dpid = f"fc{tag}m1", 0xFE000000 + int(tag, 16)
-    hosts = [(f"fc{tag}a1", "10.0.0.1", "02:fa:c5:00:00:01", "urllc", 1),
-             (f"fc{tag}e1", "10.0.0.3", "02:fa:c5:00:00:03", None, 2)]
+    sw_name, dpid = f"fs{tag}m1", 0xFE000000 + int(tag, 16)
+    hosts = [(f"fs{tag}a1", "10.0.0.1", "02:fa:c5:00:00:01", "urllc", 1),
+             (f"fs{tag}e1", "10.0.0.3", "02:fa:c5:00:00:03", None, 2)]
     policy = {
         "slices": {"urllc": {"dscp": 46}},
         "hosts": [{"name": n, "ip": ip, "mac": mac, "slice": sl} for n, ip, mac, sl, _ in hosts],
@@ -232,7 +232,7 @@ def test_slice_monitor_writes_stats_on_userspace_ovs(tmp_path: Path) -> None:
     policy_path.write_text(json.dumps(policy))
     interval_s = 0.2
 
-    manifest = Manifest.create(f"test-ctlmon-{tag}")
+    manifest = Manifest.create(f"fs{tag}")
     ctl = ControllerProcess()
     net = None
     try:

@@ -30,8 +30,9 @@ import numpy as np
 
 from topologies.links.commands import run_cmd
 from topologies.links.udpprobe import owd_ms, probe_argv
-from topologies.manifest import Manifest, remove_entry
+from topologies.manifest import Manifest
 from topologies.paths import REPO_ROOT
+from topologies.runobjects import OVS_TIMEOUT_S, ovs_tag_opts
 from topologies.switches import select_datapath
 
 PROBE_INTERVAL_S = 0.001      # ~1 kHz, the rate the relay calibration uses too
@@ -127,14 +128,18 @@ def _build(datapath: str, n: dict[str, str], manifest: Manifest, created: list[t
     for ns in (n["ns_a"], n["ns_b"]):
         _record(manifest, created, "netns", ns)
         run_cmd(["ip", "netns", "add", ns])
+        run_cmd(["ip", "-n", ns, "link", "set", "dev", "lo", "alias", manifest.alias])  # this run's
     pairs = [(n["br_a_root"], n["br_a_host"]), (n["br_b_root"], n["br_b_host"]),
              (n["direct_a"], n["direct_b"])]
     macs = {name: _mac(i) for i, name in enumerate(x for pair in pairs for x in pair)}
     for pair in pairs:                       # created in the root namespace: recorded as links
         for name in pair:
             _record(manifest, created, "link", name)
+    # each link is tagged as this run's (its alias) in the same ip batch that creates it
     run_cmd(["ip", "-batch", "-"], stdin="".join(
-        f"link add {a} address {macs[a]} type veth peer name {b} address {macs[b]}\n" for a, b in pairs))
+        f"link add {a} address {macs[a]} type veth peer name {b} address {macs[b]}\n"
+        f"link set dev {a} alias {manifest.alias}\nlink set dev {b} alias {manifest.alias}\n"
+        for a, b in pairs))
     # TX checksum offload off on every end: required by the userspace datapath (DESIGN.md); the
     # direct pair gets the same so both paths differ only by the bridge.
     for name in macs:
@@ -152,12 +157,12 @@ def _build(datapath: str, n: dict[str, str], manifest: Manifest, created: list[t
                       f"neigh replace {_ADDR[path][peer]} lladdr {macs[other]} dev {dev} nud permanent"]
         run_cmd(["ip", "-n", ns, "-batch", "-"], stdin="\n".join(lines) + "\n")
     _record(manifest, created, "ovs_bridge", n["bridge"])
-    run_cmd(["ovs-vsctl", "--timeout=10", "add-br", n["bridge"],
+    run_cmd(["ovs-vsctl", f"--timeout={OVS_TIMEOUT_S}", "add-br", n["bridge"],
           "--", "set", "bridge", n["bridge"], f"datapath_type={'netdev' if datapath == 'user' else 'system'}",
-          "fail-mode=standalone",
+          "fail-mode=standalone", ovs_tag_opts(manifest.run_id),   # tagged in the add-br transaction
           "--", "add-port", n["bridge"], n["br_a_root"], "--", "add-port", n["bridge"], n["br_b_root"]])
-    run_cmd(["ovs-ofctl", "del-flows", n["bridge"]])
-    run_cmd(["ovs-ofctl", "add-flow", n["bridge"], "priority=0,actions=NORMAL"])
+    run_cmd(["ovs-ofctl", f"--timeout={OVS_TIMEOUT_S}", "del-flows", n["bridge"]])
+    run_cmd(["ovs-ofctl", f"--timeout={OVS_TIMEOUT_S}", "add-flow", n["bridge"], "priority=0,actions=NORMAL"])
 
 
 def _teardown(manifest: Manifest, created: list[tuple[str, str]]) -> list[str]:
@@ -165,14 +170,9 @@ def _teardown(manifest: Manifest, created: list[tuple[str, str]]) -> list[str]:
     order = {"process": 0, "ovs_bridge": 1, "netns": 2, "link": 3}
     problems = []
     for kind, name in sorted(created, key=lambda c: order[c[0]]):
-        entry = next((e for e in manifest.entries if e["kind"] == kind and e["name"] == name),
-                     {"kind": kind, "name": name})
-        try:
-            remove_entry(entry)
-        except Exception as exc:  # keep removing the rest
-            problems.append(f"{kind} {name}: {exc}")
-            continue
-        manifest.discard(kind, name)
+        problem = manifest.remove(kind, name)  # only if it carries this run's tag; keeps going
+        if problem:
+            problems.append(problem)
     return problems
 
 
