@@ -348,7 +348,7 @@ def _ipv4(path: str, value: Any) -> str:
 
 
 def _mac(path: str, value: Any, unicast: bool) -> str:
-    if not isinstance(value, str) or not _MAC_RE.match(value.lower()):
+    if not isinstance(value, str) or not _MAC_RE.fullmatch(value.lower()):
         raise ConfigError(path, value, "a MAC address like '00:00:00:00:00:01'")
     mac = value.lower()
     if unicast and int(mac[:2], 16) & 1:

@@ -8,17 +8,18 @@ the rest from there, so no parser restates the fields::
     class Shell:
         # Starlink shell 1 (FCC 21-48): 550 km, 72 planes; F is not published (assumption).
         altitude_km: float = field(default=550.0, metadata=bounds(min=100.0, max=40_000.0))
-        planes: int = field(default=72, metadata=bounds(min=1))
+        planes: int = field(default=72, metadata=bounds(min=1, max=1000, why="held in memory"))
         phasing_f: int = field(default=1, metadata=bounds(min=0, max=lambda s: s.planes - 1))
         policy: str = field(default="a", metadata=bounds(choices=("a", "b")))
         rate_mbps: float | None = field(default=None, metadata=bounds(min=0, min_exclusive=True))
 
     shell = parse_table(Shell, Table(raw, "leo.orbit.shell"))
 
-Rules (errors are :class:`ConfigError` naming the full key path, the value and what is allowed):
+Rules (errors are :class:`ConfigError` naming the full key path, the value and what is allowed,
+with the bound's reason ``why`` when given):
 
 * Types: ``bool`` (only true/false), ``int`` (whole numbers; ``true`` and ``1.5`` are not),
-  ``float`` (any number, stored as float), ``str`` (``choices`` optional), ``X | None``, a nested
+  ``float`` (any finite number, stored as float), ``str`` (``choices`` optional), ``X | None``, a nested
   dataclass (a sub-table, parsed recursively: ``leo.orbit.shell.planes``) and ``tuple[X, ...]``
   (a TOML array; of tables when X is a dataclass). Type hints may be strings
   (``from __future__ import annotations``); config classes must live at module level.
@@ -74,6 +75,7 @@ class FieldSpec:
     max: Bound = None
     min_exclusive: bool = False
     choices: tuple[str, ...] | None = None
+    why: str | None = None  # the reason for the bounds, shown in the error
     # nested dataclasses only: read its keys from this table as prefix + name (no sub-table) ...
     prefix: str | None = None
     # ... and keep these of its fields at the default object's values (not keys of the table)
@@ -86,9 +88,14 @@ def bounds(
     *,
     min_exclusive: bool = False,
     choices: Iterable[str] | None = None,
+    why: str | None = None,
 ) -> dict[str, FieldSpec]:
-    """Field metadata for a number's range (``min`` < value if ``min_exclusive``) or a string's choices."""
-    return {METADATA_KEY: FieldSpec(min, max, min_exclusive, None if choices is None else tuple(choices))}
+    """Field metadata for a number's range (``min`` < value if ``min_exclusive``) or a string's choices.
+
+    ``why`` states the reason for the bounds (``"one hour: schedules are held in memory"``).
+    """
+    return {METADATA_KEY: FieldSpec(min, max, min_exclusive, None if choices is None else tuple(choices),
+                                    why)}
 
 
 def nested(*, prefix: str | None = None, fixed: Iterable[str] = ()) -> dict[str, FieldSpec]:
@@ -223,9 +230,9 @@ def _check(kind: type, path: str, value: Any, spec: FieldSpec, scope: Any) -> An
     if kind is bool:
         return check_bool(path, value)
     if kind is int:
-        return check_int(path, value, min=lo, max=hi)
+        return check_int(path, value, min=lo, max=hi, why=spec.why)
     if kind is float:
-        return check_number(path, value, min=lo, max=hi, min_exclusive=spec.min_exclusive)
+        return check_number(path, value, min=lo, max=hi, min_exclusive=spec.min_exclusive, why=spec.why)
     return check_str(path, value, spec.choices)
 
 

@@ -2,21 +2,23 @@
 
 ``load_scenario(path)`` (or ``load_scenario(None)`` for the built-in default) either returns a
 complete :class:`Scenario` or raises :class:`~topologies.validate.ConfigError` naming the key
-path, the bad value and what is allowed; nothing is started before that.
+path (or the file), the bad value and what is allowed; nothing is started before that. Settings
+that work but oddly (a link down for the whole run, more offered load than a link's rate, a
+deadline no packet can meet) are listed in ``Scenario.warnings`` (see
+:mod:`topologies.scenario_warnings`).
 """
 
 from __future__ import annotations
 
-import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from topologies.links import BACKENDS, DirectionParams
 from topologies.switches import DATAPATHS
-from topologies.validate import ConfigError, Table
+from topologies.validate import ConfigError, Table, read_toml_file
 
 DEFAULT_SCENARIO = "default_scenario.toml"
 UE_KINDS = {"agv": "agv", "camera": "cam", "sensor": "sensor"}  # kind -> node name prefix
@@ -24,8 +26,10 @@ TRAFFIC_PATTERNS = ("periodic", "constant_rate")
 # Where the in-orbit compute host sits: on the designated computing satellite reached over ISLs
 # ([leo.orbit.compute] sat_index), or on whichever satellite serves the terminal.
 COMPUTE_ATTACH = ("computing_satellite", "serving_satellite")
-_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 MAX_UES = 1000
+# The link engine (relay and netem) takes 32-bit seeds.
+MAX_SEED = 2**32 - 1
+SEED_WHY = "the link engine's relay and netem take 32-bit seeds"
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,8 @@ class Scenario:
     cloud: Cloud
     source: str = "embedded default"
     raw: dict = field(default_factory=dict, compare=False, repr=False)
+    # settings that work but oddly, one line each ("key.path: what happens"); see scenario_warnings
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def ues(self) -> tuple[Ue, ...]:
@@ -158,21 +164,11 @@ class Scenario:
 def load_scenario(path: str | Path | None = None) -> Scenario:
     """Read and validate a scenario file; ``None`` means the built-in default."""
     if path is None:
-        text = resources.files("topologies").joinpath(DEFAULT_SCENARIO).read_text()
-        source = "embedded default"
-    else:
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError("scenario", str(path), f"a readable TOML file ({exc.strerror})") from None
-        source = str(path)
-    base_dir = None if path is None else Path(path).resolve().parent
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("scenario", source, f"valid TOML ({exc})") from None
-    return parse_scenario(raw, source, base_dir)
+        text = resources.files("topologies").joinpath(DEFAULT_SCENARIO).read_text(encoding="utf-8")
+        return parse_scenario(tomllib.loads(text), "embedded default", None)
+    path = Path(path)
+    raw = read_toml_file(path, "scenario")
+    return parse_scenario(raw, str(path), path.resolve().parent)
 
 
 def parse_scenario(raw: dict, source: str = "<dict>", base_dir: Path | None = None) -> Scenario:
@@ -180,7 +176,7 @@ def parse_scenario(raw: dict, source: str = "<dict>", base_dir: Path | None = No
     with Table(raw, "") as root:
         with root.table("site") as site:
             name = site.str("name")
-            seed = site.int("seed", 1, min=0)
+            seed = site.int("seed", 1, min=0, max=MAX_SEED, why=SEED_WHY)
             link_backend = site.str("link_backend", "auto", choices=BACKENDS)
             ovs_datapath = site.str("ovs_datapath", "auto", choices=DATAPATHS)
         slices = tuple(_slice(t) for t in root.tables("slices"))
@@ -208,6 +204,8 @@ def parse_scenario(raw: dict, source: str = "<dict>", base_dir: Path | None = No
         raise ConfigError("slices", [], "at least one [[slices]] table")
     if not cells:
         raise ConfigError("cells", [], "at least one [[cells]] table")
+    if not groups:
+        raise ConfigError("ue_groups", [], "at least one [[ue_groups]] table (a run needs a UE)")
     total = sum(g.count for g in groups)
     if total > MAX_UES:
         raise ConfigError("ue_groups", total, f"at most {MAX_UES} UEs in all")
@@ -218,7 +216,9 @@ def parse_scenario(raw: dict, source: str = "<dict>", base_dir: Path | None = No
              + [core.upf, core.edge, leo.terminal, leo.ground_station, cloud.name]
              + ([leo.compute_host] if leo.compute_host else []))
     _check_unique("node names", names)
-    return scenario
+    from topologies.scenario_warnings import scenario_warnings
+
+    return replace(scenario, warnings=scenario_warnings(scenario))
 
 
 def _slice(t: Table) -> Slice:
@@ -226,7 +226,8 @@ def _slice(t: Table) -> Slice:
         return Slice(
             name=_name(t, "name"),
             dscp=t.int("dscp", min=0, max=63),
-            latency_bound_ms=t.number("latency_bound_ms", min=0, min_exclusive=True),
+            latency_bound_ms=t.number("latency_bound_ms", min=0, min_exclusive=True, max=3_600_000,
+                                      why="one hour, the longest run"),
             reliability_target_pct=t.number("reliability_target_pct", 99.9, min=0, max=100),
             radio=_link_pair(t, "radio"),
         )
@@ -241,17 +242,20 @@ def _ue_group(t: Table, slices: tuple[Slice, ...], cells: tuple[Cell, ...],
               servers: tuple[str, ...]) -> UeGroup:
     with t:
         kind = t.str("kind", choices=UE_KINDS)
-        count = t.int("count", min=1, max=MAX_UES)
+        count = t.int("count", min=1, max=MAX_UES, why="one host namespace and flow per UE")
         cell = t.str("cell", choices=[c.name for c in cells])
         slice_name = t.str("slice", choices=[s.name for s in slices])
         with t.table("traffic") as tt:
             pattern = tt.str("pattern", choices=TRAFFIC_PATTERNS)
-            payload = tt.int("payload_bytes", min=32, max=1400)
+            payload = tt.int("payload_bytes", min=32, max=1400,
+                             why="the sender's 16 B header fits; one datagram within a 1500 B MTU")
             destination = tt.str("destination", choices=servers)
             if pattern == "periodic":
-                interval_ms = tt.number("interval_ms", min=0.1, max=60_000)
+                interval_ms = tt.number("interval_ms", min=0.1, max=60_000,
+                                        why="10 kpackets/s per UE at most; at least one a minute")
             else:
-                rate = tt.number("rate_mbps", min=0.001, max=1000)
+                rate = tt.number("rate_mbps", min=0.001, max=1000,
+                                 why="1 Gbit/s per UE, about what userspace OVS forwards")
                 interval_ms = payload * 8 / (rate * 1000)
         return UeGroup(kind, count, cell, slice_name, TrafficSpec(pattern, payload, destination,
                                                                    interval_ms))
@@ -297,17 +301,12 @@ def _leo(t: Table, base_dir: Path | None) -> LeoUplink:
 
 
 def _name(t: Table, key: str) -> str:
-    value = t.str(key)
-    if not _NAME_RE.match(value):
-        raise ConfigError(t.key(key), value, "1-10 lowercase letters/digits starting with a letter")
-    return value
+    """A required name: it becomes a host, bridge, interface or namespace name (full match)."""
+    return t.name(key)
 
 
 def _node_name(t: Table, key: str, default: str) -> str:
-    value = t.str(key, default)
-    if not _NAME_RE.match(value):
-        raise ConfigError(t.key(key), value, "1-10 lowercase letters/digits starting with a letter")
-    return value
+    return t.name(key, default)
 
 
 # Switch ports live in the root namespace as "<run prefix><switch>-eth<port>"; Linux allows 15

@@ -6,10 +6,25 @@ allowed, so a user can fix a scenario file without reading code.
 
 from __future__ import annotations
 
+import math
+import re
+import tomllib
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from topologies.errors import UserError
+
+# Names that become file, interface, bridge or namespace names: plain identifiers, checked with a
+# FULL match (``re.match`` with ``$`` would let a trailing newline through).
+NAME_RE = re.compile(r"[a-z][a-z0-9]{0,9}")
+NAME_TEXT = "1-10 lowercase letters/digits starting with a letter"
+# Experiment names become results/<name>/ folders.
+EXPERIMENT_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+EXPERIMENT_NAME_TEXT = ("1-64 letters, digits, '_' or '-' starting with a letter "
+                        "(it names the results/<name>/ folder)")
+# Files read as configuration: far larger than any real scenario, experiment or TLE catalogue.
+MAX_FILE_BYTES = 64 << 20
 
 
 class ConfigError(UserError, ValueError):
@@ -73,12 +88,19 @@ class Table:
         min: float | None = None,
         max: float | None = None,
         min_exclusive: bool = False,
+        why: str | None = None,
     ) -> float:
         value = self.get(name, default)
-        return check_number(self.key(name), value, min=min, max=max, min_exclusive=min_exclusive)
+        return check_number(self.key(name), value, min=min, max=max, min_exclusive=min_exclusive,
+                            why=why)
 
-    def int(self, name: str, default: Any = _MISSING, min: int | None = None, max: int | None = None) -> int:
-        return check_int(self.key(name), self.get(name, default), min=min, max=max)
+    def int(self, name: str, default: Any = _MISSING, min: int | None = None, max: int | None = None,
+            why: str | None = None) -> int:
+        return check_int(self.key(name), self.get(name, default), min=min, max=max, why=why)
+
+    def name(self, key: str, default: Any = _MISSING) -> str:
+        """A node name (see :data:`NAME_RE`)."""
+        return check_name(self.key(key), self.get(key, default))
 
     def optional_number(self, name: str, **kwargs: Any) -> float | None:
         if name not in self.raw:
@@ -112,16 +134,22 @@ def check_number(
     min: float | None = None,
     max: float | None = None,
     min_exclusive: bool = False,
+    why: str | None = None,
 ) -> float:
-    """Return ``value`` as float if it is a number within [min, max] (or (min, max]).
+    """Return ``value`` as float if it is a finite number within [min, max] (or (min, max]).
 
-    ``true``/``false`` are not numbers here (Python's bool is an int, TOML's is not).
+    ``true``/``false`` are not numbers here (Python's bool is an int, TOML's is not); ``nan`` and
+    ``inf`` are not either. ``why`` (the reason for the bounds) is appended to the error.
     """
-    text = "a number" + range_text(min, max, min_exclusive)
+    text = "a number" + range_text(min, max, min_exclusive) + (f" ({why})" if why else "")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(path, value, text)
-    if value != value:  # NaN
-        raise ConfigError(path, value, text)
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        finite = False
+    if not finite:  # NaN, inf, -inf
+        raise ConfigError(path, value, "a finite " + text[2:])
     if min is not None and (value < min or (min_exclusive and value == min)):
         raise ConfigError(path, value, text)
     if max is not None and value > max:
@@ -129,11 +157,13 @@ def check_number(
     return float(value)
 
 
-def check_int(path: str, value: Any, min: int | None = None, max: int | None = None) -> int:
+def check_int(path: str, value: Any, min: int | None = None, max: int | None = None,
+              why: str | None = None) -> int:
     """Return ``value`` if it is a whole number (not a bool, not ``1.0``) within [min, max]."""
     if (isinstance(value, bool) or not isinstance(value, int)
             or (min is not None and value < min) or (max is not None and value > max)):
-        raise ConfigError(path, value, "a whole number" + range_text(min, max))
+        raise ConfigError(path, value, "a whole number" + range_text(min, max)
+                          + (f" ({why})" if why else ""))
     return value
 
 
@@ -161,3 +191,44 @@ def range_text(min: float | None, max: float | None, min_exclusive: bool = False
     hi = "" if max is None else f"<= {max}"
     both = " and ".join(p for p in (lo, hi) if p)
     return f" {both}" if both else ""
+
+
+def check_name(path: str, value: Any, pattern: re.Pattern[str] = NAME_RE, text: str = NAME_TEXT) -> str:
+    """Return ``value`` if the WHOLE string matches ``pattern`` (a name that becomes a file,
+    interface, bridge or namespace name)."""
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise ConfigError(path, value, text)
+    return value
+
+
+def read_text_file(path: Path, key: str, what: str = "file") -> str:
+    """The UTF-8 text of a configuration file, or a ConfigError naming ``key``, the file and the problem.
+
+    ``what`` says what the file should be (``"TOML file"``), for the error.
+    """
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise ConfigError(key, str(path), f"a {what}, not a folder")
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ConfigError(key, str(path), f"a {what} of at most {MAX_FILE_BYTES >> 20} MiB "
+                                              f"(this one has {size} bytes)")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(key, str(path), f"a readable {what} ({exc.strerror or exc})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError(key, str(path), f"UTF-8 text (byte 0x{data[exc.start]:02x} on line {line} "
+                                          "is not UTF-8)") from None
+
+
+def read_toml_file(path: Path, key: str) -> dict:
+    """A TOML file parsed, or a ConfigError naming ``key``, the file and the problem."""
+    text = read_text_file(path, key, "TOML file")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(key, str(path), f"valid TOML ({exc})") from None

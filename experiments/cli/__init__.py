@@ -6,6 +6,8 @@ import argparse
 import importlib
 import sys
 
+from topologies.errors import UserError
+
 # Each module defines ``register(subparsers)``, adding its parser with ``set_defaults(func=...)``.
 # ``func(args) -> int`` returns the exit code.
 SUBCOMMAND_MODULES = (
@@ -35,8 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand and return its exit code (README "Exit codes").
+
+    Safety net: a :class:`~topologies.errors.UserError` (bad input, missing prerequisite) that a
+    subcommand did not handle itself is printed as ONE line, ``factorysat <command>: <message>``,
+    with exit code 2; nothing else is caught (an unexpected error is a bug and keeps its traceback).
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"factorysat {args.command}: {first_line}", file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

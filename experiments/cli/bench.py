@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import secrets
 import sys
 import time
 from pathlib import Path
 
+from topologies.errors import UserError
 from topologies.links import REGISTRY
+from topologies.ownership import hand_over_at_exit
+from topologies.scenario import MAX_SEED, SEED_WHY
+from topologies.validate import ConfigError, check_int, check_name
+
+TCP_CC_RE = re.compile(r"[a-z][a-z0-9_]{0,14}")  # the kernel's TCP_CA_NAME_MAX is 16 with the NUL
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,6 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Check the options (one line, exit 2 if bad), then run the benchmark."""
+    try:
+        check_int("--seed", args.seed, min=0, max=MAX_SEED, why=SEED_WHY)
+        check_name("--tcp-cc", args.tcp_cc, TCP_CC_RE, "a TCP congestion control name, e.g. bbr or reno")
+    except UserError as exc:
+        print(f"factorysat bench: {exc}", file=sys.stderr)
+        return 2
     if args.what == "leo":
         from experiments.bench import leo as bench_leo
 
@@ -52,7 +66,13 @@ def run(args: argparse.Namespace) -> int:
     started = time.time()
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(2)
     out = args.results / "bench_links" / run_id
-    out.mkdir(parents=True)
+    try:
+        out.mkdir(parents=True)
+        hand_over_at_exit(out, args.results)  # through sudo: the user's folder, not root's
+    except OSError as exc:
+        error = ConfigError("--results", str(args.results), f"a writable folder ({exc.strerror})")
+        print(f"factorysat bench: {error}", file=sys.stderr)
+        return 2
     n_updates = 10 if args.quick else 60
     per_backend = len(bl.DELAYS_MS) * len(bl.RATES_PPS) + 2 + 2 + 2 + n_updates
     with_tclink = netem_available()

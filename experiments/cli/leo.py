@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tomllib
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
+from topologies.errors import UserError
 from topologies.leo.compute import compute_satellite_schedule, serving_satellite_schedule
 from topologies.leo.config import LeoOrbitConfig
 from topologies.leo.schedule import leo_schedule, schedule_summary
-from topologies.validate import ConfigError, Table
+from topologies.leo.timeline import check_window
+from topologies.ownership import hand_over_at_exit
+from topologies.validate import ConfigError, Table, read_toml_file
 
+T = TypeVar("T")
 TARGETS = {
     "cloud": leo_schedule,
     "serving_sat": serving_satellite_schedule,
@@ -23,24 +28,24 @@ def load_orbit_config(scenario: Path | None) -> LeoOrbitConfig:
     """``[leo.orbit]`` of a scenario TOML (defaults if absent or no scenario given)."""
     if scenario is None:
         return LeoOrbitConfig.default()
-    with open(scenario, "rb") as fh:
-        raw = tomllib.load(fh)
-    orbit = raw.get("leo", {}).get("orbit", {}) if isinstance(raw.get("leo", {}), dict) else {}
-    return LeoOrbitConfig.from_table(Table(orbit, "leo.orbit"), base_dir=scenario.parent)
+    raw = read_toml_file(scenario, "--scenario")
+    leo = Table(raw.get("leo", {}), "leo")
+    orbit = leo.table("orbit", {})
+    return LeoOrbitConfig.from_table(orbit, base_dir=scenario.resolve().parent)
 
 
 def run_schedule(args: argparse.Namespace) -> int:
+    """Compute, write and summarise one schedule; bad input -> one line on stderr, exit 2."""
     try:
         config = load_orbit_config(args.scenario)
-    except ConfigError as exc:
-        print(f"error: {args.scenario}: {exc}", file=sys.stderr)
+        check_window(config, args.duration_s, args.start_offset_s, "--duration-s", "--start-offset-s")
+        df = TARGETS[args.target](config, args.duration_s, args.start_offset_s)
+        _write(args.out, lambda: df.to_parquet(args.out, index=False))
+    except UserError as exc:
+        key = exc.path if isinstance(exc, ConfigError) else "--"
+        where = f"{args.scenario}: " if args.scenario is not None and not key.startswith("--") else ""
+        print(f"factorysat leo: {where}{exc}", file=sys.stderr)
         return 2
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        print(f"error: cannot read scenario: {exc}", file=sys.stderr)
-        return 2
-    df = TARGETS[args.target](config, args.duration_s, args.start_offset_s)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_parquet(args.out, index=False)
     summary = schedule_summary(df)
     print(f"wrote {args.out} ({len(df)} rows, target {args.target})")
     for key, value in summary.items():
@@ -48,9 +53,26 @@ def run_schedule(args: argparse.Namespace) -> int:
     if args.figure is not None:
         from experiments.framework.leo_figures import leo_schedule_figure
 
-        for path in leo_schedule_figure(df, args.figure):
+        try:
+            paths = _write(args.figure, lambda: leo_schedule_figure(df, args.figure), "--figure")
+        except UserError as exc:
+            print(f"factorysat leo: {exc}", file=sys.stderr)
+            return 2
+        for path in paths:
             print(f"wrote {path}")
     return 0
+
+
+def _write(path: Path, write: Callable[[], T], key: str = "--out") -> T:
+    """Run ``write`` after making ``path``'s folder; an OS error is a ConfigError naming ``key``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        written = write()
+    except OSError as exc:
+        raise ConfigError(key, str(path), f"a writable path ({exc.strerror or exc})") from None
+    for made in [path, *(written if isinstance(written, list) else [])]:
+        hand_over_at_exit(Path(made))  # through sudo: the user's file, not root's
+    return written
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

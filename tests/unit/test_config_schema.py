@@ -181,3 +181,23 @@ def test_specs_that_do_not_fit_the_type_are_refused() -> None:
 
     with pytest.raises(TypeError, match="does not fit"):
         parse_table(Bad, Table({}, "bad"))
+
+
+@dataclass(frozen=True)
+class WithReason:
+    hours: float = field(default=1.0, metadata=bounds(min=0, max=24, why="one day: held in memory"))
+    count: int = field(default=1, metadata=bounds(min=1, max=9, why="a single digit"))
+
+
+@pytest.mark.parametrize("raw, path, allowed", [
+    ({"hours": 25}, "cfg.hours", "a number >= 0 and <= 24 (one day: held in memory)"),
+    ({"hours": float("inf")}, "cfg.hours", "a finite number >= 0 and <= 24 (one day: held in memory)"),
+    ({"hours": float("nan")}, "cfg.hours", "a finite number >= 0 and <= 24 (one day: held in memory)"),
+    ({"count": 10}, "cfg.count", "a whole number >= 1 and <= 9 (a single digit)"),
+])
+def test_bounds_carry_their_reason_and_reject_non_finite(raw: dict, path: str, allowed: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_table(WithReason, Table(raw, "cfg"))
+    assert (err.value.path, err.value.allowed) == (path, allowed)
+    with pytest.raises(ConfigError, match="finite"):
+        check_fields(WithReason(hours=float("-inf")))

@@ -93,11 +93,17 @@ def test_rules_across_keys_hold_for_objects_built_in_code() -> None:
         LeoOrbitConfig(epoch_utc="yesterday")
 
 
-def test_tle_file_lifts_the_sat_index_bound(tmp_path: Path) -> None:
+def test_tle_file_sets_the_sat_index_bound(tmp_path: Path) -> None:
     config = LeoOrbitConfig.default()
-    (tmp_path / "shell.tle").write_text(walker_tle_text(config.shell, config.epoch))
-    c = parse({"tle_file": "shell.tle", "compute": {"sat_index": 5000}}, base_dir=tmp_path)
-    assert c.compute.sat_index == 5000  # the file's size is known only when it is read
+    small = parse({"shell": {"planes": 2, "sats_per_plane": 3, "phasing_f": 0}}).shell
+    (tmp_path / "shell.tle").write_text(walker_tle_text(small, config.epoch))
+    # the bound is the file's size (6 TLEs), not the shell's (1584 satellites)
+    with pytest.raises(ConfigError) as err:
+        parse({"tle_file": "shell.tle", "compute": {"sat_index": 6}}, base_dir=tmp_path)
+    assert err.value.path == "leo.orbit.compute.sat_index"
+    assert "0..5" in err.value.allowed
+    c = parse({"tle_file": "shell.tle", "compute": {"sat_index": 5}}, base_dir=tmp_path)
+    assert c.compute.sat_index == 5
 
 
 def test_relative_tle_file_resolves_against_base_dir(tmp_path: Path) -> None:

@@ -76,7 +76,9 @@ def test_orbit_mode_errors(raw, mutate, path, allowed) -> None:
         (lambda r: r["leo"]["uplink"].__setitem__("loss_burst", {"p_good_to_bad_pct": 1}),
          "leo.uplink.loss_burst.p_bad_to_good_pct", "this key is required"),
         (lambda r: r["leo"]["downlink"].__setitem__("queue_limit_pkts", True),
-         "leo.downlink.queue_limit_pkts", "a whole number >= 1"),
+         "leo.downlink.queue_limit_pkts",
+         "a whole number >= 1 and <= 1000000 "
+         "(netem's 32-bit limit must also hold the packets in its delay line)"),
         (lambda r: r["cloud"]["terrestrial"]["uplink"].__setitem__("jitter_distribution", "gauss"),
          "cloud.terrestrial.uplink.jitter_distribution", "one of 'uniform', 'normal', 'pareto'"),
     ],

@@ -27,6 +27,8 @@ from topologies.leo.geometry import (
     eci_to_ecef_km,
     gmst_rad,
 )
+from topologies.leo.tle import SGP4_ERRORS, TLE_KEY, load_tle_file
+from topologies.validate import ConfigError
 
 SGP4_EPOCH_JD = 2433281.5  # sgp4init epochs count days from 1949-12-31 00:00 UT
 
@@ -113,26 +115,6 @@ def walker_tle_text(shell: WalkerShell, epoch: datetime) -> str:
     return "\n".join(lines) + "\n"
 
 
-def load_tle_file(path: Path) -> tuple[list[str], list[Satrec]]:
-    """Read a 2-line or 3-line TLE file into (names, sgp4 records)."""
-    raw = [ln.rstrip() for ln in path.read_text().splitlines() if ln.strip()]
-    names: list[str] = []
-    records: list[Satrec] = []
-    i = 0
-    while i < len(raw):
-        name = None
-        if not raw[i].startswith("1 "):
-            name, i = raw[i].strip(), i + 1
-        if i + 1 >= len(raw) or not raw[i].startswith("1 ") or not raw[i + 1].startswith("2 "):
-            raise ValueError(f"{path}: malformed TLE near line {i + 1}")
-        records.append(Satrec.twoline2rv(raw[i], raw[i + 1]))
-        names.append(name or f"sat{len(names)}")
-        i += 2
-    if not records:
-        raise ValueError(f"{path}: no TLEs found")
-    return names, records
-
-
 @dataclass
 class Constellation:
     """Satellite positions on demand; build with :func:`build_constellation`."""
@@ -141,6 +123,7 @@ class Constellation:
     names: list[str]
     shell: WalkerShell | None = None  # set for Walker shells
     records: list[Satrec] | None = None  # set for TLE input
+    tle_file: Path | None = None  # where the records came from (named in errors)
     planes: int | None = None  # +Grid structure, when known
     sats_per_plane: int | None = None
 
@@ -158,7 +141,12 @@ class Constellation:
         whole, frac = julian_date_split(self.epoch)
         err, r, _ = SatrecArray(recs).sgp4(np.full(t_s.shape, whole), frac + t_s / 86400.0)
         if np.any(err):
-            raise RuntimeError(f"sgp4 propagation failed (error codes {sorted(set(err.ravel()) - {0})})")
+            codes = sorted(int(c) for c in set(err.ravel()) - {0})
+            raise ConfigError(TLE_KEY, str(self.tle_file),
+                              "TLEs sgp4 can propagate over the schedule ("
+                              + "; ".join(SGP4_ERRORS.get(c, f"error {c}") for c in codes)
+                              + f" at {self.epoch.isoformat()} + up to {float(t_s.max()):g} s: "
+                              "are the TLE epochs close to epoch_utc?)")
         return np.transpose(r, (1, 0, 2))
 
     def gmst(self, t_s: np.ndarray) -> np.ndarray:
@@ -183,6 +171,6 @@ def build_constellation(config: LeoOrbitConfig) -> Constellation:
                              sats_per_plane=shell.sats_per_plane)
     names, records = load_tle_file(config.tle_file)
     grid = len(records) == shell.total_sats
-    return Constellation(config.epoch, names, records=records,
+    return Constellation(config.epoch, names, records=records, tle_file=config.tle_file,
                          planes=shell.planes if grid else None,
                          sats_per_plane=shell.sats_per_plane if grid else None)

@@ -31,6 +31,10 @@ from topologies.leo.config import LeoOrbitConfig
 from topologies.leo.geometry import fibre_delay_ms, great_circle_km, light_time_ms
 
 DIRECTIONS = ("uplink", "downlink")
+# The link engine's bounds (topologies.links.ScheduleRow): a log-normal draw far in its tail is
+# clipped to them rather than failing the run.
+MAX_DELAY_MS = 3_600_000.0
+MAX_RATE_MBPS = 1_000_000.0
 _SLOT_SEED_OFFSET = 2**40  # keeps slot indices before the epoch non-negative for SeedSequence
 
 
@@ -122,10 +126,10 @@ def apply_delay_model(config: LeoOrbitConfig, frame: pd.DataFrame, start_offset_
         part["handover_ms"] = ho_ms
         # while down, delay holds its last value (packets are dropped anyway: loss 100 %, up False)
         delay = pd.Series(np.where(up, prop + acc + terr + ho_ms, np.nan)).ffill().fillna(0.0)
-        part["delay_ms"] = delay.to_numpy()
+        part["delay_ms"] = np.minimum(delay.to_numpy(), MAX_DELAY_MS)
         part["jitter_ms"] = jitter
         part["loss_pct"] = np.where(up, np.minimum(loss, 100.0), 100.0)
-        part["rate_mbps"] = rate
+        part["rate_mbps"] = np.minimum(rate, MAX_RATE_MBPS)
         parts.append(part)
     out = pd.concat(parts, ignore_index=True)
     out["direction"] = pd.Categorical(out["direction"], categories=list(DIRECTIONS))

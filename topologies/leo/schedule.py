@@ -31,8 +31,6 @@ def leo_schedule(
     constellation: Constellation | None = None,
 ) -> pd.DataFrame:
     """Terminal <-> cloud schedule for ``duration_s`` seconds starting ``start_offset_s`` after the epoch."""
-    if duration_s <= 0:
-        raise ValueError(f"duration_s must be > 0, got {duration_s}")
     frame = geometry_frame(config, duration_s, start_offset_s, "cloud", constellation)
     return apply_delay_model(config, frame, start_offset_s)
 

@@ -23,9 +23,33 @@ from topologies.leo.selection import (
     slot_index_at,
     slot_start_s,
 )
+from topologies.validate import ConfigError, check_number
 
 TARGETS = ("cloud", "serving_sat", "compute_sat")
 _ROUND = 6  # decimals of t_s (microseconds) used to merge grid and boundary rows
+# Rows per direction of one schedule; the frame (~25 columns, both directions) is held in memory.
+MAX_ROWS = 500_000
+MAX_DURATION_S = 7 * 86400.0
+MAX_START_OFFSET_S = 366 * 86400.0
+
+
+def check_window(config: LeoOrbitConfig, duration_s: float, start_offset_s: float = 0.0,
+                 duration_key: str = "duration_s", start_key: str = "start_offset_s") -> int:
+    """Check a schedule window before computing it; return the estimated rows per direction.
+
+    Errors name ``duration_key`` / ``start_key`` (e.g. the CLI's ``--duration-s``) or, when the
+    rows would not fit in memory, ``leo.orbit.step_s``.
+    """
+    check_number(duration_key, duration_s, min=0, max=MAX_DURATION_S, min_exclusive=True,
+                 why="one week: the schedule is held in memory")
+    check_number(start_key, start_offset_s, min=-MAX_START_OFFSET_S, max=MAX_START_OFFSET_S,
+                 why="a year either side of epoch_utc: move epoch_utc instead")
+    rows = int(duration_s / config.step_s) + 1 + 3 * (int(duration_s / config.reconfiguration.interval_s) + 1)
+    if rows > MAX_ROWS:
+        raise ConfigError("leo.orbit.step_s", config.step_s,
+                          f"a step giving at most {MAX_ROWS} rows per direction over the "
+                          f"{duration_s:g} s schedule (here ~{rows}): the schedule is held in memory")
+    return rows
 
 
 def row_times_s(config: LeoOrbitConfig, duration_s: float, start_offset_s: float = 0.0) -> np.ndarray:
@@ -65,6 +89,7 @@ def geometry_frame(
     """Per-row geometry of the path from the terminal to ``target`` (see ``TARGETS``)."""
     if target not in TARGETS:
         raise ValueError(f"target {target!r}: allowed {TARGETS}")
+    check_window(config, duration_s, start_offset_s)
     const = constellation or build_constellation(config)
     t0, t1 = start_offset_s, start_offset_s + duration_s
     decisions = decide_slots(config, const, t0, t1)

@@ -79,13 +79,19 @@ class OffloadParams:
     """The ``[params]`` table of an offload experiment (bounds in each field's metadata)."""
 
     client: str = "cam1"
-    request_bytes: int = field(default=80_000, metadata=bounds(min=1, max=1_000_000))
-    reply_bytes: int = field(default=1_000, metadata=bounds(min=REPLY.size, max=1400))
-    max_datagram_bytes: int = field(default=MAX_DATAGRAM_BYTES, metadata=bounds(min=REQ.size + 1, max=1472))
-    pacing_rate_mbps: float = field(default=0.0, metadata=bounds(min=0, max=100_000))  # 0 = burst
-    interval_ms: float = field(default=250.0, metadata=bounds(min=10, max=60_000))
+    request_bytes: int = field(default=80_000, metadata=bounds(
+        min=1, max=1_000_000, why="1 MB: a request is held in memory and sent as one burst"))
+    reply_bytes: int = field(default=1_000, metadata=bounds(
+        min=REPLY.size, max=1400, why="a reply is one datagram"))
+    max_datagram_bytes: int = field(default=MAX_DATAGRAM_BYTES, metadata=bounds(
+        min=REQ.size + 1, max=1472, why="a 1500 B MTU minus the IPv4 and UDP headers"))
+    pacing_rate_mbps: float = field(default=0.0, metadata=bounds(
+        min=0, max=100_000, why="100 Gbit/s, past any emulated link"))  # 0 = burst
+    interval_ms: float = field(default=250.0, metadata=bounds(
+        min=10, max=60_000, why="one minute: a run holds at least a few requests"))
     # the link schedules must outlast the last request's timeout
-    timeout_ms: float = field(default=1_000.0, metadata=bounds(min=1, max=SCHEDULE_SLACK_S * 1000))
+    timeout_ms: float = field(default=1_000.0, metadata=bounds(
+        min=1, max=SCHEDULE_SLACK_S * 1000, why="the link schedules run only this long past the traffic"))
     deadline_ms: float = field(default=DEFAULT_DEADLINE_MS,
                                metadata=bounds(min=0, max=60_000, min_exclusive=True))
     model: str = DEFAULT_MODEL[0]
