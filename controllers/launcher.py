@@ -42,13 +42,35 @@ from typing import Any
 
 from controllers.apps import DEFAULT_APPS, ENV_POLICY, ENV_STATUS, allowed_apps, resolve_apps
 from controllers.policy import SlicePolicy
+from topologies.errors import RunFailed
 from topologies.paths import REPO_ROOT
 from topologies.validate import ConfigError
 
-__all__ = ["DEFAULT_APPS", "ControllerProcess", "check_app_classes", "free_loopback_port", "listening_inodes",
-           "main", "resolve_apps", "run_controller", "tcp_listening"]
+__all__ = ["DEFAULT_APPS", "ControllerDied", "ControllerNotReady", "ControllerProcess",
+           "check_app_classes", "free_loopback_port", "listening_inodes",
+           "main", "ready_timeout_s", "resolve_apps", "run_controller", "tcp_listening"]
 
 _POLL_S = 0.02
+# Readiness timeout of a whole network (ready_timeout_s): userspace OVS brings ports up one by one
+# and a 60-port bridge took > 30 s here under load (DESIGN.md, "Whole-emulator error under load").
+READY_BASE_S = 30.0
+READY_PER_SWITCH_S = 1.0
+READY_PER_PORT_S = 0.25
+READY_MAX_S = 600.0
+
+
+class ControllerDied(RunFailed, RuntimeError):
+    """The controller process exited (or reported errors) while the run needed it."""
+
+
+class ControllerNotReady(RunFailed, TimeoutError):
+    """Datapaths did not connect and get their flows in time."""
+
+
+def ready_timeout_s(switches: int, ports: int) -> float:
+    """How long to wait for ``switches`` datapaths with ``ports`` ports in all to become ready:
+    30 s + 1 s per switch + 0.25 s per port, at most 600 s."""
+    return min(READY_MAX_S, READY_BASE_S + READY_PER_SWITCH_S * switches + READY_PER_PORT_S * ports)
 
 
 def run_controller(policy_path: Path, status_path: Path, port: int, host: str = "127.0.0.1",
@@ -276,10 +298,18 @@ class ControllerProcess:
     def _check_alive(self) -> None:
         if self._proc is None:
             raise RuntimeError("controller not started")
-        code = self._proc.poll()
-        if code is not None:
-            raise RuntimeError(f"controller pid {self.pid} exited with code {code}; see log {self.log_path}"
-                               f"{self._log_tail()}")
+        failure = self.failed()
+        if failure is not None:
+            raise failure
+
+    def failed(self) -> ControllerDied | None:
+        """A ControllerDied naming the exit and the log if the process has exited, else None."""
+        code = self._proc.poll() if self._proc is not None else None
+        if code is None:
+            return None
+        how = f"exited (killed by signal {-code})" if code < 0 else f"exited with code {code}"
+        return ControllerDied(f"controller pid {self.pid} {how}; see log {self.log_path}{self._log_tail()}",
+                              component="controller", log_path=str(self.log_path))
 
     def _log_tail(self, lines: int = 3) -> str:
         """The log's last ``lines`` lines, indented, for an error message ('' if unreadable)."""
@@ -302,12 +332,15 @@ class ControllerProcess:
             return None
         return status if status.get("pid") == self.pid else None
 
-    def wait_ready(self, dpids: Iterable[int], timeout_s: float) -> None:
+    def wait_ready(self, dpids: Iterable[int] | Mapping[int, str], timeout_s: float) -> None:
         """Block until every dpid has its flows installed (barrier confirmed).
 
-        Raises ``TimeoutError`` naming the missing dpids and the log path, ``RuntimeError`` if the
+        ``dpids``: datapath ids, or a mapping dpid -> bridge name (named in errors). Raises
+        ``ControllerNotReady`` (a RunFailed and TimeoutError) naming the datapaths that did not
+        connect and the log path, ``ControllerDied`` (a RunFailed and RuntimeError) if the
         controller exits or reports an error for one of the dpids.
         """
+        names = dict(dpids) if isinstance(dpids, Mapping) else {}
         wanted = set(dpids)
         deadline = time.monotonic() + timeout_s
         while True:
@@ -315,14 +348,18 @@ class ControllerProcess:
             status = self.read_status() or {}
             errors = {int(k): v for k, v in status.get("errors", {}).items() if int(k) in wanted}
             if errors:
-                raise RuntimeError(f"controller reports errors for dpids {_fmt(errors)}: {errors}; "
-                                   f"see log {self.log_path}")
+                raise ControllerDied(f"controller reports errors for dpids {_fmt(errors, names)}: {errors}; "
+                                     f"see log {self.log_path}", component="controller",
+                                     log_path=str(self.log_path))
             missing = wanted - set(status.get("ready_dpids", []))
             if not missing:
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"controller pid {self.pid} (port {self.port}) not ready after "
-                                   f"{timeout_s} s for dpids {_fmt(missing)}; see log {self.log_path}")
+                raise ControllerNotReady(
+                    f"{len(missing)} of {len(wanted)} datapaths did not connect to the controller (pid "
+                    f"{self.pid}, port {self.port}) and get their flows within {timeout_s:g} s: "
+                    f"{_fmt(missing, names)}; see log {self.log_path}", component="controller",
+                    log_path=str(self.log_path))
             time.sleep(_POLL_S)
 
     def running(self) -> bool:
@@ -348,8 +385,10 @@ class ControllerProcess:
         self.stop()
 
 
-def _fmt(dpids: Iterable[int]) -> str:
-    return "[" + ", ".join(f"{d} ({d:#x})" for d in sorted(dpids)) + "]"
+def _fmt(dpids: Iterable[int], names: Mapping[int, str] | None = None) -> str:
+    names = names or {}
+    return "[" + ", ".join((f"{names[d]} " if d in names else "") + f"{d} ({d:#x})"
+                           for d in sorted(dpids)) + "]"
 
 
 if __name__ == "__main__":

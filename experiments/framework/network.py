@@ -13,7 +13,7 @@ import logging
 import secrets
 import string
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,14 @@ from mininet.net import Mininet
 from mininet.node import RemoteController
 
 from controllers.apps import DEFAULT_APPS
-from controllers.launcher import ControllerProcess
+from controllers.launcher import ControllerProcess, ready_timeout_s
 from controllers.policy import HostSpec, SlicePolicy, SliceSpec, SwitchSpec
 from experiments.framework.results import write_json
+from topologies.errors import RunFailed
 from topologies.factory import FactoryTopo
 from topologies.links import LinkEngine, select_backend
+from topologies.links.backend import check_settings, direction_params_in
+from topologies.links.backends import REGISTRY
 from topologies.links.ovs_calibrate import measure_switch_hop_ms
 from topologies.manifest import STATE_ROOT, Manifest
 from topologies.scenario import LinkPair, Scenario
@@ -73,6 +76,10 @@ class EmulatedNetwork:
                                 scenario.link_backend, "site.link_backend")
         self.datapath = _resolve(select_datapath, ovs_datapath, "--ovs-datapath",
                                  scenario.ovs_datapath, "site.ovs_datapath")
+        # Every link setting (and each scheduled link's start) against what this backend can do.
+        self.backend_warnings: list[str] = check_settings(
+            REGISTRY[self.backend],
+            direction_params_in(scenario) + direction_params_in(initial_links or {}, "leo schedule"))
         if not ovs_running():
             raise OvsNotRunning("the Open vSwitch daemons do not answer (ovs-vsctl show failed); "
                                 "run ./bootstrap.sh, which starts them")
@@ -109,7 +116,7 @@ class EmulatedNetwork:
 
         self.topo = FactoryTopo(scenario=self.scenario, switch_prefix=self.prefix,
                                 initial=self.initial_links)
-        for name in self.topo.switches():
+        for name in self.topo.switches():  # each name is checked free (NameClash) as it is recorded
             self.manifest.add("ovs_bridge", name)
         for node1, node2, info in self.topo.links(withInfo=True):
             for node, port in ((node1, info["port1"]), (node2, info["port2"])):
@@ -118,8 +125,9 @@ class EmulatedNetwork:
 
         # The userspace datapath needs TX checksum offload off on every interface (DESIGN.md).
         link = functools.partial(self.engine.link_class, txo=self.datapath != "user")
-        self.net = Mininet(topo=self.topo, switch=switch_class(self.datapath), controller=None,
-                           link=link, build=False, autoSetMacs=False,
+        # Bridges and their root-namespace ports are tagged with the run id as they are created.
+        self.net = Mininet(topo=self.topo, switch=switch_class(self.datapath, self.manifest.run_id),
+                           controller=None, link=link, build=False, autoSetMacs=False,
                            waitConnected=False)
         self.net.build()
         # Mininet starts one shell per node during build(); their pids exist only from then on.
@@ -137,7 +145,9 @@ class EmulatedNetwork:
                                                          port=self.controller.port))
         self.manifest.add_process("shell:controller", remote.pid)  # Mininet keeps a shell per node
         self.net.start()
-        self.controller.wait_ready([int(s.dpid, 16) for s in self.net.switches], timeout_s=30)
+        ports = sum(len(s.intfList()) for s in self.net.switches)
+        self.controller.wait_ready({int(s.dpid, 16): s.name for s in self.net.switches},
+                                   timeout_s=ready_timeout_s(len(self.net.switches), ports))
 
     def controller_policy(self) -> SlicePolicy:
         """The slice policy the controller apps read (see controllers/policy.py)."""
@@ -221,3 +231,18 @@ class EmulatedNetwork:
         engine, self.engine = self.engine, None
         if engine is not None:
             engine.stop()
+
+    # --- liveness (experiments/framework/watchdog.py) -------------------------------------------
+    def components(self) -> dict[str, Callable[[], RunFailed | None]]:
+        """What a run watches while it runs: the link engine's processes and threads (relay, tc
+        batches, schedule replayers) and the controller; each check returns a RunFailed once dead."""
+        checks: dict[str, Callable[[], RunFailed | None]] = {}
+        if self.engine is not None:
+            checks["link engine"] = self.engine.failed
+        if self.controller is not None:
+            checks["controller"] = self.controller.failed
+        return checks
+
+    def bridges(self) -> list[str]:
+        """The OVS bridges of this run."""
+        return [s.name for s in self.net.switches] if self.net is not None else []

@@ -1,7 +1,8 @@
 """Run folders: ``results/<experiment>/<run_id>/`` with metadata and a completion marker.
 
 A run folder is complete only when ``COMPLETE`` exists; it is written last, after every other
-file has been flushed. A folder without it is visibly incomplete (killed, failed or running).
+file has been flushed. A run that ended without success has ``FAILED`` instead (JSON: reason,
+component, log path, time); never both. A folder with neither was killed (SIGKILL) or is running.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import platform
 import secrets
 import subprocess
+import sys
 from collections.abc import Callable
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -19,9 +21,13 @@ from typing import Any
 
 import pandas as pd
 
+from topologies.errors import UserError
+from topologies.ownership import hand_over_at_exit
 from topologies.paths import REPO_ROOT
 
 COMPLETE_MARKER = "COMPLETE"
+FAILED_MARKER = "FAILED"  # a run that ended without success: why, which component, its log
+DISK_RESERVE_BYTES = 256 * 1024  # less free space than this on the results disk counts as full
 PACKAGES = ("os-ken", "scapy", "pandas", "pyarrow", "matplotlib", "numpy", "sgp4", "pyroute2")
 
 
@@ -31,12 +37,16 @@ def default_results_root() -> Path:
 
 def new_run_dir(experiment: str, results_root: Path | None = None) -> tuple[str, Path]:
     """Create and return ``(run_id, path)`` for a new run of ``experiment``."""
-    root = (results_root or default_results_root()) / experiment
+    if experiment in ("", ".", "..") or "/" in experiment or "\0" in experiment:  # never outside root
+        raise UserError(f"experiment.name: got {experiment!r}; allowed: a plain name (no '/', not '..')")
+    results_root = results_root or default_results_root()
+    root = results_root / experiment
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     run_id = f"{stamp}-{secrets.token_hex(2)}"
     path = root / run_id
     (path / "raw").mkdir(parents=True)
     (path / "logs").mkdir()
+    hand_over_at_exit(path, results_root)  # through sudo: the user's, not root's (ownership.py)
     return run_id, path
 
 
@@ -52,20 +62,77 @@ def write_parquet(path: Path, frame: pd.DataFrame) -> None:
 
 def _atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never leave half a file (it may be what filled the disk)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def mark_complete(run_dir: Path) -> None:
     """Write the completion marker; call only after every other file is written."""
+    if (run_dir / FAILED_MARKER).exists():
+        raise RuntimeError(f"{run_dir} is marked FAILED; it cannot also be COMPLETE")
     write_json(run_dir / COMPLETE_MARKER,
                {"finished_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
 
 
 def is_complete(run_dir: Path) -> bool:
     return (run_dir / COMPLETE_MARKER).is_file()
+
+
+def is_failed(run_dir: Path) -> bool:
+    return (run_dir / FAILED_MARKER).is_file()
+
+
+def disk_full(path: Path, reserve_bytes: int = DISK_RESERVE_BYTES) -> bool:
+    """True when the filesystem holding ``path`` has less than ``reserve_bytes`` left."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < reserve_bytes
+
+
+def mark_failed(run_dir: Path, failure: dict[str, Any]) -> Path | None:
+    """Write ``FAILED`` (JSON: reason, component, log_path, time, ...) and remove any COMPLETE.
+
+    On a full disk our own half-written ``*.tmp`` files are removed and the write retried; if it
+    still fails, the reason is printed to stderr. Returns the marker's path, or None if unwritten.
+    """
+    record = {**failure, "failed_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    marker = run_dir / FAILED_MARKER
+    (run_dir / COMPLETE_MARKER).unlink(missing_ok=True)
+    for attempt in range(2):
+        try:
+            write_json(marker, record)
+            return marker
+        except OSError as exc:
+            if attempt == 0:
+                for tmp in run_dir.rglob("*.tmp"):  # our own unfinished outputs
+                    tmp.unlink(missing_ok=True)
+                continue
+            print(f"factorysat: could not write {marker} ({exc}); the run FAILED: "
+                  f"{record.get('reason')}", file=sys.stderr)
+    return None
 
 
 def git_state() -> dict[str, Any]:

@@ -9,9 +9,11 @@ experiment writes its tables and figures, then calls ``session.complete()`` (mar
 
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 import signal
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,7 +24,16 @@ from tqdm import tqdm
 from experiments.framework.definition import Experiment
 from experiments.framework.leo_link import build_leo_schedules
 from experiments.framework.network import EmulatedNetwork
-from experiments.framework.results import base_metadata, mark_complete, new_run_dir, write_json
+from experiments.framework.results import (
+    base_metadata,
+    disk_full,
+    mark_complete,
+    mark_failed,
+    new_run_dir,
+    write_json,
+)
+from experiments.framework.watchdog import Watchdog, data_path_probe, ovs_daemon_checks
+from topologies.errors import RunFailed
 from topologies.scenario import Scenario, load_scenario
 
 log = logging.getLogger(__name__)
@@ -58,6 +69,62 @@ def _on_sigterm(_signum: int, _frame: Any) -> None:
     raise Terminated("terminated by SIGTERM")
 
 
+class SigtermUnwinds:
+    """``with SigtermUnwinds():`` SIGTERM raises :class:`Terminated` inside (main thread only), so
+    teardown and the FAILED marker still happen; nested uses keep the outer handler."""
+
+    def __init__(self) -> None:
+        self._previous: Any = None
+        self._installed = False
+
+    def __enter__(self) -> SigtermUnwinds:
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGTERM) is not _on_sigterm):
+            self._previous = signal.signal(signal.SIGTERM, _on_sigterm)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGTERM, self._previous if self._previous is not None else signal.SIG_DFL)
+            self._installed = False
+
+
+def _enospc(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what caused it) is a full disk."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def disk_failure(exc: BaseException, run_dir: Path) -> RunFailed | None:
+    """``results disk full: <run_dir>`` if ``exc`` came from a full results disk, else None."""
+    if isinstance(exc, RunFailed) and exc.component == "results disk":
+        return None  # already says so
+    if _enospc(exc) or (isinstance(exc, OSError) and disk_full(run_dir)):
+        return RunFailed(f"results disk full: {run_dir}", component="results disk")
+    return None
+
+
+def failure_record(exc: BaseException) -> dict[str, Any]:
+    """What ``FAILED`` says about ``exc``: reason, component, log path, exception type."""
+    if isinstance(exc, KeyboardInterrupt):
+        reason = "interrupted"
+    elif isinstance(exc, Terminated):
+        reason = "terminated by SIGTERM"
+    elif isinstance(exc, RunFailed):
+        reason = str(exc)
+    else:
+        reason = f"{type(exc).__name__}: {exc}"
+    record = {"reason": reason, "component": getattr(exc, "component", None),
+              "log_path": getattr(exc, "log_path", None), "exception": type(exc).__name__}
+    if hasattr(exc, "detected_realtime_ns"):  # a death the watchdog saw: when (CLOCK_REALTIME)
+        record["detected_realtime_ns"] = exc.detected_realtime_ns
+    return record
+
+
 class RunSession:
     """Scenario, run folder, metadata, network and schedules of one run."""
 
@@ -70,6 +137,7 @@ class RunSession:
             scenario = replace(scenario, seed=options.seed)
         self.scenario: Scenario = scenario
         self.duration_s = options.duration_s or experiment.duration_s
+        self.warnings: list[str] = []  # printed and stored in metadata.json (skeleton.py)
         self.leo = build_leo_schedules(scenario, self.duration_s + experiment.drain_s + SCHEDULE_SLACK_S)
         self.network = EmulatedNetwork(scenario, options.link_backend, options.ovs_datapath,
                                        self.leo.initial() if self.leo else None,
@@ -79,7 +147,9 @@ class RunSession:
         self.metadata: dict[str, Any] = {}
         self.problems: list[str] = []
         self.start_ns = 0  # CLOCK_REALTIME ns of traffic start, set by start_clock()
-        self._previous_sigterm: Any = None
+        self.watchdog: Watchdog | None = None
+        self.data_path_after_death: dict[str, Any] | None = None  # set if the controller died
+        self._sigterm = SigtermUnwinds()
 
     @property
     def raw_dir(self) -> Path:
@@ -95,9 +165,9 @@ class RunSession:
         self.metadata = {**base_metadata(), "experiment": self.experiment.name, "run_id": self.run_id,
                          "scenario_source": self.scenario.source, "seed": self.scenario.seed,
                          "duration_s": self.duration_s, "link_backend": self.network.backend,
-                         "ovs_datapath": self.network.datapath}
+                         "ovs_datapath": self.network.datapath, "warnings": list(self.warnings)}
         self.save_metadata()
-        self._previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
+        self._sigterm.__enter__()
         try:
             self.say(f"building the network ({len(self.scenario.ues)} UEs, link backend "
                      f"{self.network.backend}, OVS datapath {self.network.datapath})")
@@ -106,14 +176,33 @@ class RunSession:
             self.metadata["bringup_s"] = round(time.monotonic() - t0, 3)
             self.metadata.update(self.network.metadata())
             self.save_metadata()
+            self._start_watching()
         except BaseException as exc:
             self.__exit__(type(exc), exc, None)
             raise
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if exc is not None:
-            self.metadata["error"] = repr(exc)  # no COMPLETE marker: visibly incomplete
+        """Stop watching, tear everything down, record why the run failed (if it did).
+
+        A component death the watchdog recorded, or a full results disk, replaces an ordinary
+        exception as the cause (it is what made the traffic stage fail); Ctrl-C and SIGTERM stay.
+        """
+        death = self.watchdog.stop() if self.watchdog is not None else None
+        if self.watchdog is not None:
+            self.metadata["watched"] = list(self.watchdog.history)
+        cause = exc
+        if not isinstance(exc, KeyboardInterrupt | Terminated):
+            if death is not None:
+                cause = death
+            elif exc is not None and (disk_full(self.run_dir) or _enospc(exc)):
+                cause = RunFailed(f"results disk full: {self.run_dir}", component="results disk",
+                                  log_path=None)
+        if cause is not None:
+            self.metadata["error"] = repr(exc) if exc is not None else None  # no COMPLETE marker
+            self.metadata["failure"] = failure_record(cause)
+            if self.data_path_after_death is not None:
+                self.metadata["failure"]["data_path_after_death"] = self.data_path_after_death
         try:
             if self.network.engine is not None:  # counters as of the end (schedule rows applied)
                 self.metadata["link_engine"] = self.network.engine.metadata()
@@ -122,11 +211,46 @@ class RunSession:
         try:
             self.problems = self.network.stop()
         finally:
-            signal.signal(signal.SIGTERM, self._previous_sigterm or signal.SIG_DFL)
+            self._sigterm.__exit__()
         if self.problems:
             log.error("teardown left objects behind: %s; run `factorysat clean`", self.problems)
         self.metadata["teardown_problems"] = self.problems
-        self.save_metadata()
+        try:
+            self.save_metadata()
+        except OSError as meta_exc:  # a full disk must not hide the cause
+            log.warning("could not write metadata.json: %s", meta_exc)
+        if cause is not None and cause is not exc:
+            raise cause from exc
+
+    def _start_watching(self) -> None:
+        """Watch the results disk, the OVS daemons, the link engine and the controller."""
+        dog = Watchdog(on_death=self._on_death)
+        dog.protected.add(RunSession.__exit__.__code__)
+        run_dir = self.run_dir
+        dog.watch("results disk", "results disk", lambda: RunFailed(
+            f"results disk full: {run_dir}", component="results disk") if disk_full(run_dir) else None)
+        for name, check in ovs_daemon_checks().items():
+            dog.watch(name, name, check)
+        for name, check in self.network.components().items():
+            dog.watch(name, name, check)
+        self.metadata["watched"] = dog.watched()
+        self.watchdog = dog
+        dog.start()
+
+    def _on_death(self, failure: RunFailed) -> None:
+        """In the watchdog thread, before the run is interrupted: with the controller dead, do the
+        switches (fail mode secure) keep forwarding on the flows already installed?"""
+        if failure.component == "controller":
+            self.data_path_after_death = data_path_probe(self.network.bridges())
+
+    def fail(self, exc: BaseException) -> None:
+        """Mark the run folder FAILED with ``exc``'s reason (no-op before the folder exists)."""
+        if self.run_dir == Path() or not self.run_dir.is_dir():
+            return
+        record = {**failure_record(exc), "run_dir": str(self.run_dir)}
+        if self.data_path_after_death is not None:
+            record["data_path_after_death"] = self.data_path_after_death
+        mark_failed(self.run_dir, record)
 
     def start_clock(self) -> int:
         """Start the link schedules; return the shared start instant (CLOCK_REALTIME ns).
@@ -144,13 +268,16 @@ class RunSession:
         return start_ns
 
     def progress(self, start_ns: int, duration_s: float | None = None) -> None:
-        """Show a progress bar until ``start + duration`` (CLOCK_REALTIME)."""
+        """Show a progress bar until ``start + duration`` (CLOCK_REALTIME); a component death
+        ends it at once (RunFailed)."""
         duration_s = self.duration_s if duration_s is None else duration_s
         total = max(1, round(duration_s))
         end_ns = start_ns + int(duration_s * 1e9)
         with tqdm(total=total, unit="s", desc="traffic", disable=not self.options.progress,
                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total_fmt} s") as bar:
             while (now := time.time_ns()) < end_ns:
+                if self.watchdog is not None:
+                    self.watchdog.raise_if_failed()
                 done = min(total, int(max(0.0, (now - start_ns) / 1e9)))
                 if done != bar.n:
                     bar.update(done - bar.n)
@@ -160,7 +287,8 @@ class RunSession:
     def complete(self) -> None:
         """Write the completion marker; call after every table and figure is written."""
         if self.problems:
-            raise RuntimeError(f"teardown problems, run not marked complete: {self.problems}")
+            raise RunFailed(f"teardown left objects behind, run not marked complete: {self.problems}; "
+                            "run `factorysat clean`", component="teardown")
         mark_complete(self.run_dir)
 
     def save_metadata(self) -> None:

@@ -1,18 +1,23 @@
 """The one run skeleton every experiment kind goes through (see :mod:`experiments.framework.kind`).
 
-inputs checked -> network up -> kind's traffic -> network down -> tidy tables -> summary ->
-figures -> ``COMPLETE``. A run that stops anywhere before the end has no ``COMPLETE`` marker.
+inputs checked -> network up (watched) -> kind's traffic -> network down -> tidy tables -> summary
+-> figures -> ``COMPLETE``. A run that stops anywhere before the end (an exception, a component
+death, Ctrl-C, SIGTERM, a full disk, teardown problems) gets a ``FAILED`` marker saying why, and no
+``COMPLETE``; only SIGKILL leaves neither.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 from experiments.framework.definition import Experiment
 from experiments.framework.kind import Kind
 from experiments.framework.results import write_json, write_parquet
-from experiments.framework.session import RunOptions, RunResult, RunSession
+from experiments.framework.session import RunOptions, RunResult, RunSession, SigtermUnwinds, disk_failure
 from experiments.kinds import REGISTRY
 
 
@@ -31,17 +36,31 @@ def run_experiment(experiment: Experiment, options: RunOptions = RunOptions()) -
     kind = get_kind(experiment.kind)
     params = kind.parse_params(experiment.params)  # bad keys fail before anything is computed
     session = RunSession(experiment, options)
-    experiment.check(session.scenario)
-    kind.check(experiment, session.scenario, params)
-    with session:
-        kind.run_traffic(session, params)
-    tables = kind.collect(session, params)
-    for name, frame in tables.items():
-        write_parquet(session.run_dir / f"{name}.parquet", frame)
-    summary = kind.summarise(tables, session, params)
-    write_json(session.run_dir / "summary.json", summary)
-    paths = kind.draw_figures(session.run_dir)
-    session.complete()
+    session.warnings = [*experiment.check(session.scenario, session.duration_s),
+                        *session.network.backend_warnings]
+    kind.check(replace(experiment, duration_s=session.duration_s), session.scenario, params)
+    for warning in session.warnings:  # settings that work, but oddly: said, and kept in metadata
+        print(f"factorysat: warning: {warning}", file=sys.stderr, flush=True)
+    with SigtermUnwinds():  # SIGTERM in any stage unwinds through the FAILED marker
+        try:
+            with session:
+                kind.run_traffic(session, params)
+            tables = kind.collect(session, params)
+            for name, frame in tables.items():
+                write_parquet(session.run_dir / f"{name}.parquet", frame)
+            summary = kind.summarise(tables, session, params)
+            write_json(session.run_dir / "summary.json", summary)
+            paths = kind.draw_figures(session.run_dir)
+            kind.require_reconciled(tables, session, params)  # RunFailed: no COMPLETE
+            session.complete()
+        except BaseException as exc:
+            failure = disk_failure(exc, session.run_dir)
+            session.fail(failure or exc)  # FAILED marker (printed if even that cannot be written)
+            with contextlib.suppress(AttributeError):
+                (failure or exc).run_dir = session.run_dir  # for the CLI's last line
+            if failure is not None:
+                raise failure from exc
+            raise
     return RunResult(session.run_dir, summary, paths)
 
 
