@@ -1,10 +1,11 @@
 """What the in-host agents share: a stop flag for SIGTERM/SIGINT, timestamping UDP sockets, kernel
-receive timestamps, the receive call and the command line. Standard library plus
-``topologies.rxstamp`` only (agents start inside emulated hosts)."""
+receive timestamps, the receive call, the host's UDP drop counters and the command line. Standard
+library plus ``topologies.rxstamp`` only (agents start inside emulated hosts)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import socket
 import time
@@ -49,6 +50,39 @@ def recv_stamped(sock: socket.socket, ancillary_size: int = TIMESTAMP_ANCILLARY
     except (TimeoutError, InterruptedError):
         return None
     return data, rx_time_ns(ancdata), ancdata, addr
+
+
+def udp_snmp() -> dict[str, int]:
+    """This network namespace's UDP counters (``/proc/net/snmp`` is per namespace), e.g.
+    ``RcvbufErrors`` (datagrams dropped on a full receive buffer), ``InErrors``, ``NoPorts``."""
+    try:
+        lines = [line.split() for line in open("/proc/self/net/snmp") if line.startswith("Udp:")]
+    except OSError:
+        return {}
+    if len(lines) < 2:
+        return {}
+    return {name: int(value) for name, value in zip(lines[0][1:], lines[1][1:], strict=False)}
+
+
+def udp_snmp_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """``after - before`` per counter (counters present in both)."""
+    return {k: after[k] - before[k] for k in after if k in before}
+
+
+def udp_socket_drops(sock: socket.socket) -> int | None:
+    """Datagrams the kernel dropped for this socket (the ``drops`` column of /proc/net/udp, found by
+    the socket's inode): receive-buffer overflows and memory limits. None if not found."""
+    inode = str(os.fstat(sock.fileno()).st_ino)
+    try:
+        with open("/proc/self/net/udp") as table:
+            next(table)
+            for line in table:
+                fields = line.split()
+                if len(fields) > 12 and fields[9] == inode:
+                    return int(fields[12])
+    except (OSError, StopIteration, ValueError):
+        return None
+    return None
 
 
 def touch(path: str) -> None:

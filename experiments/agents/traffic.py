@@ -11,12 +11,15 @@ on a schedule and logs RTT plus both one-way delays (same shared clock).
 Receiver: ``python -m experiments.agents.traffic recv --port N --out FILE``. It logs every
 packet: the sender's fields, the kernel receive timestamp (SO_TIMESTAMPNS, CLOCK_REALTIME, the
 same clock the sender used: every emulated host shares the machine's kernel clock) and the
-TOS byte as received (DSCP marking). It stops on SIGTERM/SIGINT after flushing everything.
+TOS byte as received (DSCP marking). On SIGTERM/SIGINT it reads what is still queued in its socket,
+flushes everything and writes ``FILE.done`` (packets received, the socket's kernel drops, the
+namespace's UDP counter changes), which the analysis uses to check the record file is complete.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import socket
@@ -31,6 +34,9 @@ from experiments.agents.common import (
     recv_stamped,
     timestamping_udp_socket,
     touch,
+    udp_snmp,
+    udp_snmp_delta,
+    udp_socket_drops,
 )
 
 HEADER = struct.Struct("!IIQ")  # flow_id, seq, send_ns (network order, in the payload)
@@ -46,6 +52,7 @@ def send(args: argparse.Namespace) -> int:
     end_ns = start_ns + int(args.duration_s * 1e9)
     dest = (args.dest, args.port)
     sent = errors = 0
+    why: dict[str, int] = {}  # errno name -> packets that could not be sent
     seq = 0
     next_ns = start_ns
     while next_ns < end_ns:
@@ -55,17 +62,25 @@ def send(args: argparse.Namespace) -> int:
         try:
             sock.sendto(HEADER.pack(args.flow_id, seq, time.time_ns()) + padding, dest)
             sent += 1
-        except OSError:
-            errors += 1  # counted as lost by the analysis (never received)
+        except OSError as exc:
+            errors += 1  # counted as lost by the analysis (never received), with its reason
+            name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+            why[name] = why.get(name, 0) + 1
         seq += 1
         next_ns = start_ns + seq * interval_ns
     with open(args.summary, "w") as out:
         json.dump({"flow_id": args.flow_id, "packets_scheduled": seq, "packets_sent": sent,
-                   "send_errors": errors, "start_ns": start_ns, "end_ns": end_ns}, out)
+                   "send_errors": errors, "send_errors_by_errno": why, "start_ns": start_ns,
+                   "end_ns": end_ns, "interval_ns": interval_ns}, out)
     return 0
 
 
+DRAIN_LIMIT_S = 2.0  # at stop, read what waits in the socket for at most this long
+
+
 def recv(args: argparse.Namespace) -> int:
+    """Log every datagram until SIGTERM, then read what is still queued in the socket, and write
+    ``OUT.done``: packets received, this socket's kernel drops and the namespace's UDP counters."""
     flag = StopFlag()
     sock = timestamping_udp_socket()
     sock.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
@@ -73,13 +88,23 @@ def recv(args: argparse.Namespace) -> int:
     sock.settimeout(0.1)
     ancillary_size = TIMESTAMP_ANCILLARY + socket.CMSG_SPACE(4)
     buffer = bytearray()
-    received = 0
+    received = drained = 0
+    snmp_before = udp_snmp()
     with open(args.out, "wb") as out:
         touch(args.out + ".ready")  # tells the runner the socket is bound
-        while not flag.stop:
+        drain_end_ns = None
+        while True:
+            if flag.stop and drain_end_ns is None:
+                sock.settimeout(0.001)  # drain: stop at the first 1 ms without a datagram
+                drain_end_ns = time.monotonic_ns() + int(DRAIN_LIMIT_S * 1e9)
+            if drain_end_ns is not None and time.monotonic_ns() > drain_end_ns:
+                break  # still flooded after the limit: what stays queued counts as lost
             got = recv_stamped(sock, ancillary_size)
             if got is None:
+                if drain_end_ns is not None:
+                    break
                 continue
+            drained += drain_end_ns is not None
             data, recv_ns, ancdata, _addr = got
             tos = next((c[0] for lvl, typ, c in ancdata
                         if lvl == socket.IPPROTO_IP and typ == socket.IP_TOS), 0)
@@ -91,11 +116,14 @@ def recv(args: argparse.Namespace) -> int:
             if len(buffer) >= 1 << 20:
                 out.write(buffer)
                 buffer.clear()
+        socket_drops = udp_socket_drops(sock)
         out.write(buffer)
         out.flush()
         os.fsync(out.fileno())
     with open(args.out + ".done", "w") as done:
-        json.dump({"packets_received": received}, done)
+        json.dump({"packets_received": received, "drained_at_stop": drained,
+                   "socket_drops": socket_drops,
+                   "udp_snmp_delta": udp_snmp_delta(snmp_before, udp_snmp())}, done)
     return 0
 
 

@@ -18,6 +18,11 @@ measured, which tables, summary and figures come out. Every kind goes through ON
 6. ``draw_figures(run_dir)``: (re)draw every figure from the stored Parquet/JSON only, so that
    ``factorysat figures RUN_DIR`` redraws a finished run; return the paths.
 7. ``print_summary(summary)``: the table ``factorysat run`` prints.
+8. ``reconcile(tables, session, params)``: count checks (every scheduled packet sent or its send
+   error recorded, every sent packet received or counted lost, no duplicates, no packet received
+   that was never sent, raw files complete); a non-empty list of problems fails the run
+   (:meth:`Kind.require_reconciled` raises RunFailed). A kind also records the same block in its
+   summary (``reconciliation``), so a failed run still shows the numbers.
 
 Only after all of that is the ``COMPLETE`` marker written. To add a kind see the README,
 "Extending factorysat": one folder under ``experiments/kinds/`` and one line in
@@ -34,6 +39,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
+from topologies.errors import RunFailed
 from topologies.scenario import Scenario
 from topologies.validate import ConfigError
 
@@ -78,3 +84,16 @@ class Kind(ABC):
     def print_summary(self, summary: dict[str, Any]) -> str:
         """Text for the terminal; the default prints the summary as JSON."""
         return json.dumps(summary, indent=2)
+
+    def reconcile(self, tables: dict[str, pd.DataFrame], session: RunSession, params: Any) -> list[str]:
+        """Count problems that make the run's numbers untrustworthy (default: none checked)."""
+        return []
+
+    def require_reconciled(self, tables: dict[str, pd.DataFrame], session: RunSession,
+                           params: Any) -> None:
+        """Raise RunFailed naming the problems if :meth:`reconcile` finds any (before COMPLETE)."""
+        problems = self.reconcile(tables, session, params)
+        if problems:
+            shown = "; ".join(problems[:5]) + (f"; ... {len(problems) - 5} more" if len(problems) > 5 else "")
+            raise RunFailed(f"counts do not reconcile: {shown} (see summary.json 'reconciliation')",
+                            component="reconciliation")

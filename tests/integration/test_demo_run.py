@@ -69,7 +69,19 @@ def test_demo_run_is_complete_and_leaves_nothing(tmp_path) -> None:
     assert meta["link_backend"] in ("relay", "netem") and meta["ovs_datapath"] in ("user", "kernel")
     assert meta["git"]["commit"] and "dirty" in meta["git"] and meta["seed"] == 1
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert set(summary) == {"urllc", "embb", "mmtc"}
+    assert set(summary) == {"urllc", "embb", "mmtc", "loss_accounting", "reconciliation"}
+    # Counts reconcile, every lost packet is in exactly one class, link counters were stored.
+    assert summary["reconciliation"]["ok"] and summary["reconciliation"]["problems"] == []
+    total = summary["loss_accounting"]["total"]
+    assert total["counters_available"] and total["lost_pkts"] == sum(
+        total[k] for k in ("modelled_loss_pkts", "emulator_loss_pkts", "in_flight_at_stop_pkts",
+                           "unattributed_loss_pkts"))
+    assert total["scheduled_pkts"] == sum(summary[s]["packets"] for s in ("urllc", "embb", "mmtc"))
+    counters = meta["link_engine"]["link_counters"]
+    assert counters["unavailable"] == {} and "radio_agv1" in counters["links"]
+    flows = pd.read_parquet(run_dir / "flows.parquet").set_index("ue")
+    assert counters["links"]["radio_agv1"]["uplink"]["tx"] >= flows.loc["agv1", "packets_received"]
+    summary = {k: v for k, v in summary.items() if k in ("urllc", "embb", "mmtc")}
     for s in summary.values():
         for key in ("owd_ms_p50", "owd_ms_p99", "owd_ms_p999", "loss_pct", "deadline_met_pct",
                     "packets"):

@@ -90,3 +90,26 @@ def test_probe_records_give_rtt_one_way_delays_and_loss(tmp_path) -> None:
     assert summary["loss_pct"] == 25.0 and summary["rtt_ms_p50"] == 30.0
     fig = figures.rtt_timeline(rtt, None)
     assert save(fig, tmp_path / "rtt")[0].stat().st_size > 1000
+
+
+def test_summary_carries_the_loss_split_and_the_table_shows_it(tmp_path) -> None:
+    from experiments.framework.accounting import Stream, account, reconciliation
+
+    plans = [FlowPlan(1, "agv1", "agv", "urllc", "edge1", 100, 10.0, 10.0, 46)]
+    flows = _flows(tmp_path, plans, {"agv1": 10})
+    _write_raw(tmp_path / "recv-edge1.bin", [(1, k, 0, 1_000_000, 100, 46 << 2) for k in range(7)])
+    packets = analysis.tidy_packets([tmp_path / "recv-edge1.bin"], flows)
+    radio = ("radio_agv1", "uplink")
+    counters = {"links": {"radio_agv1": {"uplink": {"rx": 10, "tx": 7, "dropped_loss": 2,
+                                                    "dropped_error": 1, "held": 0}}}}
+    loss = account([Stream("urllc", (radio,), "edge1", 10, 10, 0, 7)], counters)
+    summary = analysis.slice_summary(packets, flows, loss)
+    urllc = summary["urllc"]
+    assert urllc["loss_pct"] == pytest.approx(30.0) and urllc["lost_pkts"] == 3
+    assert (urllc["modelled_loss_pkts"], urllc["emulator_loss_pkts"], urllc["unattributed_loss_pkts"]) \
+        == (2, 1, 0)
+    summary["loss_accounting"] = {"total": loss["total"]}
+    summary["reconciliation"] = reconciliation(["2 duplicate packets"], {})
+    table = analysis.format_table(summary)
+    assert "lost packets by cause" in table and "COUNTS DO NOT RECONCILE: 2 duplicate packets" in table
+    assert "loss_accounting" not in table.split("lost packets")[0]  # not drawn as a slice row

@@ -96,3 +96,57 @@ def test_summary_counts_misses_and_deadline_over_all_requests(raw: Path, tmp_pat
     paths = save(figures.response_figure(df, summary), tmp_path / "offload_response")
     assert all(p.stat().st_size > 1000 for p in paths)
     assert [p.suffix for p in paths] == [".png", ".pdf"]
+
+
+def test_requests_reconcile_and_datagram_loss_is_split(raw: Path) -> None:
+    from experiments.framework.accounting import account, topology_links
+    from topologies.factory import FactoryTopo
+    from topologies.scenario import load_scenario
+
+    client, servers, problems = analysis.read_logs(raw, PARAMS)
+    assert problems == []
+    problems, checks = analysis.reconcile_requests(client, servers, planned=6)
+    assert problems == [] and checks["client_requests"] == 6 and checks["server_records"] == 5
+    links = topology_links(FactoryTopo(scenario=load_scenario(None)))
+    streams = analysis.datagram_streams(client, servers, "cam1", links)
+    up_edge, down_edge, up_sat, down_sat = streams
+    assert (up_edge.scheduled, up_edge.sent, up_edge.received) == (15, 15, 13)
+    assert (down_edge.scheduled, down_edge.received) == (2, 2)
+    assert (up_sat.sent, up_sat.send_errors, up_sat.received) == (13, 2, 10)
+    assert (down_sat.scheduled, down_sat.received) == (2, 1)
+    assert up_edge.path[0] == ("radio_cam1", "uplink") and up_edge.path[-1] == ("edge", "uplink")
+    edge_link = {"rx": 13, "tx": 13, "dropped_loss": 0, "held": 0}
+    counters = {"links": {"radio_cam1": {"uplink": {"rx": 28, "tx": 26, "dropped_loss": 2, "held": 0},
+                                         "downlink": {"rx": 3, "tx": 3, "held": 0}},
+                          "edge": {"uplink": edge_link}}, "unavailable": {}}
+    loss = account(streams, counters)
+    assert loss["edge1"]["lost_pkts"] == 2 and loss["edge1"]["shared_link_drops_pkts"] == 2
+    assert loss["sat1"]["emulator_loss_pkts"] == 2  # the two fragments that could not be sent
+    assert loss["total"]["modelled_loss_pkts"] == 2 and loss["total"]["lost_pkts"] == 2 + 5 + 1
+    summary = {"targets": {"edge1": {"datagram_loss": loss["edge1"]}}, "loss_accounting":
+               {"total": loss["total"]}, "reconciliation": {"ok": True, "problems": []}}
+    text = analysis.format_summary({**summary, "deadline_ms": 100.0, "model": "m", "inference_gop": 1.0,
+                                    "request_bytes": 1, "client": "cam1", "targets": {}})
+    assert "counts reconcile" in text and "total" in text
+
+
+@pytest.mark.parametrize("case", ["phantom", "duplicate", "fragments", "reply", "missing", "truncated"])
+def test_requests_that_do_not_add_up_fail(raw: Path, case: str) -> None:
+    server = raw / "server-edge1.jsonl"
+    if case == "phantom":  # a record of a request sent to sat1
+        server.write_text(server.read_text() + json.dumps(
+            {"request_id": 1, "status": "incomplete", "fragments": 5, "fragments_received": 1}) + "\n")
+    elif case == "duplicate":
+        server.write_text(server.read_text() + server.read_text().splitlines()[0] + "\n")
+    elif case == "fragments":
+        _write(raw / "client-cam1.jsonl", [_client(0, "edge1", "timeout", fragments_sent=4)])
+    elif case == "reply":  # the client has a reply the server never sent
+        _write(server, [])
+    elif case == "truncated":
+        server.write_text(server.read_text()[:-20])
+    client, servers, problems = analysis.read_logs(raw, PARAMS)
+    more, _ = analysis.reconcile_requests(client, servers, planned=7 if case == "missing" else 6)
+    problems += more
+    expected = {"phantom": "never sent there", "duplicate": "duplicate", "fragments": "!= 5",
+                "reply": "never sent", "missing": "the schedule has 7", "truncated": "partial line"}
+    assert any(expected[case] in p for p in problems), problems

@@ -126,3 +126,14 @@ def test_prediction_uses_time_weighted_medians_of_the_run_window(scenario) -> No
     short = predict_response_ms(OffloadParams(), scenario, frames, duration_s=8.0)
     long_ = predict_response_ms(OffloadParams(), scenario, frames, duration_s=40.0)
     assert short["cloud1"]["uplink_ms"] < 200 < long_["cloud1"]["uplink_ms"]
+
+
+def test_interval_too_long_for_every_target_to_get_a_request(scenario) -> None:
+    from experiments.kinds.offload.kind import OffloadKind
+
+    experiment = load_experiment("offload")
+    kind = OffloadKind()
+    params = kind.parse_params({**experiment.params, "interval_ms": 1000.0})
+    kind.check(experiment, scenario, params)  # 60 s at 1 request/s: every target gets ~20
+    with pytest.raises(ConfigError, match=r"params\.interval_ms: got 1000.0; allowed: <= 666\.667"):
+        kind.check(replace(experiment, duration_s=2.0), scenario, params)

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from experiments.framework import accounting
+from experiments.framework.accounting import Stream, path_hops
 from experiments.framework.stats import percentile, share_pct
 from experiments.kinds.offload.model import OffloadParams
 
@@ -131,4 +133,100 @@ def format_summary(summary: dict[str, Any]) -> str:
                      f"{f(s['compute_ms_p50'], 8)} {f(s['downlink_ms_p50'], 8)} {f(pred, 9)}")
     lines.append("compute is modelled (sleep of ops / (peak TOPS x utilisation)); network parts are "
                  "measured; 'model p50' = predict_response_ms")
+    total = summary.get("loss_accounting", {}).get("total")
+    if total is not None:
+        lines.append(f"lost datagrams by cause {'':<8} {'lost':>6} {'modelled':>8} {'emulator':>8} "
+                     f"{'in flight':>9} {'unattrib.':>9} {'shared':>7}")
+        rows = [(h, s.get("datagram_loss")) for h, s in summary["targets"].items()] + [("total", total)]
+        for name, d in rows:
+            if d:
+                lines.append(f"{'':<24} {name:<8} {d['lost_pkts']:>6d} {d['modelled_loss_pkts']:>8d} "
+                             f"{d['emulator_loss_pkts']:>8d} {d['in_flight_at_stop_pkts']:>9d} "
+                             f"{d['unattributed_loss_pkts']:>9d} {d['shared_link_drops_pkts']:>7d}")
+    verdict = accounting.reconciliation_line(summary)
+    if verdict is not None:
+        lines.append(verdict)
     return "\n".join(lines)
+
+
+# --- count reconciliation and datagram loss accounting ------------------------------------------------
+
+def read_logs(raw_dir: Path, params: OffloadParams) -> tuple[list[dict], dict[str, list[dict]], list[str]]:
+    """Client records, server records per target, and problems reading them (missing or cut files)."""
+    problems: list[str] = []
+
+    def load(path: Path, who: str) -> list[dict]:
+        if not path.exists():
+            problems.append(f"{who}: no log {path.name} (it did not finish)")
+            return []
+        text = path.read_text()
+        if text and not text.endswith("\n"):
+            problems.append(f"{who}: {path.name} ends in a partial line (truncated)")
+        try:
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as exc:
+            problems.append(f"{who}: {path.name} is not valid JSON lines ({exc.msg}, line {exc.lineno})")
+            return []
+
+    client = load(raw_dir / f"client-{params.client}.jsonl", f"client on {params.client}")
+    servers = {t.host: load(raw_dir / f"server-{t.host}.jsonl", f"server on {t.host}")
+               for t in params.targets}
+    return client, servers, problems
+
+
+def reconcile_requests(client: list[dict], servers: dict[str, list[dict]], planned: int
+                       ) -> tuple[list[str], dict[str, int]]:
+    """Every planned request has one client record; fragments sent + errors = fragments; server
+    records only for requests sent to that server, once each, with no more fragments than were
+    sent; a reply the client received was sent by the server. Exact, no tolerance."""
+    problems: list[str] = []
+    ids = [c["request_id"] for c in client]
+    if len(client) != planned or set(ids) != set(range(planned)):
+        problems.append(f"client recorded {len(client)} requests ({len(set(ids))} distinct ids), "
+                        f"the schedule has {planned}")
+    by_id = {c["request_id"]: c for c in client}
+    for c in client:
+        if c["fragments_sent"] + c["send_errors"] != c["fragments"]:
+            problems.append(f"request {c['request_id']}: fragments sent {c['fragments_sent']} + errors "
+                            f"{c['send_errors']} != {c['fragments']}")
+    phantom = duplicates = 0
+    for host, records in servers.items():
+        seen: set[int] = set()
+        for s in records:
+            rid = s["request_id"]
+            duplicates += rid in seen
+            seen.add(rid)
+            c = by_id.get(rid)
+            if c is None or c["target"] != host or s["fragments_received"] > c["fragments_sent"]:
+                phantom += 1
+        replied = {s["request_id"] for s in records if s["status"] == "replied" and not s.get("send_error")}
+        for c in client:
+            if c["target"] == host and c.get("reply_recv_ns") and c["request_id"] not in replied:
+                problems.append(f"request {c['request_id']}: the client got a reply {host} never sent")
+    if duplicates:
+        problems.append(f"{duplicates} duplicate server records")
+    if phantom:
+        problems.append(f"{phantom} server records of requests never sent there (or more fragments "
+                        "than were sent)")
+    checks = {"planned_requests": planned, "client_requests": len(client),
+              "server_records": sum(len(r) for r in servers.values()),
+              "duplicate_records": int(duplicates), "phantom_records": phantom}
+    return problems, checks
+
+
+def datagram_streams(client: list[dict], servers: dict[str, list[dict]], client_host: str,
+                     links: list[tuple[str, str, str]]) -> list[Stream]:
+    """Per target: request fragments (client -> server) and replies (server -> client)."""
+    out = []
+    for host, records in servers.items():
+        mine = [c for c in client if c["target"] == host]
+        got = {s["request_id"]: s["fragments_received"] for s in records}
+        replies = [s for s in records if s["status"] == "replied"]
+        errors = sum(1 for s in replies if s.get("send_error"))
+        out += [Stream(host, path_hops(links, client_host, host), host,
+                       sum(c["fragments"] for c in mine), sum(c["fragments_sent"] for c in mine),
+                       sum(c["send_errors"] for c in mine),
+                       sum(min(got.get(c["request_id"], 0), c["fragments_sent"]) for c in mine)),
+                Stream(host, path_hops(links, host, client_host), client_host, len(replies),
+                       len(replies) - errors, errors, sum(1 for c in mine if c.get("reply_recv_ns")))]
+    return out

@@ -17,6 +17,8 @@ from typing import Any
 
 import pandas as pd
 
+from experiments.agents.offload import request_schedule
+from experiments.framework import accounting
 from experiments.framework.agent_procs import kill_agents, start_agent, stop_agent, wait_ready
 from experiments.framework.definition import Experiment
 from experiments.framework.kind import Kind
@@ -30,7 +32,9 @@ from experiments.kinds.offload.model import (
     predict_response_ms,
     target_roles,
 )
+from topologies.errors import RunFailed
 from topologies.scenario import Scenario
+from topologies.validate import ConfigError
 
 OFFLOAD_PORT = 5003
 
@@ -93,11 +97,20 @@ class OffloadKind(Kind):
 
     name = "offload"
 
+    def __init__(self) -> None:
+        self._counts: dict[str, Any] | None = None  # loss split and reconciliation, from collect()
+
     def parse_params(self, raw: dict) -> OffloadParams:
         return parse_params(raw)
 
     def check(self, experiment: Experiment, scenario: Scenario, params: OffloadParams) -> None:
         check_scenario(params, scenario)
+        requests = experiment.duration_s * 1000 / params.interval_ms
+        if requests < len(params.targets):  # targets take turns: one would get no request at all
+            raise ConfigError("params.interval_ms", params.interval_ms,
+                              f"<= {experiment.duration_s * 1000 / len(params.targets):g} so that "
+                              f"each of the {len(params.targets)} targets gets a request in "
+                              f"duration_s = {experiment.duration_s:g}")
 
     def run_traffic(self, session: RunSession, params: OffloadParams) -> None:
         work = OffloadRun(session, params)
@@ -112,6 +125,20 @@ class OffloadKind(Kind):
             work.kill_all()
 
     def collect(self, session: RunSession, params: OffloadParams) -> dict[str, pd.DataFrame]:
+        client, servers, problems = analysis.read_logs(session.raw_dir, params)
+        planned = len(request_schedule(len(params.targets), session.start_ns,
+                                       session.start_ns + int(session.duration_s * 1e9),
+                                       int(params.interval_ms * 1e6), session.scenario.seed))
+        more, checks = analysis.reconcile_requests(client, servers, planned)
+        streams = analysis.datagram_streams(client, servers, params.client,
+                                            accounting.session_links(session))
+        counters = (session.metadata.get("link_engine") or {}).get("link_counters")
+        problems += more + accounting.check_link_counters(streams, counters)
+        self._counts = {"loss": accounting.account(streams, counters),
+                        "reconciliation": accounting.reconciliation(problems, checks),
+                        "source": "at teardown (metadata.json)" if counters else "unavailable"}
+        if problems and not client:
+            raise RunFailed(f"counts do not reconcile: {'; '.join(problems)}", component="reconciliation")
         roles = target_roles(session.scenario)
         return {"requests": analysis.tidy_requests(session.raw_dir, params, roles, session.start_ns)}
 
@@ -119,7 +146,28 @@ class OffloadKind(Kind):
                   ) -> dict[str, Any]:
         frames = session.leo.frames if session.leo else None
         predicted = predict_response_ms(params, session.scenario, frames, session.duration_s)
-        return analysis.summarise(tables["requests"], params, target_roles(session.scenario), predicted)
+        summary = analysis.summarise(tables["requests"], params, target_roles(session.scenario), predicted)
+        if self._counts is None:
+            self.collect(session, params)
+        assert self._counts is not None
+        loss = self._counts["loss"]
+        for host, target in summary["targets"].items():
+            target["datagram_loss"] = {k: loss[host][k] for k in ("scheduled_pkts", *accounting.LOSS_KEYS)
+                                       } if host in loss else None
+        summary["loss_accounting"] = {
+            "unit": "datagrams (request fragments and replies)", "total": loss["total"],
+            "link_counters": self._counts["source"],
+            "attribution": "a link's drops count for a target only if no other target's traffic "
+                           "crosses it (the camera's radio hop is shared by every target)"}
+        summary["reconciliation"] = self._counts["reconciliation"]
+        return summary
+
+    def reconcile(self, tables: dict[str, pd.DataFrame], session: RunSession, params: OffloadParams
+                  ) -> list[str]:
+        if self._counts is None:
+            self.collect(session, params)
+        assert self._counts is not None
+        return list(self._counts["reconciliation"]["problems"])
 
     def draw_figures(self, run_dir: Path) -> list[Path]:
         requests = pd.read_parquet(run_dir / "requests.parquet")

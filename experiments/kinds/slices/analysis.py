@@ -1,19 +1,25 @@
 """Raw packet records -> tidy tables (Parquet) -> per-slice summary.
 
-Loss counts every scheduled packet that was not received (including send errors), so
-``deadline_met_pct`` is the share of *sent* packets that arrived within the slice's bound: a lost
-packet is a missed deadline, as in 3GPP TS 22.104's availability definition.
+Loss counts every scheduled packet that was not received (send errors, packets still in flight at
+stop, emulator drops and modelled drops alike: ``loss_pct`` = ``lost_pkts`` / ``packets``); the
+split by cause is in ``modelled_loss_pkts`` / ``emulator_loss_pkts`` / ``in_flight_at_stop_pkts``
+/ ``unattributed_loss_pkts`` (experiments/framework/accounting.py). ``deadline_met_pct`` is the
+share of *sent* packets that arrived within the slice's bound: a lost packet is a missed deadline,
+as in 3GPP TS 22.104's availability definition.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from experiments.agents.traffic import PROBE_RECORD, RECORD
+from experiments.framework import accounting
+from experiments.framework.accounting import LOSS_KEYS
 from experiments.framework.stats import percentile, share_pct
 
 RECORD_DTYPE = np.dtype([("flow_id", "<u4"), ("seq", "<u4"), ("send_ns", "<u8"), ("recv_ns", "<u8"),
@@ -34,7 +40,11 @@ def read_records(path: Path) -> pd.DataFrame:
 def tidy_packets(raw_files: list[Path], flows: pd.DataFrame) -> pd.DataFrame:
     """Received packets joined with their flow (UE, kind, slice, destination, bound)."""
     frames = [read_records(p) for p in raw_files]
-    records = pd.concat(frames, ignore_index=True) if frames else read_records_empty()
+    return tidy_records(pd.concat(frames, ignore_index=True) if frames else read_records_empty(), flows)
+
+
+def tidy_records(records: pd.DataFrame, flows: pd.DataFrame) -> pd.DataFrame:
+    """Raw records (duplicates dropped, unknown flows left out) joined with their flow."""
     records = records.drop_duplicates(["flow_id", "seq"])
     packets = records.merge(flows, on="flow_id", how="inner", validate="many_to_one")
     packets["owd_ms"] = (packets["recv_ns"].astype("int64") - packets["send_ns"].astype("int64")) / 1e6
@@ -50,9 +60,11 @@ def read_records_empty() -> pd.DataFrame:
                          ("flow_id", "seq", "send_ns", "recv_ns", "bytes", "tos")})
 
 
-def slice_summary(packets: pd.DataFrame, flows: pd.DataFrame) -> dict[str, dict[str, float | int]]:
-    """Per-slice figures: OWD percentiles, loss, share of sent packets within the bound."""
-    summary: dict[str, dict[str, float | int]] = {}
+def slice_summary(packets: pd.DataFrame, flows: pd.DataFrame,
+                  loss: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Per-slice figures: OWD percentiles, loss, share of sent packets within the bound; with
+    ``loss`` (accounting.account by slice) the loss split (LOSS_KEYS) too."""
+    summary: dict[str, dict[str, Any]] = {}
     for name, slice_flows in flows.groupby("slice", sort=False):  # scenario order
         sent = int(slice_flows["packets_scheduled"].sum())
         got = packets[packets["slice"] == name]
@@ -72,6 +84,8 @@ def slice_summary(packets: pd.DataFrame, flows: pd.DataFrame) -> dict[str, dict[
             "dscp_marked_pct": round(100.0 * float((got["dscp"] == expected_dscp).mean()), 2)
             if owd.size else None,
         }
+        if loss is not None and str(name) in loss:
+            summary[str(name)].update({k: loss[str(name)][k] for k in LOSS_KEYS})
     return summary
 
 
@@ -130,23 +144,43 @@ def probe_summary(rtt: pd.DataFrame) -> dict[str, dict[str, float | int | None]]
     return out
 
 
+NOT_SLICES = ("probes", "loss_accounting", "reconciliation")
+
+
 def format_table(summary: dict[str, dict]) -> str:
-    """A fixed-width per-slice table for the terminal."""
+    """A fixed-width per-slice table for the terminal, with the loss split and reconciliation."""
     header = (f"{'slice':<7} {'packets':>8} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} "
               f"{'loss %':>7} {'bound ms':>9} {'in bound %':>10} {'DSCP ok %':>9}")
+    split = f"{'lost':>7} {'modelled':>8} {'emulator':>8} {'in flight':>9} {'unattrib.':>9} {'shared':>7}"
     lines = [header, "-" * len(header)]
 
     def f(value: float | None, width: int, digits: int = 3) -> str:
         return f"{'n/a':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
 
-    for name, s in summary.items():
-        if name == "probes":
-            continue
+    slices = {name: s for name, s in summary.items() if name not in NOT_SLICES}
+    for name, s in slices.items():
         lines.append(f"{name:<7} {s['packets']:>8d} {f(s['owd_ms_p50'], 8)} {f(s['owd_ms_p99'], 8)} "
                      f"{f(s['owd_ms_p999'], 9)} {f(s['loss_pct'], 7, 2)} {f(s['latency_bound_ms'], 9, 1)} "
                      f"{f(s['deadline_met_pct'], 10, 3)} {f(s['dscp_marked_pct'], 9, 1)}")
+    total = summary.get("loss_accounting", {}).get("total")
+    if total is not None:
+        lines += ["", f"lost packets by cause  {'slice':<7} {split}"]
+        for name, s in [*((n, s) for n, s in slices.items() if "lost_pkts" in s), ("total", total)]:
+            lines.append(f"{'':<22} {name:<7} {s['lost_pkts']:>7d} {s['modelled_loss_pkts']:>8d} "
+                         f"{s['emulator_loss_pkts']:>8d} {s['in_flight_at_stop_pkts']:>9d} "
+                         f"{s['unattributed_loss_pkts']:>9d} {s['shared_link_drops_pkts']:>7d}")
+        lines.append("(modelled: loss/down/bottleneck queue the scenario asked for; emulator: send errors, "
+                     "socket and relay drops; shared: drops on links other slices use too; total "
+                     "includes probes)")
+        if total["unattributed_loss_pkts"] > 0:
+            lines.append(f"warning: {total['unattributed_loss_pkts']} lost packets are explained by no "
+                         "counter (dropped inside a switch or a host's stack, e.g. under CPU load): "
+                         "emulator loss, not modelled loss")
     for pair, p in summary.get("probes", {}).items():
         lines.append(f"RTT probes {pair}: p50 {f(p['rtt_ms_p50'], 0)} ms, p99 {f(p['rtt_ms_p99'], 0)} ms, "
                      f"max {f(p['rtt_ms_max'], 0)} ms, loss {f(p['loss_pct'], 0, 2)} % "
                      f"({p['probes']} probes)")
+    verdict = accounting.reconciliation_line(summary)
+    if verdict is not None:
+        lines.append(verdict)
     return "\n".join(lines)

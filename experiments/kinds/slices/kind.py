@@ -7,23 +7,42 @@ probes (``[[probes]]`` in experiment.toml) measure round trips, e.g. factory -> 
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from experiments.framework import accounting
 from experiments.framework.kind import Kind
 from experiments.framework.plotting import save
 from experiments.framework.session import RunSession
-from experiments.kinds.slices import analysis, figures
-from experiments.kinds.slices.traffic import TrafficRun, flows_table, plan_flows
+from experiments.kinds.slices import analysis, counts, figures
+from experiments.kinds.slices.traffic import (
+    LINK_COUNTERS_FILE,
+    OVS_COUNTERS_FILE,
+    TrafficRun,
+    flows_table,
+    plan_flows,
+)
 
 
 class SlicesKind(Kind):
     """Per-slice one-way delay, loss, deadline share and DSCP marking of every UE's flow."""
 
     name = "slices"
+
+    def check(self, experiment: Any, scenario: Any, params: Any) -> None:
+        """Every slice summary needs flows: the scenario must have at least one UE."""
+        from topologies.validate import ConfigError
+
+        if not scenario.ues:
+            raise ConfigError("ue_groups", [], "at least one UE (kind 'slices' measures the UEs' flows)")
+
+    def __init__(self) -> None:
+        self._counts: dict[str, Any] | None = None  # loss split and reconciliation, from collect()
+        self._counters_source = "unavailable"
 
     def run_traffic(self, session: RunSession, params: Any) -> None:
         experiment = session.experiment
@@ -44,18 +63,66 @@ class SlicesKind(Kind):
     def collect(self, session: RunSession, params: Any) -> dict[str, pd.DataFrame]:
         raw = session.raw_dir
         flows = flows_table(plan_flows(session.scenario), raw)
-        tables = {"packets": analysis.tidy_packets(sorted(raw.glob("recv-*.bin")), flows),
-                  "flows": flows}
+        records, receivers = counts.read_receivers(raw)  # a truncated file is a problem, not a crash
+        packets = analysis.tidy_records(records.drop(columns="file_dest"), flows)
+        problems, checks = counts.reconcile_flows(records, flows, session.duration_s, receivers)
+        problems += counts.reconcile_probes(raw)
+        link_counters = self._link_counters(session)
+        links = accounting.session_links(session)
+        received = packets.groupby("flow_id").size()
+        probe_dir = raw if session.experiment.probes else None
+        per_flow = accounting.account(counts.streams(flows, received, links, probe_dir, group="flow_id"),
+                                      link_counters, counts.socket_drops(receivers))
+        # per flow, attribution is possible where a link carries that flow only: its radio hop
+        flows = flows.assign(packets_received=[int(received.get(i, 0)) for i in flows["flow_id"]],
+                             **{k: [per_flow[str(i)][k] for i in flows["flow_id"]]
+                                for k in accounting.LOSS_KEYS})
+        streams = counts.streams(flows, received, links, probe_dir)
+        problems += accounting.check_link_counters(streams, link_counters)
+        ovs_path = raw / OVS_COUNTERS_FILE
+        port_drops = accounting.switch_port_drop_delta(
+            json.loads(ovs_path.read_text()) if ovs_path.exists() else None)
+        self._counts = {"loss": accounting.account(streams, link_counters, counts.socket_drops(receivers),
+                                                   port_drops),
+                        "reconciliation": accounting.reconciliation(problems, checks),
+                        "source": self._counters_source}
+        tables = {"packets": packets, "flows": flows}
         if session.experiment.probes:
             tables["rtt"] = analysis.tidy_probes(sorted(raw.glob("probe-*.bin")), session.start_ns)
         return tables
 
     def summarise(self, tables: dict[str, pd.DataFrame], session: RunSession, params: Any
                   ) -> dict[str, Any]:
-        summary: dict[str, Any] = analysis.slice_summary(tables["packets"], tables["flows"])
+        if self._counts is None:
+            self.collect(session, params)
+        assert self._counts is not None
+        loss = self._counts["loss"]
+        summary: dict[str, Any] = analysis.slice_summary(tables["packets"], tables["flows"], loss)
         if "rtt" in tables:
             summary["probes"] = analysis.probe_summary(tables["rtt"])
+        summary["loss_accounting"] = {
+            "total": loss["total"], **({"probes": loss["probes"]} if "probes" in loss else {}),
+            "link_counters": self._counts["source"],
+            "attribution": "a link's drops count for a slice only if no other slice or probe "
+                           "crosses it; per flow (flows.parquet) that is the UE's radio hop"}
+        summary["reconciliation"] = self._counts["reconciliation"]
         return summary
+
+    def reconcile(self, tables: dict[str, pd.DataFrame], session: RunSession, params: Any) -> list[str]:
+        if self._counts is None:
+            self.collect(session, params)
+        assert self._counts is not None
+        return list(self._counts["reconciliation"]["problems"])
+
+    def _link_counters(self, session: RunSession) -> dict[str, Any] | None:
+        """Link counters when the receivers stopped; else as read at teardown; else None."""
+        path = session.raw_dir / LINK_COUNTERS_FILE
+        if path.exists():
+            self._counters_source = "when the receivers stopped (raw/link_counters.json)"
+            return json.loads(path.read_text())
+        counters = (session.metadata.get("link_engine") or {}).get("link_counters")
+        self._counters_source = "at teardown (metadata.json)" if counters else "unavailable"
+        return counters
 
     def draw_figures(self, run_dir: Path) -> list[Path]:
         packets = pd.read_parquet(run_dir / "packets.parquet")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from dataclasses import dataclass
@@ -12,10 +13,33 @@ from typing import Any
 import pandas as pd
 
 from experiments.framework.agent_procs import kill_agents, start_agent, stop_agent, wait_ready
+from experiments.framework.results import write_json
 from topologies.scenario import Scenario
 
 RECEIVER_PORT = 5001
 ECHO_PORT = 5002
+LINK_COUNTERS_FILE = "link_counters.json"  # in raw/: every link's counters when the receivers stopped
+OVS_COUNTERS_FILE = "ovs_counters.json"  # in raw/: switch port drops before senders start, after stop
+_DUMP_PORT = re.compile(r"port\s+(\S+?):\s*rx pkts=\S+, bytes=\S+, drop=(\S+), errs=(\S+),.*?\n"
+                        r"\s*tx pkts=\S+, bytes=\S+, drop=(\S+), errs=(\S+),", re.S)
+
+
+def ovs_port_counters(bridges: list[str]) -> dict[str, dict[str, dict[str, int]]]:
+    """Per bridge and port: rx/tx drops and errors as the switch counts them now (``ovs-ofctl
+    dump-ports``; "?" = not counted = 0). A bridge that does not answer is left out."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for bridge in bridges:
+        try:
+            proc = subprocess.run(["ovs-ofctl", "--timeout=5", "-O", "OpenFlow13", "dump-ports", bridge],
+                                  capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if proc.returncode == 0:
+            out[bridge] = {m[1].strip('"'): dict(zip(("rx_dropped", "rx_errors", "tx_dropped", "tx_errors"),
+                                                      (int(v) if v.isdigit() else 0 for v in m.groups()[1:]),
+                                                      strict=True))
+                           for m in _DUMP_PORT.finditer(proc.stdout)}
+    return out
 
 
 @dataclass(frozen=True)
@@ -43,12 +67,15 @@ def plan_flows(scenario: Scenario) -> list[FlowPlan]:
 
 
 def flows_table(flows: list[FlowPlan], raw_dir: Path) -> pd.DataFrame:
-    """Flow plans joined with what each sender reports it scheduled and sent."""
+    """Flow plans joined with what each sender reports it scheduled and sent (``sender_summary``
+    False and zero counts where a sender left no summary)."""
     rows = []
     for flow in flows:
-        sent = json.loads((raw_dir / f"send-{flow.ue}.json").read_text())
-        rows.append({**flow.__dict__, "packets_scheduled": sent["packets_scheduled"],
-                     "packets_sent": sent["packets_sent"], "send_errors": sent["send_errors"]})
+        path = raw_dir / f"send-{flow.ue}.json"
+        sent = json.loads(path.read_text()) if path.exists() else None  # missing: reconciliation fails
+        rows.append({**flow.__dict__, "sender_summary": sent is not None,
+                     **{k: (sent or {}).get(k, 0) for k in ("packets_scheduled", "packets_sent",
+                                                            "send_errors")}})
     return pd.DataFrame(rows)
 
 
@@ -66,6 +93,7 @@ class TrafficRun:
         self.receivers: dict[str, subprocess.Popen] = {}
         self.senders: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}  # sender/receiver name -> its log file
+        self.ovs_before: dict[str, dict[str, dict[str, int]]] = {}  # switch port drops at start
 
     def _popen(self, host_name: str, args: list[str], log_name: str) -> subprocess.Popen:
         self.logs[log_name.removesuffix(".txt")] = self.log_dir / log_name
@@ -88,6 +116,11 @@ class TrafficRun:
             self.receivers[f"echo-{target}"] = proc
             waits.append((f"echo server on {target}", proc, ready))
         wait_ready(waits, timeout_s)
+        self.ovs_before = ovs_port_counters(self._bridges())  # before the clock starts: no traffic yet
+
+    def _bridges(self) -> list[str]:
+        net = getattr(self.network, "net", None)
+        return [sw.name for sw in net.switches] if net is not None else []
 
     def start_senders(self, start_ns: int, duration_s: float) -> None:
         for flow in self.flows:
@@ -121,8 +154,16 @@ class TrafficRun:
                 raise RuntimeError(f"sender {ue} exited with {code}; see {log}")
 
     def stop_receivers(self, timeout_s: float = 10.0) -> None:
+        """Stop every receiver (each drains its socket), then store the link counters of that
+        instant in ``raw/link_counters.json`` (what the relay still holds is in flight at stop)."""
         for dest, proc in self.receivers.items():
             stop_agent(f"receiver on {dest}", proc, timeout_s)
+        engine = getattr(self.network, "engine", None)
+        if engine is not None:
+            write_json(self.raw_dir / LINK_COUNTERS_FILE, engine.counters())
+        if self.ovs_before:
+            write_json(self.raw_dir / OVS_COUNTERS_FILE,
+                       {"before": self.ovs_before, "after": ovs_port_counters(self._bridges())})
 
     def kill_all(self) -> None:
         kill_agents([*self.senders.values(), *self.receivers.values()])

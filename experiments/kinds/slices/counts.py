@@ -1,0 +1,149 @@
+"""Count reconciliation and loss accounting of the ``slices`` kind (see experiments/framework/accounting.py).
+
+Checks (exact, no tolerance; any failure fails the run):
+
+* every flow's sender wrote its summary; it scheduled exactly the packets the plan asks for
+  (``ceil(duration / interval)``) and ``sent + send_errors == scheduled`` (why a packet was not
+  sent is in ``send_errors_by_errno``);
+* every receiver's record file is complete: a whole number of records, as many as its ``.done``
+  file says it received (no ``.done``: the receiver did not finish);
+* no phantom packet (unknown flow, a sequence number the sender never scheduled, or a flow received
+  by a host it was not sent to), no duplicate ``(flow, seq)``; no flow received more than it sent;
+* probes: ``echoes <= sent <= scheduled``, no duplicate or unscheduled probe;
+* link counters: every emulated link readable; each link direction transmitted at least the
+  received packets that crossed it; the relay's ``rx = tx + drops + held`` with ``held >= 0``.
+
+Packets still in flight when the receivers stop (after ``drain_s``) are lost by the drain rule:
+they are counted in ``lost_pkts`` and, while the relay still holds them, in
+``in_flight_at_stop_pkts``; they never fail the reconciliation. Unattributed loss is reported,
+not failed on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from experiments.agents.traffic import PROBE_RECORD, RECORD
+from experiments.framework.accounting import Stream, path_hops
+from experiments.kinds.slices.analysis import RECORD_DTYPE, read_records_empty
+
+
+def planned_packets(duration_s: float, interval_ms: float) -> int:
+    """Packets the sender schedules: ``T + k * interval`` for every k with ``k * interval < duration``."""
+    interval_ns, duration_ns = int(interval_ms * 1e6), int(duration_s * 1e9)
+    return math.ceil(duration_ns / interval_ns) if interval_ns > 0 else 0
+
+
+def read_receivers(raw_dir: Path) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
+    """Every receiver's records (duplicates kept, ``file_dest`` = whose file) and per destination
+    ``{"bytes": file size, "done": its .done content or None}``."""
+    frames, receivers = [], {}
+    for path in sorted(raw_dir.glob("recv-*.bin")):
+        dest = path.stem.removeprefix("recv-")
+        done_path = Path(f"{path}.done")
+        done = json.loads(done_path.read_text()) if done_path.exists() else None
+        data = path.read_bytes()
+        receivers[dest] = {"bytes": len(data), "done": done}
+        array = np.frombuffer(data[:len(data) - len(data) % RECORD.size], dtype=RECORD_DTYPE)
+        frame = pd.DataFrame({n: array[n] for n in ("flow_id", "seq", "send_ns", "recv_ns", "bytes", "tos")})
+        frames.append(frame.assign(file_dest=dest))
+    records = pd.concat(frames, ignore_index=True) if frames else read_records_empty().assign(file_dest="")
+    return records, receivers
+
+
+def reconcile_flows(records: pd.DataFrame, flows: pd.DataFrame, duration_s: float,
+                    receivers: dict[str, dict[str, Any]]) -> tuple[list[str], dict[str, int]]:
+    """Problems and totals of the checks in the module docstring (flows: ``flows_table`` rows)."""
+    problems: list[str] = []
+    for dest, info in sorted(receivers.items()):
+        if info["done"] is None:
+            problems.append(f"receiver on {dest}: no .done file (it did not finish; records may be partial)")
+        elif info["bytes"] % RECORD.size or info["bytes"] // RECORD.size != info["done"]["packets_received"]:
+            problems.append(f"receiver on {dest}: record file has {info['bytes']} bytes, expected "
+                            f"{info['done']['packets_received']} records of {RECORD.size} bytes")
+    for dest in sorted(set(flows["destination"]) - set(receivers)):
+        problems.append(f"receiver on {dest}: no record file")
+    planned = 0
+    for f in flows.itertuples():
+        plan = planned_packets(duration_s, f.interval_ms)
+        planned += plan
+        if not getattr(f, "sender_summary", True):
+            problems.append(f"sender {f.ue}: no summary (it did not finish)")
+            continue
+        if f.packets_scheduled != plan:
+            problems.append(f"sender {f.ue}: scheduled {f.packets_scheduled} packets, plan says {plan}")
+        if f.packets_sent + f.send_errors != f.packets_scheduled:
+            problems.append(f"sender {f.ue}: sent {f.packets_sent} + errors {f.send_errors} "
+                            f"!= scheduled {f.packets_scheduled}")
+    known = flows.set_index("flow_id")
+    keys = records[["flow_id", "seq"]]
+    duplicates = int(keys.duplicated().sum())
+    if duplicates:
+        problems.append(f"{duplicates} duplicate packets (same flow and sequence number received twice)")
+    joined = records.join(known[["destination", "packets_scheduled"]], on="flow_id")
+    phantom = joined["destination"].isna() | (joined["seq"] >= joined["packets_scheduled"]) \
+        | (joined["destination"] != joined["file_dest"])
+    if phantom.any():
+        problems.append(f"{int(phantom.sum())} phantom packets (unknown flow, unscheduled sequence "
+                        "number or wrong receiver)")
+    unique = records[~keys.duplicated() & ~phantom.to_numpy()]
+    got = unique.groupby("flow_id").size()
+    for f in flows.itertuples():
+        if int(got.get(f.flow_id, 0)) > f.packets_sent:
+            problems.append(f"flow {f.flow_id} ({f.ue}): received {int(got.get(f.flow_id, 0))} > "
+                            f"sent {f.packets_sent}")
+    checks = {"planned_pkts": planned, "scheduled_pkts": int(flows["packets_scheduled"].sum()),
+              "sent_pkts": int(flows["packets_sent"].sum()), "send_errors": int(flows["send_errors"].sum()),
+              "received_pkts": int(len(unique)), "duplicate_pkts": duplicates,
+              "phantom_pkts": int(phantom.sum())}
+    checks["lost_pkts"] = checks["scheduled_pkts"] - checks["received_pkts"]
+    return problems, checks
+
+
+def reconcile_probes(raw_dir: Path) -> list[str]:
+    """Probe clients: summary present, echoes <= sent <= scheduled, no duplicate or unscheduled probe."""
+    problems = []
+    for path in sorted(raw_dir.glob("probe-*.bin")):
+        summary_path = path.with_suffix(".json")
+        if not summary_path.exists():
+            problems.append(f"{path.stem}: no summary (the probe client did not finish)")
+            continue
+        s = json.loads(summary_path.read_text())
+        data = path.read_bytes()
+        if len(data) % PROBE_RECORD.size:
+            problems.append(f"{path.stem}: record file truncated ({len(data)} bytes)")
+            continue
+        seqs = pd.Series([r[0] for r in PROBE_RECORD.iter_unpack(data)], dtype="int64")
+        if not s["echoes_received"] <= s["probes_sent"] <= s["probes_scheduled"]:
+            problems.append(f"{path.stem}: echoes {s['echoes_received']}, sent {s['probes_sent']}, "
+                            f"scheduled {s['probes_scheduled']} do not nest")
+        if seqs.duplicated().any() or (seqs >= s["probes_scheduled"]).any():
+            problems.append(f"{path.stem}: duplicate or unscheduled probe sequence numbers")
+    return problems
+
+
+def streams(flows: pd.DataFrame, received: pd.Series, links: list[tuple[str, str, str]],
+            raw_dir: Path | None = None, group: str = "slice") -> list[Stream]:
+    """Flows (grouped by ``group``: "slice" or "flow_id") and probes as accounting streams."""
+    out = [Stream(str(getattr(f, group)), path_hops(links, f.ue, f.destination), f.destination,
+                  int(f.packets_scheduled), int(f.packets_sent), int(f.send_errors),
+                  int(received.get(f.flow_id, 0)))
+           for f in flows.itertuples()]
+    for path in sorted(raw_dir.glob("probe-*.json")) if raw_dir else []:
+        source, target = path.stem.removeprefix("probe-").split("-", 1)
+        s = json.loads(path.read_text())
+        out.append(Stream("probes", path_hops(links, source, target) + path_hops(links, target, source),
+                          path.stem, s["probes_scheduled"], s["probes_sent"],
+                          s["probes_scheduled"] - s["probes_sent"], s["echoes_received"]))
+    return out
+
+
+def socket_drops(receivers: dict[str, dict[str, Any]]) -> dict[str, int | None]:
+    """Kernel drops of each receiving socket (from the receivers' .done files)."""
+    return {dest: (info["done"] or {}).get("socket_drops") for dest, info in receivers.items()}
