@@ -2,6 +2,9 @@
 # (./bootstrap.sh is idempotent) and escalates with sudo when not run as root.
 SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Through sudo, root writes no bytecode or pytest cache into the user's checkout (it would be
+# root-owned); run folders and caches are handed to the user (topologies/ownership.py).
+ASROOT := $(if $(SUDO),sudo env PYTHONDONTWRITEBYTECODE=1 PYTEST_ADDOPTS=-pno:cacheprovider,)
 PY := .venv/bin/python
 
 .PHONY: demo test unit lint bench clean setup
@@ -10,21 +13,21 @@ setup:
 	@./bootstrap.sh
 
 demo: setup
-	$(SUDO) $(PY) -m experiments run demo
+	$(ASROOT) $(PY) -m experiments run demo
 
 test: setup
 	$(PY) -m ruff check topologies controllers experiments tests vm
-	$(SUDO) CI=$(CI) $(PY) -m pytest -q -ra tests
+	$(ASROOT) env CI=$(CI) $(PY) -m pytest -q -ra tests
 
 unit: setup
 	$(PY) -m pytest -q tests/unit
 
 bench: setup
-	$(SUDO) $(PY) -m experiments bench links
+	$(ASROOT) $(PY) -m experiments bench links
 	$(PY) -m experiments bench leo
 
 clean:
-	$(SUDO) $(PY) -m experiments clean
+	$(ASROOT) $(PY) -m experiments clean
 
 # The VM image (README "The VM image"): Debian 12 with the project installed, login
 # factorysat/factorysat; build/vm/factorysat-vm.qcow2. vm-test boots it under qemu (TCG) and runs

@@ -94,4 +94,13 @@ if ! alive ovsdb-server || ! alive ovs-vswitchd; then
   fi
 fi
 ovs-vsctl --timeout=10 show >/dev/null
+
+# --- Ownership ----------------------------------------------------------------------------------
+# Run through sudo by a normal user: what we made in their checkout is theirs (README "Running as
+# a normal user"). -h: symlinks themselves, never their targets.
+if [ -n "${SUDO_UID:-}" ] && [ "${SUDO_UID}" != 0 ] && getent passwd "$SUDO_UID" >/dev/null; then
+  for made in .venv factorysat.egg-info topologies/links/relay/bin; do
+    [ -e "$made" ] && chown -R -h "$SUDO_UID:${SUDO_GID:-$SUDO_UID}" "$made"
+  done
+fi
 say "ready"
