@@ -99,6 +99,11 @@ def hand_over_at_exit(path: Path, top: Path | None = None) -> None:
     _pending.append((Path(path), None if top is None else Path(top)))
 
 
+def pending() -> list[tuple[Path, Path | None]]:
+    """What will be handed over at exit: ``(path, top)`` pairs, in registration order."""
+    return list(_pending)
+
+
 def hand_over_pending() -> None:
     """Hand over everything registered so far (atexit calls this; tests may too)."""
     while _pending:

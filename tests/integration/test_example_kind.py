@@ -4,6 +4,8 @@ runs through the one run skeleton to a complete run folder whose figures redraw,
 from __future__ import annotations
 
 import json
+import os
+import pwd
 
 import pytest
 from netstate import snapshot
@@ -13,6 +15,7 @@ from experiments.framework.results import is_complete
 from experiments.framework.session import RunOptions
 from experiments.framework.skeleton import kind_of_run, run_experiment
 from experiments.kinds import kind_names, registered
+from topologies import ownership
 from topologies.validate import ConfigError
 
 EXPERIMENT = """
@@ -50,13 +53,22 @@ def test_bad_params_fail_before_anything_starts(tmp_path) -> None:
 
 
 @pytest.mark.root
-def test_example_kind_runs_end_to_end(tmp_path) -> None:
+def test_example_kind_runs_end_to_end(tmp_path, monkeypatch) -> None:
     before = snapshot()
+    user = pwd.getpwnam("nobody")  # as if a normal user had started the run through sudo
+    monkeypatch.setenv("SUDO_UID", str(user.pw_uid))
+    monkeypatch.setenv("SUDO_GID", str(user.pw_gid))
+    results_root = tmp_path / "results"
     with registered("echo_example", "example_kind:EchoKind"):
         result = run_experiment(_experiment(tmp_path),
-                                RunOptions(results_root=tmp_path / "results", progress=False))
+                                RunOptions(results_root=results_root, progress=False))
         run_dir = result.run_dir
         assert is_complete(run_dir)
+        # At exit the run folder (and results/<experiment>/, results/ that root made) is the user's.
+        assert (run_dir, results_root) in ownership.pending()
+        ownership.hand_over_with_parents(run_dir, results_root)
+        for path in [results_root, run_dir.parent, *run_dir.rglob("*")]:
+            assert (os.lstat(path).st_uid, os.lstat(path).st_gid) == (user.pw_uid, user.pw_gid), path
         summary = json.loads((run_dir / "summary.json").read_text())
         assert summary["probes_received"] > 200 and summary["received_pct"] > 90
         assert 0 < summary["rtt_ms_p50"] < 50

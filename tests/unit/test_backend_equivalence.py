@@ -23,6 +23,7 @@ from topologies.links.netem import (
     netem_limit_pkts,
     netem_seed,
     seed_unsupported,
+    tc_time,
 )
 from topologies.links.params import (
     PROB_MIN_PCT,
@@ -54,9 +55,9 @@ def word_after(args: list[str], key: str, n: int = 1) -> list[str]:
 
 
 def tc_time_ns(word: str) -> int:
-    """What iproute2's get_time64 makes of our time words (we only write ...ns)."""
-    assert word.endswith("ns")
-    return int(word[:-2])
+    """What iproute2's get_time64 makes of our time words: strtod(...us) * 1000, truncated."""
+    assert word.endswith("us")
+    return int(float(word[:-2]) * 1000)
 
 
 def tc_percent_steps(word: str) -> int:
@@ -203,9 +204,11 @@ def test_times_are_the_same_nanoseconds() -> None:
     p = DirectionParams(delay_ms=12.3456789, jitter_ms=0.0004567, jitter_distribution="uniform")
     delay, jitter = word_after(netem_args(p), "delay", 2)
     assert [tc_time_ns(delay), tc_time_ns(jitter)] == wire(p)[:2] == [12_345_679, 457]
-    # tc refuses a distribution table with a zero delay: 1 ns instead
+    # tc refuses a distribution table with a delay below 1 us: 1 us instead
     args = netem_args(DirectionParams(jitter_ms=1))
-    assert word_after(args, "delay", 4) == ["1ns", "1000000ns", "distribution", "normal"]
+    assert word_after(args, "delay", 4) == ["1.0001us", "1000.0001us", "distribution", "normal"]
+    for ns in (1, 999, 776_800, 12_345_679, 2_147_483_647, 3_600_000_000_000):  # every ns survives
+        assert tc_time_ns(tc_time(ns)) == ns
 
 
 def test_pareto_jitter_is_scaled_to_the_relays_standard_deviation() -> None:
@@ -311,3 +314,19 @@ def test_netem_not_seeded_is_recorded_and_warned(tmp_path: Path, monkeypatch: py
         backend.set(link, "uplink", Setting(DirectionParams(rate_mbps=1, queue_limit_bytes=5000), 0.0))
     assert len(ran) == 2
     backend.stop()
+
+
+def test_netem_time_limits_of_tc_are_checked_before_anything_starts() -> None:
+    from topologies.links.netem import NETEM_MAX_TIME_NS
+
+    too_long = DirectionParams(delay_ms=NETEM_MAX_TIME_NS / 1e6 + 1)
+    assert [(x.field, x.fatal) for x in NetemBackend.check(too_long)] == [("delay_ms", True)]
+    assert RelayBackend.check(too_long) == []  # the relay holds packets up to an hour
+    with pytest.raises(ConfigError, match=r"l\.uplink\.delay_ms: .*link_backend = 'relay'"):
+        check_settings(NetemBackend, [("l.uplink", too_long)])
+    tiny = DirectionParams(delay_ms=1, jitter_ms=0.0005)  # normal table below 1 us: uniform instead
+    assert [(x.field, x.fatal) for x in NetemBackend.check(tiny)] == [("jitter_ms", False)]
+    assert "distribution" not in netem_args(tiny)
+    no_delay = DirectionParams(jitter_ms=1)  # a table needs delay >= 1 us: raised, and said
+    assert [(x.field, x.fatal) for x in NetemBackend.check(no_delay)] == [("delay_ms", False)]
+    assert word_after(netem_args(no_delay), "delay", 1) == [tc_time(1000)]

@@ -300,11 +300,11 @@ def test_netem_backend_shapes_each_direction_on_its_egress(
                    Setting(DirectionParams(delay_ms=30), 30.0))
     assert ran[0][:9] == ["nsenter", "--net=/proc/4242/ns/net", "--", "tc", "qdisc", "replace", "dev",
                           "h1-eth0", "root"]
-    assert ran[0][ran[0].index("delay") + 1] == "9900000ns"       # the compensated delay
+    assert ran[0][ran[0].index("delay") + 1] == "9900.0001us"       # the compensated delay
     assert ran[1][:5] == ["tc", "qdisc", "replace", "dev", "s1-eth1"]  # root namespace: no nsenter
-    assert ran[1][ran[1].index("delay") + 1] == "30000000ns"
+    assert ran[1][ran[1].index("delay") + 1] == "30000.0001us"
     backend.set(link, "downlink", Setting(DirectionParams(delay_ms=5, loss_pct=1), 4.8))
-    assert ran[2][:3] == ["tc", "qdisc", "change"] and "4800000ns" in ran[2] and "loss" in ran[2]
+    assert ran[2][:3] == ["tc", "qdisc", "change"] and "4800.0001us" in ran[2] and "loss" in ran[2]
     rows = [Setting(DirectionParams(delay_ms=20), 19.9, 0.0),
             Setting(DirectionParams(delay_ms=40), 39.9, 0.001)]
     backend.schedule(link, "uplink", rows, time.monotonic())
@@ -313,8 +313,8 @@ def test_netem_backend_shapes_each_direction_on_its_egress(
     assert batch.done.wait(5)
     assert [s[0] for s in batch.sent] == [("l1", "uplink")] * 2
     assert batch.sent[0][2].startswith("qdisc change dev h1-eth0 root netem ")
-    assert "19900000ns" in batch.sent[0][2]
-    assert "39900000ns" in batch.sent[1][2] and batch.sent[1][1] == "schedule row at 0.001 s"
+    assert "19900.0001us" in batch.sent[0][2]
+    assert "39900.0001us" in batch.sent[1][2] and batch.sent[1][1] == "schedule row at 0.001 s"
     monkeypatch.setattr(netem_backend, "netem_stats", lambda dev, pid: {"tx": 5, "dev": dev, "pid": pid})
     stats = backend.stats(link)
     assert stats["uplink"]["dev"] == "h1-eth0" and stats["downlink"]["pid"] is None

@@ -155,7 +155,7 @@ def test_netem_argv_replace_with_everything() -> None:
     argv = netem_argv("h1-eth0", p)
     assert argv[:7] == ["tc", "qdisc", "replace", "dev", "h1-eth0", "root", "netem"]
     words = argv[7:]
-    assert words[words.index("delay") + 1:words.index("delay") + 5] == ["10000000ns", "2000000ns",
+    assert words[words.index("delay") + 1:words.index("delay") + 5] == ["10000.0001us", "2000.0001us",
                                                                           "distribution", "normal"]
     assert words[words.index("loss") + 1:words.index("loss") + 3] == ["random", "1%"]
     assert words[words.index("rate") + 1] == "50000000bit"
@@ -175,7 +175,7 @@ def test_netem_argv_always_has_a_rate_and_uses_change_for_updates() -> None:
 
 def test_netem_argv_uniform_jitter_gemodel_and_down() -> None:
     uni = netem_argv("x", DirectionParams(delay_ms=1, jitter_ms=1, jitter_distribution="uniform"))
-    assert "distribution" not in uni and "1000000ns" in uni
+    assert "distribution" not in uni and "1000.0001us" in uni
     ge = netem_argv("x", DirectionParams(loss_pct=5, loss_burst=GilbertElliott(1, 20, 0.5, 90)))
     i = ge.index("loss")
     assert ge[i + 1:i + 6] == ["gemodel", "1%", "20%", "90%", "0.5%"]
@@ -213,7 +213,7 @@ def test_netem_batch_line_is_the_argv_without_tc() -> None:
     line = netem_batch_line("s1-eth2", p)
     assert line.split() == netem_argv("s1-eth2", p, "change")[1:]
     assert line.startswith("qdisc change dev s1-eth2 root netem limit ")
-    assert "delay 12500000ns 1000000ns" in line and line.endswith("rate 50000000bit")
+    assert "delay 12500.0001us 1000.0001us" in line and line.endswith("rate 50000000bit")
     assert "\n" not in line and "nsenter" not in line
     assert netem_batch_line("x", p, "replace").startswith("qdisc replace dev x root netem ")
     with pytest.raises(ValueError, match="verb"):

@@ -8,12 +8,34 @@ import subprocess
 import sys
 from pathlib import Path
 
+from topologies.errors import RunFailed
 
-def run_cmd(argv: list[str], stdin: str | None = None, cwd: Path | None = None) -> str:
-    """Run ``argv`` (``stdin`` fed to it); return its stdout, or raise RuntimeError with its stderr."""
-    result = subprocess.run(argv, input=stdin, capture_output=True, text=True, cwd=cwd)
+
+class CommandFailed(RunFailed, RuntimeError):
+    """A system tool (``ip``, ``tc``, ...) failed, hung or is missing: one line, exit 1."""
+
+
+COMMAND_TIMEOUT_S = 30.0  # no ip/tc call takes this long unless something is stuck
+
+
+def run_cmd(argv: list[str], stdin: str | None = None, cwd: Path | None = None,
+            timeout_s: float = COMMAND_TIMEOUT_S) -> str:
+    """Run ``argv`` (``stdin`` fed to it); return its stdout, or raise CommandFailed with its
+    stderr (also when the tool is missing or does not finish within ``timeout_s``)."""
+    tool = next((a for a in argv if not a.startswith("-") and a not in ("nsenter", "--")
+                 and not a.startswith("--net=")), argv[0])
+    try:
+        result = subprocess.run(argv, input=stdin, capture_output=True, text=True, cwd=cwd,
+                                timeout=timeout_s)
+    except FileNotFoundError:
+        raise CommandFailed(f"{argv[0]}: command not found (./bootstrap.sh installs it)",
+                            component=tool) from None
+    except subprocess.TimeoutExpired:
+        raise CommandFailed(f"{' '.join(argv)}: no answer within {timeout_s:g} s",
+                            component=tool) from None
     if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed: {result.stderr.strip() or result.stdout.strip()}")
+        raise CommandFailed(f"{' '.join(argv)} failed: {result.stderr.strip() or result.stdout.strip()}",
+                            component=tool)
     return result.stdout
 
 

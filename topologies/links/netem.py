@@ -49,6 +49,12 @@ PARETO_JITTER_SCALE = math.sqrt(3) / 2
 # TCA_NETEM_PRNG_SEED: iproute2 >= 6.6 ("seed" option), Linux >= 6.6; older kernels ignore the
 # attribute without an error, so both are checked.
 NETEM_SEED_KERNEL = (6, 6)
+# What iproute2's tc accepts for netem times (measured with iproute2 6.1, Debian 12): a delay or
+# jitter above 274.877906 s is "Illegal ... time (too large)" (2^32 psched ticks of 1/15.625 us),
+# and a distribution table needs both delay and jitter >= 1 us ("distribution specified but no
+# latency and jitter values" below). tests/integration/test_netem_argv.py asks this machine's tc.
+NETEM_MAX_TIME_NS = 274_877_906_000
+NETEM_TABLE_MIN_NS = 1_000
 
 
 def netem_limit_pkts(p: DirectionParams) -> int:
@@ -72,16 +78,28 @@ def netem_limit_pkts(p: DirectionParams) -> int:
     return min(max(n, 1), NETEM_LIMIT_MAX)
 
 
+def tc_time(ns: int) -> str:
+    """``ns`` nanoseconds as a tc time word that every iproute2 reads back as exactly ``ns``.
+
+    iproute2 (6.1 at least) has no ``ns`` unit; ``us`` with decimals is read with strtod and
+    truncated to whole ns (lib/utils.c get_time64), so a trailing ``1`` (+0.1 ns) keeps a value
+    like 776.8 us from becoming 776799 ns.
+    """
+    return f"{ns // 1000}.{ns % 1000:03d}1us"
+
+
 def netem_args(p: DirectionParams, seed: int | None = None) -> list[str]:
     """The netem option words for ``p`` (after ``... root netem``); ``seed`` for netem's PRNG."""
     delay_ns = round(p.delay_ms * 1e6)
     scale = PARETO_JITTER_SCALE if p.jitter_distribution == "pareto" else 1.0
     jitter_ns = round(p.jitter_ms * 1e6 * scale)
-    table = jitter_ns > 0 and p.jitter_distribution != "uniform"  # netem's default is uniform
-    # tc refuses a distribution with a zero delay: 1 ns instead of 0
-    args = ["limit", str(netem_limit_pkts(p)), "delay", f"{max(delay_ns, 1 if table else 0)}ns"]
+    # netem's default is uniform; a table needs jitter >= 1 us (below that: uniform, NetemBackend warns)
+    table = jitter_ns >= NETEM_TABLE_MIN_NS and p.jitter_distribution != "uniform"
+    # and a delay >= 1 us: a smaller one is raised to 1 us (NetemBackend.check warns)
+    args = ["limit", str(netem_limit_pkts(p)), "delay",
+            tc_time(max(delay_ns, NETEM_TABLE_MIN_NS if table else 0))]
     if jitter_ns > 0:
-        args.append(f"{jitter_ns}ns")
+        args.append(tc_time(jitter_ns))
         if table:
             args += ["distribution", p.jitter_distribution]
     if not p.up:

@@ -39,6 +39,8 @@ from topologies.links.backend import (
 from topologies.links.commands import run_cmd
 from topologies.links.direction import DIRECTIONS, DOWNLINK, UPLINK
 from topologies.links.netem import (
+    NETEM_MAX_TIME_NS,
+    NETEM_TABLE_MIN_NS,
     NETEM_TABLE_SIGMAS,
     PARETO_JITTER_SCALE,
     TcBatch,
@@ -109,6 +111,17 @@ class NetemBackend(LinkBackend):
             out.append(Problem("jitter_ms", "backend netem adds jitter before serialisation, the relay "
                                "after: packets closer together than the jitter leave a serialisation time "
                                "apart on netem, back to back on the relay", fatal=False))
+        if params.delay_ms * 1e6 > NETEM_MAX_TIME_NS:
+            out.append(Problem("delay_ms", f"<= {NETEM_MAX_TIME_NS / 1e6:g} with backend netem (tc's "
+                               "limit: 2^32 ticks of 1/15.625 us); use link_backend = 'relay'"))
+        table_min_ms = NETEM_TABLE_MIN_NS / 1e6
+        if params.jitter_distribution != "uniform" and 0 < params.jitter_ms < table_min_ms:
+            out.append(Problem("jitter_ms", f"backend netem: a {params.jitter_distribution} table needs "
+                               f"jitter >= {table_min_ms:g} ms; smaller jitter is uniform", fatal=False))
+        elif (params.jitter_distribution != "uniform" and params.jitter_ms >= table_min_ms
+              and params.delay_ms < table_min_ms):
+            out.append(Problem("delay_ms", f"backend netem: a {params.jitter_distribution} table needs "
+                               f"delay >= {table_min_ms:g} ms; it is raised to that", fatal=False))
         if params.jitter_ms > 0 and params.jitter_distribution == "pareto":
             out.append(Problem("jitter_distribution", "backend netem: its pareto table is cut at "
                                f"{NETEM_TABLE_SIGMAS * PARETO_JITTER_SCALE:.2f} x jitter_ms (about 1 % of "
