@@ -135,8 +135,9 @@ def metadata(args: Any, results: dict[str, dict], started: float) -> dict[str, A
 
     def cmd(*argv: str) -> str | None:
         try:
-            return subprocess.run(argv, capture_output=True, text=True, cwd=repo).stdout.strip() or None
-        except OSError:
+            out = subprocess.run(argv, capture_output=True, text=True, cwd=repo, timeout=10)
+            return out.stdout.strip() or None
+        except (OSError, subprocess.TimeoutExpired):
             return None
     import matplotlib
     import numpy

@@ -54,7 +54,8 @@ def c_compiler() -> str | None:
 def tool_versions() -> dict[str, str | None]:
     """Kernel, C compiler, iproute2 and Python versions, for a run's metadata."""
     cc = c_compiler()
-    compiler = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout if cc else ""
-    ip_version = subprocess.run(["ip", "-V"], capture_output=True, text=True).stdout.strip()
+    compiler = (subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=10).stdout
+                if cc else "")
+    ip_version = subprocess.run(["ip", "-V"], capture_output=True, text=True, timeout=10).stdout.strip()
     return {"kernel": platform.release(), "compiler": compiler.splitlines()[0] if compiler else None,
             "iproute2": ip_version, "python": sys.version.split()[0]}

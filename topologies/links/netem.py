@@ -179,15 +179,15 @@ def netem_available() -> bool:
     if os.geteuid() != 0:
         return False
     ns = f"fsnp{os.getpid()}{secrets.token_hex(3)}"
-    created = subprocess.run(["ip", "netns", "add", ns], capture_output=True).returncode == 0
+    created = subprocess.run(["ip", "netns", "add", ns], capture_output=True, timeout=10).returncode == 0
     if not created:
         return False
     try:
         result = subprocess.run(["ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", "lo", "root",
-                                 "netem", "delay", "1ms"], capture_output=True, text=True)
+                                 "netem", "delay", "1ms"], capture_output=True, text=True, timeout=10)
         return result.returncode == 0
     finally:
-        subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+        subprocess.run(["ip", "netns", "delete", ns], capture_output=True, timeout=10)
 
 
 @dataclass
@@ -353,7 +353,7 @@ def netem_stats(dev: str, netns_pid: int | None) -> dict:
     loss and queue-limit overflow together: netem does not tell them apart), tx_bytes, overlimits,
     requeues, backlog_pkts (still queued)."""
     argv = in_netns(["tc", "-s", "-j", "qdisc", "show", "dev", dev], netns_pid)
-    out = subprocess.run(argv, capture_output=True, text=True).stdout
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout
     q = next((q for q in json.loads(out or "[]") if q.get("kind") == "netem"), {})
     return {"tx": q.get("packets", 0), "dropped": q.get("drops", 0), "tx_bytes": q.get("bytes", 0),
             "overlimits": q.get("overlimits", 0), "requeues": q.get("requeues", 0),

@@ -84,8 +84,12 @@ def build_tool(name: str) -> Path | None:
         return None
     binary.parent.mkdir(parents=True, exist_ok=True)
     tmp = binary.with_name(f"{name}.{os.getpid()}.tmp")
-    result = subprocess.run([cc, "-O2", "-Wall", "-o", str(tmp), *map(str, sources), "-lm"],
-                            capture_output=True, text=True)
+    try:
+        result = subprocess.run([cc, "-O2", "-Wall", "-o", str(tmp), *map(str, sources), "-lm"],
+                                capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:  # a stuck compiler: fall back like a missing one
+        tmp.unlink(missing_ok=True)
+        return None
     if result.returncode != 0:
         tmp.unlink(missing_ok=True)
         return None

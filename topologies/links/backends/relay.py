@@ -193,8 +193,8 @@ class RelayBackend(LinkBackend):
                 result[key] = samples
             relay.command(f"del {cal_id}")
         finally:
-            subprocess.run(["ip", "-n", ns, "link", "delete", "fscal0a"], capture_output=True)
-            subprocess.run(["ip", "-n", ns, "link", "delete", "fscal1b"], capture_output=True)
+            subprocess.run(["ip", "-n", ns, "link", "delete", "fscal0a"], capture_output=True, timeout=10)
+            subprocess.run(["ip", "-n", ns, "link", "delete", "fscal1b"], capture_output=True, timeout=10)
         zero, timed = sorted(result["zero"]), sorted(result["timed"])
         self._calibration = {
             "measured": True,
