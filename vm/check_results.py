@@ -80,9 +80,14 @@ def main(guest: Path) -> int:
         summary = load_json(run / "summary.json")
         c.check(bool(summary), "demo: summary.json present")
         if summary:
-            received = {s: v.get("packets_received") for s, v in summary.items() if isinstance(v, dict)}
+            resolved = load_json(run / "scenario.resolved.json") or {}
+            slices = [s.get("name") for s in resolved.get("scenario", {}).get("slices", [])]
+            received = {s: (summary.get(s) or {}).get("packets_received") for s in slices}
             c.check(bool(received) and all(r and r > 0 for r in received.values()),
                     "demo: every slice received packets", ", ".join(f"{s} {r}" for s, r in received.items()))
+            reconciliation = summary.get("reconciliation") or {}
+            c.check(reconciliation.get("ok") is True, "demo: counts reconcile",
+                    "; ".join(reconciliation.get("problems", [])) or "no reconciliation block")
 
     # The link benchmark: both backends side by side.
     run = one_run(guest, "bench_links")
