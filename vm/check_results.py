@@ -87,7 +87,8 @@ def main(guest: Path) -> int:
                     "demo: every slice received packets", ", ".join(f"{s} {r}" for s, r in received.items()))
             reconciliation = summary.get("reconciliation") or {}
             c.check(reconciliation.get("ok") is True, "demo: counts reconcile",
-                    "; ".join(reconciliation.get("problems", [])) or "no reconciliation block")
+                    "; ".join(reconciliation.get("problems", []))
+                    or ("" if reconciliation else "no reconciliation block"))
 
     # The link benchmark: both backends side by side.
     run = one_run(guest, "bench_links")
