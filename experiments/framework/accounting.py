@@ -200,6 +200,18 @@ def reconciliation(problems: list[str], checks: Mapping[str, Any]) -> dict[str, 
     return {"ok": not problems, "problems": list(problems), "checks": dict(checks)}
 
 
+def loss_table(title: str, label: str, rows: Iterable[tuple[str, Mapping[str, Any]]]) -> list[str]:
+    """Terminal lines of lost packets by cause: a header, then one row per ``(name, loss split)``."""
+    widths = (7, 8, 8, 9, 9, 7)
+    heads = ("lost", "modelled", "emulator", "in flight", "unattrib.", "shared")
+    pad = len(title) + 1
+    lines = [f"{title} {label:<8} " + " ".join(f"{h:>{w}}" for h, w in zip(heads, widths, strict=True))]
+    for name, split in rows:
+        lines.append(f"{'':<{pad}}{name:<8} "
+                     + " ".join(f"{split[k]:>{w}d}" for k, w in zip(LOSS_KEYS, widths, strict=True)))
+    return lines
+
+
 def reconciliation_line(summary: Mapping[str, Any]) -> str | None:
     """The printed verdict of a summary's ``reconciliation`` block (None without one)."""
     rec = summary.get("reconciliation")

@@ -99,12 +99,17 @@ def _enospc(exc: BaseException | None) -> bool:
     return False
 
 
+def disk_full_failure(run_dir: Path) -> RunFailed:
+    """The one failure a full results disk is reported as."""
+    return RunFailed(f"results disk full: {run_dir}", component="results disk")
+
+
 def disk_failure(exc: BaseException, run_dir: Path) -> RunFailed | None:
     """``results disk full: <run_dir>`` if ``exc`` came from a full results disk, else None."""
     if isinstance(exc, RunFailed) and exc.component == "results disk":
         return None  # already says so
     if _enospc(exc) or (isinstance(exc, OSError) and disk_full(run_dir)):
-        return RunFailed(f"results disk full: {run_dir}", component="results disk")
+        return disk_full_failure(run_dir)
     return None
 
 
@@ -196,8 +201,7 @@ class RunSession:
             if death is not None:
                 cause = death
             elif exc is not None and (disk_full(self.run_dir) or _enospc(exc)):
-                cause = RunFailed(f"results disk full: {self.run_dir}", component="results disk",
-                                  log_path=None)
+                cause = disk_full_failure(self.run_dir)
         if cause is not None:
             self.metadata["error"] = repr(exc) if exc is not None else None  # no COMPLETE marker
             self.metadata["failure"] = failure_record(cause)
@@ -227,8 +231,8 @@ class RunSession:
         dog = Watchdog(on_death=self._on_death)
         dog.protected.add(RunSession.__exit__.__code__)
         run_dir = self.run_dir
-        dog.watch("results disk", "results disk", lambda: RunFailed(
-            f"results disk full: {run_dir}", component="results disk") if disk_full(run_dir) else None)
+        dog.watch("results disk", "results disk",
+                  lambda: disk_full_failure(run_dir) if disk_full(run_dir) else None)
         for name, check in ovs_daemon_checks().items():
             dog.watch(name, name, check)
         for name, check in self.network.components().items():

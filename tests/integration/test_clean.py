@@ -31,7 +31,9 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, A
     """A private state folder, a fresh tag, and a list of (kind, name) removed at the end."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    if subprocess.run(["ovs-vsctl", "--timeout=5", "show"], capture_output=True).returncode != 0:
+    from topologies.switches import ovs_running  # imports Mininet: only in root tests
+
+    if not ovs_running():
         pytest.fail("OVS daemons are not running: run ./bootstrap.sh")
     state = tmp_path / "state"
     monkeypatch.setattr(mf, "STATE_ROOT", state)

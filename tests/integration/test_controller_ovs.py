@@ -56,7 +56,9 @@ def _check_environment() -> None:
         from mininet.net import Mininet  # noqa: F401
     except ImportError:
         pytest.fail("mininet is not importable in this venv (run make test / bootstrap.sh)")
-    if subprocess.run(["ovs-vsctl", "--timeout=5", "show"], capture_output=True).returncode != 0:
+    from topologies.switches import ovs_running
+
+    if not ovs_running():
         pytest.fail("OVS daemons are not running: run ./bootstrap.sh")
 
 

@@ -15,7 +15,7 @@ import pytest
 
 import topologies.links.ovs_calibrate as oc
 from topologies.manifest import Manifest, proc_start_time
-from topologies.switches import kernel_datapath_available
+from topologies.switches import kernel_datapath_available, ovs_running
 
 pytestmark = pytest.mark.root
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.root
 def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Manifest]]:
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    if subprocess.run(["ovs-vsctl", "--timeout=5", "show"], capture_output=True).returncode != 0:
+    if not ovs_running():
         pytest.fail("OVS daemons are not running: run ./bootstrap.sh")
     monkeypatch.setattr("topologies.manifest.STATE_ROOT", tmp_path / "state")
     tag = "t" + secrets.token_hex(2)

@@ -135,14 +135,8 @@ def format_summary(summary: dict[str, Any]) -> str:
                  "measured; 'model p50' = predict_response_ms")
     total = summary.get("loss_accounting", {}).get("total")
     if total is not None:
-        lines.append(f"lost datagrams by cause {'':<8} {'lost':>6} {'modelled':>8} {'emulator':>8} "
-                     f"{'in flight':>9} {'unattrib.':>9} {'shared':>7}")
         rows = [(h, s.get("datagram_loss")) for h, s in summary["targets"].items()] + [("total", total)]
-        for name, d in rows:
-            if d:
-                lines.append(f"{'':<24} {name:<8} {d['lost_pkts']:>6d} {d['modelled_loss_pkts']:>8d} "
-                             f"{d['emulator_loss_pkts']:>8d} {d['in_flight_at_stop_pkts']:>9d} "
-                             f"{d['unattributed_loss_pkts']:>9d} {d['shared_link_drops_pkts']:>7d}")
+        lines += accounting.loss_table("lost datagrams by cause", "target", [(n, d) for n, d in rows if d])
     verdict = accounting.reconciliation_line(summary)
     if verdict is not None:
         lines.append(verdict)

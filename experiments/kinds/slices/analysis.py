@@ -151,7 +151,6 @@ def format_table(summary: dict[str, dict]) -> str:
     """A fixed-width per-slice table for the terminal, with the loss split and reconciliation."""
     header = (f"{'slice':<7} {'packets':>8} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} "
               f"{'loss %':>7} {'bound ms':>9} {'in bound %':>10} {'DSCP ok %':>9}")
-    split = f"{'lost':>7} {'modelled':>8} {'emulator':>8} {'in flight':>9} {'unattrib.':>9} {'shared':>7}"
     lines = [header, "-" * len(header)]
 
     def f(value: float | None, width: int, digits: int = 3) -> str:
@@ -164,11 +163,8 @@ def format_table(summary: dict[str, dict]) -> str:
                      f"{f(s['deadline_met_pct'], 10, 3)} {f(s['dscp_marked_pct'], 9, 1)}")
     total = summary.get("loss_accounting", {}).get("total")
     if total is not None:
-        lines += ["", f"lost packets by cause  {'slice':<7} {split}"]
-        for name, s in [*((n, s) for n, s in slices.items() if "lost_pkts" in s), ("total", total)]:
-            lines.append(f"{'':<22} {name:<7} {s['lost_pkts']:>7d} {s['modelled_loss_pkts']:>8d} "
-                         f"{s['emulator_loss_pkts']:>8d} {s['in_flight_at_stop_pkts']:>9d} "
-                         f"{s['unattributed_loss_pkts']:>9d} {s['shared_link_drops_pkts']:>7d}")
+        rows = [*((n, s) for n, s in slices.items() if "lost_pkts" in s), ("total", total)]
+        lines += ["", *accounting.loss_table("lost packets by cause", "slice", rows)]
         lines.append("(modelled: loss/down/bottleneck queue the scenario asked for; emulator: send errors, "
                      "socket and relay drops; shared: drops on links other slices use too; total "
                      "includes probes)")
