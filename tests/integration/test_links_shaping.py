@@ -3,8 +3,6 @@ queue limits in packets and bytes. Needs root."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 from linkbed import probe, two_hosts  # same folder: on sys.path under pytest
@@ -44,17 +42,19 @@ def test_jitter_distributions(dist: str) -> None:
                    calibrate=True) as (_, _e, h1, h2, _t):
         d = owd_ms(probe(h1, h2, 300, 900))
     assert len(d) == 900
-    assert abs(np.median(d) - delay) < 0.6
-    if dist == "uniform":
-        assert abs(d.std() - jitter / math.sqrt(3)) < 0.1
-        # p99, not max: a shared 2-core machine adds rare scheduling outliers to any packet
-        assert d.min() > delay - jitter - 0.1 and np.percentile(d, 99) < delay + jitter + 0.3
-    elif dist == "normal":
-        assert abs(d.std() - jitter) < 0.15
-        assert abs(d.mean() - delay) < 0.15
-    else:
-        skew = np.mean((d - d.mean()) ** 3) / d.std() ** 3
-        assert skew > 1.0 and np.median(d) < d.mean()  # heavy right tail
+    assert abs(np.median(d) - delay) < 0.3
+    # Quantiles, not std or max: a stall of the shared host adds a few late packets to any run, and
+    # tails are the benchmark's. They move a quartile or a decile only if they hit >10 % of packets.
+    q10, q25, q50, q75, q90 = np.percentile(d, [10, 25, 50, 75, 90])
+    if dist == "uniform":  # on [delay - jitter, delay + jitter]: IQR = jitter, deciles at +-0.8 jitter
+        assert abs((q75 - q25) - jitter) < 0.15, (q25, q75)
+        assert abs(q10 - (delay - 0.8 * jitter)) < 0.15 and abs(q90 - (delay + 0.8 * jitter)) < 0.15
+        assert d.min() > delay - jitter - 0.2  # a stall only ever adds delay
+    elif dist == "normal":  # sigma = jitter: IQR = 1.349 sigma
+        assert abs((q75 - q25) - 1.349 * jitter) < 0.2, (q25, q75)
+    else:  # heavy right tail: the upper decile lies far further from the median than the lower
+        assert q90 - q50 > 2 * (q50 - q10), (q10, q50, q90)
+        assert np.median(d) < d.mean()
 
 
 def test_jitter_never_reorders() -> None:
@@ -79,5 +79,7 @@ def test_queue_limit_bounds_queueing_delay(limit: dict) -> None:
     pkts = limit.get("queue_limit_pkts", limit.get("queue_limit_bytes", 0) // (size + 42))
     max_queue_ms = pkts * frame_bits / (rate_mbps * 1e3)
     assert stats["dropped_queue"] > 800  # about half of the offered load is dropped
-    assert np.percentile(d, 99) < 5 + max_queue_ms + 1.0  # p99: robust to scheduling outliers
+    # p90, not p99: a host stall delays a few packets past any bound; without the limit, the queue
+    # (twice its rate offered for 2 s) would hold packets for up to a second
+    assert np.percentile(d, 90) < 5 + max_queue_ms + 1.0
     assert np.percentile(d, 90) > 5 + 0.6 * max_queue_ms  # the queue does fill up

@@ -85,7 +85,7 @@ def build_tool(name: str) -> Path | None:
     binary.parent.mkdir(parents=True, exist_ok=True)
     tmp = binary.with_name(f"{name}.{os.getpid()}.tmp")
     try:
-        result = subprocess.run([cc, "-O2", "-Wall", "-o", str(tmp), *map(str, sources), "-lm"],
+        result = subprocess.run([cc, "-O2", "-Wall", "-o", str(tmp), *map(str, sources), "-lm", "-pthread"],
                                 capture_output=True, text=True, timeout=300)
     except subprocess.TimeoutExpired:  # a stuck compiler: fall back like a missing one
         tmp.unlink(missing_ok=True)
