@@ -51,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="random seed override")
     p.add_argument("--results", type=Path, help="results root (default: ./results)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--include-host-stalls", action="store_true",
+                   help="keep packets a host stall touched in the delay and deadline figures "
+                        "(default: left out and counted apart; README 'Host stalls')")
     p.set_defaults(func=run)
 
 
@@ -73,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         result = run_experiment(experiment, RunOptions(
             duration_s=args.duration_s, link_backend=args.link_backend,
             ovs_datapath=args.ovs_datapath, seed=args.seed, scenario_path=args.scenario,
-            results_root=args.results, progress=not args.quiet))
+            results_root=args.results, progress=not args.quiet,
+            include_host_stalls=args.include_host_stalls))
     except ConfigError as exc:
         print(f"factorysat run: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -34,6 +34,7 @@ from experiments.framework.results import (
 )
 from experiments.framework.watchdog import Watchdog, data_path_probe, ovs_daemon_checks
 from topologies.errors import RunFailed
+from topologies.hoststall import HostStallSentinel, StallRecord
 from topologies.scenario import Scenario, load_scenario
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class RunOptions:
     scenario_path: Path | None = None
     results_root: Path | None = None
     progress: bool = True
+    include_host_stalls: bool = False  # keep packets a host stall touched in delay figures
 
 
 @dataclass
@@ -154,6 +156,8 @@ class RunSession:
         self.start_ns = 0  # CLOCK_REALTIME ns of traffic start, set by start_clock()
         self.watchdog: Watchdog | None = None
         self.data_path_after_death: dict[str, Any] | None = None  # set if the controller died
+        self.sentinel: HostStallSentinel | None = None
+        self.host_stalls: StallRecord | None = None  # what the sentinel saw, set at teardown
         self._sigterm = SigtermUnwinds()
 
     @property
@@ -170,7 +174,8 @@ class RunSession:
         self.metadata = {**base_metadata(), "experiment": self.experiment.name, "run_id": self.run_id,
                          "scenario_source": self.scenario.source, "seed": self.scenario.seed,
                          "duration_s": self.duration_s, "link_backend": self.network.backend,
-                         "ovs_datapath": self.network.datapath, "warnings": list(self.warnings)}
+                         "ovs_datapath": self.network.datapath, "warnings": list(self.warnings),
+                         "include_host_stalls": self.options.include_host_stalls}
         self.save_metadata()
         self._sigterm.__enter__()
         try:
@@ -180,6 +185,7 @@ class RunSession:
             self.network.start(self.run_dir)
             self.metadata["bringup_s"] = round(time.monotonic() - t0, 3)
             self.metadata.update(self.network.metadata())
+            self._start_sentinel()
             self.save_metadata()
             self._start_watching()
         except BaseException as exc:
@@ -207,6 +213,7 @@ class RunSession:
             self.metadata["failure"] = failure_record(cause)
             if self.data_path_after_death is not None:
                 self.metadata["failure"]["data_path_after_death"] = self.data_path_after_death
+        self._stop_sentinel()
         try:
             if self.network.engine is not None:  # counters as of the end (schedule rows applied)
                 self.metadata["link_engine"] = self.network.engine.metadata()
@@ -225,6 +232,34 @@ class RunSession:
             log.warning("could not write metadata.json: %s", meta_exc)
         if cause is not None and cause is not exc:
             raise cause from exc
+
+    def _start_sentinel(self) -> None:
+        """Watch for host stalls for the rest of the run (``raw/hoststall.txt``, hoststall.py).
+
+        Without it the run still works; its figures then include stalled packets, and say so."""
+        self.raw_dir.mkdir(parents=True, exist_ok=True)
+        sentinel = HostStallSentinel(self.raw_dir / "hoststall.txt")
+        try:
+            self.sentinel = sentinel.start()
+            self.metadata["host_stalls"] = {"sentinel": sentinel.implementation, "pid": sentinel.pid}
+        except (OSError, RuntimeError) as exc:
+            reason = f"host-stall sentinel unavailable ({exc}): stalled packets cannot be left out"
+            self.metadata["host_stalls"] = {"unavailable": reason}
+            self.warnings.append(reason)
+            self.metadata["warnings"] = list(self.warnings)
+            print(f"factorysat: warning: {reason}", flush=True)
+
+    def _stop_sentinel(self) -> None:
+        """Stop the sentinel and keep its record (a torn record is kept: ``sentinel_complete``)."""
+        if self.sentinel is None:
+            return
+        sentinel, self.sentinel = self.sentinel, None
+        try:
+            self.host_stalls = sentinel.stop()
+            self.metadata["host_stalls"] = {"sentinel": sentinel.implementation,
+                                            **self.host_stalls.summary()}
+        except (OSError, ValueError) as exc:
+            self.metadata["host_stalls"] = {"unavailable": f"host-stall record unreadable: {exc}"}
 
     def _start_watching(self) -> None:
         """Watch the results disk, the OVS daemons, the link engine and the controller."""

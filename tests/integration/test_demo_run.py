@@ -69,7 +69,15 @@ def test_demo_run_is_complete_and_leaves_nothing(tmp_path) -> None:
     assert meta["link_backend"] in ("relay", "netem") and meta["ovs_datapath"] in ("user", "kernel")
     assert meta["git"]["commit"] and "dirty" in meta["git"] and meta["seed"] == 1
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert set(summary) == {"urllc", "embb", "mmtc", "loss_accounting", "reconciliation"}
+    assert set(summary) == {"urllc", "embb", "mmtc", "loss_accounting", "reconciliation", "host_stalls"}
+    # the host-stall sentinel watched the whole run; its packets are flagged in packets.parquet
+    stalls = summary["host_stalls"]
+    assert stalls["detected"] and stalls["sentinel_complete"] and stalls["sentinel_realtime"]
+    assert stalls["duration_s"] >= 6 and (run_dir / "raw" / "hoststall.txt").is_file()
+    flagged = pd.read_parquet(run_dir / "packets.parquet")["host_stall"]
+    assert stalls["packets_flagged"] == int(flagged.sum()) == sum(
+        summary[s]["packets_host_stall"] for s in ("urllc", "embb", "mmtc"))
+    assert stalls["excluded_from_timing"] == (stalls["packets_flagged"] > 0)
     # Counts reconcile, every lost packet is in exactly one class, link counters were stored.
     assert summary["reconciliation"]["ok"] and summary["reconciliation"]["problems"] == []
     total = summary["loss_accounting"]["total"]

@@ -55,6 +55,38 @@ def test_summary_counts_loss_and_deadline_from_sent_packets(tmp_path) -> None:
     assert all(p.stat().st_size > 1000 for p in paths)
 
 
+def test_packets_touched_by_a_host_stall_are_left_out_of_timing_and_counted(tmp_path) -> None:
+    import numpy as np
+
+    from experiments.framework import stalls
+    from topologies.hoststall import read_record
+
+    plans = [FlowPlan(1, "agv1", "agv", "urllc", "edge1", 100, 10.0, 5.0, 46)]
+    flows = _flows(tmp_path, plans, {"agv1": 10})
+    ms, t0 = 1_000_000, 1_700_000_000_000_000_000
+    # ten packets 10 ms apart, 1 ms each, but the two sent at 50 and 60 ms took 9 ms: a stall
+    # [t0 + 52 ms, t0 + 68 ms] was in their flight (the sentinel's period is 1 ms)
+    rows = [(1, k, t0 + 10 * k * ms, t0 + 10 * k * ms + (9 if k in (5, 6) else 1) * ms, 100, 46 << 2)
+            for k in range(10)]
+    _write_raw(tmp_path / "recv-edge1.bin", rows)
+    (tmp_path / "hoststall.txt").write_text(
+        f"start 0 {t0} 1000000 300000 1\nstall 0 {t0 + 53 * ms} {t0 + 68 * ms} {15 * ms} 5\n"
+        f"rt 1\nend 0 {t0 + 100 * ms} 100 {15 * ms} 5000 99 1\n")
+    record = read_record(tmp_path / "hoststall.txt")
+    packets = stalls.flag(analysis.tidy_packets([tmp_path / "recv-edge1.bin"], flows), record)
+    assert packets["host_stall"].tolist() == [k in (5, 6) for k in range(10)]
+    left_out = analysis.slice_summary(packets, flows)["urllc"]
+    assert left_out["packets_host_stall"] == 2 and left_out["packets_received"] == 10
+    assert left_out["owd_ms_max"] == pytest.approx(1.0) and left_out["deadline_met_pct"] == 100.0
+    kept = analysis.slice_summary(packets, flows, include_host_stalls=True)["urllc"]
+    assert kept["owd_ms_max"] == pytest.approx(9.0) and kept["deadline_met_pct"] == pytest.approx(80.0)
+    block = stalls.block(record, packets, include=False)
+    assert block["excluded_from_timing"] and block["packets_flagged"] == 2 and block["stalls"] == 1
+    assert "left out" in stalls.line(block)
+    assert not stalls.flag(packets.drop(columns="host_stall"), None)["host_stall"].any()
+    assert np.isclose(block["packets_flagged_pct"], 20.0)
+
+
 def test_truncated_raw_file_is_an_error(tmp_path) -> None:
     path = tmp_path / "recv-x.bin"
     path.write_bytes(b"\0" * (RECORD.size + 3))

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from experiments.framework import accounting
+from experiments.framework import accounting, stalls
 from experiments.framework.accounting import Stream, path_hops
 from experiments.framework.stats import percentile, share_pct
 from experiments.kinds.offload.model import OffloadParams
@@ -137,6 +137,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     if total is not None:
         rows = [(h, s.get("datagram_loss")) for h, s in summary["targets"].items()] + [("total", total)]
         lines += accounting.loss_table("lost datagrams by cause", "target", [(n, d) for n, d in rows if d])
+    if "host_stalls" in summary:
+        lines.append(stalls.line(summary["host_stalls"]))
     verdict = accounting.reconciliation_line(summary)
     if verdict is not None:
         lines.append(verdict)

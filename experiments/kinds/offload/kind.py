@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from experiments.agents.offload import request_schedule
-from experiments.framework import accounting
+from experiments.framework import accounting, stalls
 from experiments.framework.agent_procs import kill_agents, start_agent, stop_agent, wait_ready
 from experiments.framework.definition import Experiment
 from experiments.framework.kind import Kind
@@ -140,7 +140,8 @@ class OffloadKind(Kind):
         if problems and not client:
             raise RunFailed(f"counts do not reconcile: {'; '.join(problems)}", component="reconciliation")
         roles = target_roles(session.scenario)
-        return {"requests": analysis.tidy_requests(session.raw_dir, params, roles, session.start_ns)}
+        requests = analysis.tidy_requests(session.raw_dir, params, roles, session.start_ns)
+        return {"requests": stalls.flag(requests, session.host_stalls, "send_start_ns", "reply_recv_ns")}
 
     def summarise(self, tables: dict[str, pd.DataFrame], session: RunSession, params: OffloadParams
                   ) -> dict[str, Any]:
@@ -160,6 +161,13 @@ class OffloadKind(Kind):
             "attribution": "a link's drops count for a target only if no other target's traffic "
                            "crosses it (the camera's radio hop is shared by every target)"}
         summary["reconciliation"] = self._counts["reconciliation"]
+        summary["host_stalls"] = {
+            **stalls.block(session.host_stalls, tables["requests"], include=True,
+                           unavailable=session.metadata.get("host_stalls", {}).get("unavailable"),
+                           rule="flagged when a stall window overlaps the request's life [first "
+                                "fragment sent, reply received]; kept in every figure: a request "
+                                "lives for its modelled compute time, so most would be touched"),
+            "unit": "requests"}
         return summary
 
     def reconcile(self, tables: dict[str, pd.DataFrame], session: RunSession, params: OffloadParams

@@ -5,7 +5,9 @@ stop, emulator drops and modelled drops alike: ``loss_pct`` = ``lost_pkts`` / ``
 split by cause is in ``modelled_loss_pkts`` / ``emulator_loss_pkts`` / ``in_flight_at_stop_pkts``
 / ``unattributed_loss_pkts`` (experiments/framework/accounting.py). ``deadline_met_pct`` is the
 share of *sent* packets that arrived within the slice's bound: a lost packet is a missed deadline,
-as in 3GPP TS 22.104's availability definition.
+as in 3GPP TS 22.104's availability definition. Packets a host stall touched (``host_stall``,
+experiments/framework/stalls.py) are left out of the delay and deadline figures unless asked for:
+``deadline_met_pct`` is then of the sent packets no stall touched.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.agents.traffic import PROBE_RECORD, RECORD
-from experiments.framework import accounting
+from experiments.framework import accounting, stalls
 from experiments.framework.accounting import LOSS_KEYS
 from experiments.framework.stats import percentile, share_pct
 
@@ -61,28 +63,33 @@ def read_records_empty() -> pd.DataFrame:
 
 
 def slice_summary(packets: pd.DataFrame, flows: pd.DataFrame,
-                  loss: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+                  loss: dict[str, dict[str, Any]] | None = None,
+                  include_host_stalls: bool = False) -> dict[str, dict[str, Any]]:
     """Per-slice figures: OWD percentiles, loss, share of sent packets within the bound; with
-    ``loss`` (accounting.account by slice) the loss split (LOSS_KEYS) too."""
+    ``loss`` (accounting.account by slice) the loss split (LOSS_KEYS) too. Delay and deadline
+    figures leave out packets flagged ``host_stall`` unless ``include_host_stalls``."""
     summary: dict[str, dict[str, Any]] = {}
     for name, slice_flows in flows.groupby("slice", sort=False):  # scenario order
         sent = int(slice_flows["packets_scheduled"].sum())
         got = packets[packets["slice"] == name]
-        owd = got["owd_ms"].to_numpy()
+        timed = stalls.timing_packets(got, include_host_stalls)
+        owd = timed["owd_ms"].to_numpy()
         expected_dscp = int(slice_flows["dscp_expected"].iloc[0])
+        left_out = len(got) - len(timed)
 
         summary[str(name)] = {
             "packets": sent,
-            "packets_received": int(owd.size),
+            "packets_received": int(len(got)),
+            "packets_host_stall": int(got["host_stall"].sum()) if "host_stall" in got else 0,
             "owd_ms_p50": percentile(owd, 50),
             "owd_ms_p99": percentile(owd, 99),
             "owd_ms_p999": percentile(owd, 99.9),
             "owd_ms_max": round(float(owd.max()), 4) if owd.size else None,
-            "loss_pct": share_pct(sent - owd.size, sent),
-            "deadline_met_pct": share_pct(int(got["on_time"].sum()), sent),
+            "loss_pct": share_pct(sent - len(got), sent),
+            "deadline_met_pct": share_pct(int(timed["on_time"].sum()), sent - left_out),
             "latency_bound_ms": float(slice_flows["latency_bound_ms"].iloc[0]),
             "dscp_marked_pct": round(100.0 * float((got["dscp"] == expected_dscp).mean()), 2)
-            if owd.size else None,
+            if len(got) else None,
         }
         if loss is not None and str(name) in loss:
             summary[str(name)].update({k: loss[str(name)][k] for k in LOSS_KEYS})
@@ -144,7 +151,7 @@ def probe_summary(rtt: pd.DataFrame) -> dict[str, dict[str, float | int | None]]
     return out
 
 
-NOT_SLICES = ("probes", "loss_accounting", "reconciliation")
+NOT_SLICES = ("probes", "loss_accounting", "reconciliation", "host_stalls")
 
 
 def format_table(summary: dict[str, dict]) -> str:
@@ -176,6 +183,8 @@ def format_table(summary: dict[str, dict]) -> str:
         lines.append(f"RTT probes {pair}: p50 {f(p['rtt_ms_p50'], 0)} ms, p99 {f(p['rtt_ms_p99'], 0)} ms, "
                      f"max {f(p['rtt_ms_max'], 0)} ms, loss {f(p['loss_pct'], 0, 2)} % "
                      f"({p['probes']} probes)")
+    if "host_stalls" in summary:
+        lines.append(stalls.line(summary["host_stalls"]))
     verdict = accounting.reconciliation_line(summary)
     if verdict is not None:
         lines.append(verdict)

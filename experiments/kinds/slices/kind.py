@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from experiments.framework import accounting
+from experiments.framework import accounting, stalls
 from experiments.framework.kind import Kind
 from experiments.framework.plotting import save
 from experiments.framework.session import RunSession
@@ -64,7 +64,8 @@ class SlicesKind(Kind):
         raw = session.raw_dir
         flows = flows_table(plan_flows(session.scenario), raw)
         records, receivers = counts.read_receivers(raw)  # a truncated file is a problem, not a crash
-        packets = analysis.tidy_records(records.drop(columns="file_dest"), flows)
+        packets = stalls.flag(analysis.tidy_records(records.drop(columns="file_dest"), flows),
+                              session.host_stalls)
         problems, checks = counts.reconcile_flows(records, flows, session.duration_s, receivers)
         problems += counts.reconcile_probes(raw)
         link_counters = self._link_counters(session)
@@ -97,7 +98,8 @@ class SlicesKind(Kind):
             self.collect(session, params)
         assert self._counts is not None
         loss = self._counts["loss"]
-        summary: dict[str, Any] = analysis.slice_summary(tables["packets"], tables["flows"], loss)
+        include = session.options.include_host_stalls
+        summary: dict[str, Any] = analysis.slice_summary(tables["packets"], tables["flows"], loss, include)
         if "rtt" in tables:
             summary["probes"] = analysis.probe_summary(tables["rtt"])
         summary["loss_accounting"] = {
@@ -106,6 +108,8 @@ class SlicesKind(Kind):
             "attribution": "a link's drops count for a slice only if no other slice or probe "
                            "crosses it; per flow (flows.parquet) that is the UE's radio hop"}
         summary["reconciliation"] = self._counts["reconciliation"]
+        summary["host_stalls"] = stalls.block(session.host_stalls, tables["packets"], include,
+                                              session.metadata.get("host_stalls", {}).get("unavailable"))
         return summary
 
     def reconcile(self, tables: dict[str, pd.DataFrame], session: RunSession, params: Any) -> list[str]:
@@ -128,7 +132,11 @@ class SlicesKind(Kind):
         packets = pd.read_parquet(run_dir / "packets.parquet")
         flows = pd.read_parquet(run_dir / "flows.parquet")
         bounds = dict(zip(flows["slice"], flows["latency_bound_ms"], strict=True))
-        paths = save(figures.owd_cdf(packets, bounds), run_dir / "owd_cdf")
+        summary = json.loads((run_dir / "summary.json").read_text())
+        excluded = summary.get("host_stalls", {}).get("excluded_from_timing", False)
+        paths = save(figures.owd_cdf(stalls.timing_packets(packets, not excluded), bounds,
+                                     left_out=int(packets["host_stall"].sum()) if excluded else 0),
+                     run_dir / "owd_cdf")
         if (run_dir / "rtt.parquet").exists():
             rtt = pd.read_parquet(run_dir / "rtt.parquet")
             schedule = None
