@@ -50,6 +50,10 @@ def run_experiment(experiment: Experiment, options: RunOptions = RunOptions()) -
                 write_parquet(session.run_dir / f"{name}.parquet", frame)
             summary = kind.summarise(tables, session, params)
             write_json(session.run_dir / "summary.json", summary)
+            held = (summary.get("fidelity") or {}).get("held")
+            if held is False:  # the run's own error check (framework/fidelity.py)
+                print(f"factorysat: warning: emulator fidelity not held: "
+                      f"{'; '.join(summary['fidelity']['causes'])}", file=sys.stderr, flush=True)
             paths = kind.draw_figures(session.run_dir)
             kind.require_reconciled(tables, session, params)  # RunFailed: no COMPLETE
             session.complete()

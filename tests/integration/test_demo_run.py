@@ -69,7 +69,14 @@ def test_demo_run_is_complete_and_leaves_nothing(tmp_path) -> None:
     assert meta["link_backend"] in ("relay", "netem") and meta["ovs_datapath"] in ("user", "kernel")
     assert meta["git"]["commit"] and "dirty" in meta["git"] and meta["seed"] == 1
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert set(summary) == {"urllc", "embb", "mmtc", "loss_accounting", "reconciliation", "host_stalls"}
+    assert set(summary) == {"urllc", "embb", "mmtc", "loss_accounting", "reconciliation", "host_stalls",
+                            "fidelity"}
+    # the run checked its own error: relay lateness of every link kind, an estimate per slice, a verdict
+    fid = summary["fidelity"]
+    assert isinstance(fid["held"], bool) and fid["held"] == (not fid["causes"])
+    assert {"radio", "bh", "leo"} <= set(fid["relay_late_ms"]) or meta["link_backend"] == "netem"
+    assert set(fid["per_slice"]) == {"urllc", "embb", "mmtc"} and fid["error_ms_p999_est"] >= 0
+    assert fid["send_late_ms_p99"] is not None
     # the host-stall sentinel watched the whole run; its packets are flagged in packets.parquet
     stalls = summary["host_stalls"]
     assert stalls["detected"] and stalls["sentinel_complete"] and stalls["sentinel_realtime"]

@@ -56,6 +56,7 @@ def test_loss_within_binomial_bounds() -> None:
     assert n * p - half <= lost <= n * p + half, lost
     extra = stats["rx"] - n  # other frames the hosts sent (e.g. IPv6 multicast) also cross the relay
     assert 0 <= extra < 20 and lost <= stats["dropped_loss"] <= lost + extra
+    assert sum(stats["late_hist"]) == stats["tx"]  # every departure's lateness is in the histogram
 
 
 def test_rate_within_5pct() -> None:

@@ -22,7 +22,16 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
-from topologies.links.relayctl import DIRECTIONS, LINE_MAX_BYTES, MAX_LINKS, ControlChannel, LineFramer, Row
+from topologies.links.relayctl import (
+    DIRECTIONS,
+    LATE_EDGES_NS,
+    LINE_MAX_BYTES,
+    MAX_LINKS,
+    ControlChannel,
+    LineFramer,
+    Row,
+    late_bucket,
+)
 from topologies.rxstamp import enable_rx_timestamps, rx_stamp_ns
 
 ETH_P_ALL = 0x0003
@@ -57,6 +66,7 @@ class Direction:
         # dropped_mem: the C relay's 512 MiB cap on held packets; here memory errors are dropped_error
         self.c = dict.fromkeys(("rx", "tx", "dropped_loss", "dropped_queue", "dropped_down",
                                 "dropped_error", "dropped_mem", "rx_bytes", "tx_bytes"), 0)
+        self.late_hist = [0] * (len(LATE_EDGES_NS) + 1)  # as the C relay's ``late_hist``
 
     def params(self, t: float) -> Params:
         while self.sidx + 1 < len(self.sched) and self.sched[self.sidx + 1][0] <= t:
@@ -163,18 +173,19 @@ class Relay(ControlChannel):
         d.sched, d.sidx = [(t, Params(values)) for t, values in rows], 0
 
     def link_stats(self, link_id: int) -> str:
-        return json.dumps({name: {**d.c, "queued": len(d.serq)}
+        return json.dumps({name: {**d.c, "queued": len(d.serq), "late_hist": d.late_hist}
                            for name, d in zip(DIRECTIONS, self.links[link_id], strict=True)})
 
     def flush(self, now: float) -> None:
         while self.heap and self.heap[0][0] <= now:
             _, _, d = heapq.heappop(self.heap)
             while d.fifo and d.fifo[0][0] <= now:
-                _, data = d.fifo.popleft()
+                due, data = d.fifo.popleft()
                 try:
                     d.out.send(data)
                     d.c["tx"] += 1
                     d.c["tx_bytes"] += len(data)
+                    d.late_hist[late_bucket((time.monotonic() - due) * 1e9)] += 1
                 except OSError:
                     d.c["dropped_error"] += 1
             if d.fifo:

@@ -22,6 +22,32 @@ MAX_T_NS = 4 * 10**18
 MAX_SEED = 2**64 - 1
 MAX_IFNAME = 15                # IFNAMSIZ - 1
 MAX_LINKS = 4096
+# Departure lateness histogram of the data path (stats key ``late_hist``): bucket i counts departures
+# at most LATE_EDGES_NS[i] late, the last bucket those beyond. relay/relay.h holds the same edges.
+LATE_EDGES_NS = (10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000, 2_000_000, 5_000_000,
+                 10_000_000, 20_000_000, 50_000_000, 100_000_000)
+
+
+def late_bucket(late_ns: float) -> int:
+    """The ``late_hist`` bucket of one departure ``late_ns`` after its scheduled time."""
+    for i, edge in enumerate(LATE_EDGES_NS):
+        if late_ns <= edge:
+            return i
+    return len(LATE_EDGES_NS)
+
+
+def late_quantile_ms(hist: Sequence[int], q: float) -> float | None:
+    """Upper bound of the ``q`` quantile of a ``late_hist`` (its bucket's edge, ms; ``inf`` beyond
+    the last edge); None for an empty histogram."""
+    total = sum(hist)
+    if total == 0:
+        return None
+    seen = 0
+    for i, count in enumerate(hist):
+        seen += count
+        if seen >= q * total:
+            return LATE_EDGES_NS[i] / 1e6 if i < len(LATE_EDGES_NS) else math.inf
+    return math.inf
 # the 13 numbers of P... in wire order: name, allowed (as in replies), min, max, integer only
 FIELDS = (
     ("delay_ns", "an integer 0..3600000000000", 0, 3.6e12, True),

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.agents.traffic import PROBE_RECORD, RECORD
-from experiments.framework import accounting, stalls
+from experiments.framework import accounting, fidelity, stalls
 from experiments.framework.accounting import LOSS_KEYS
 from experiments.framework.stats import percentile, share_pct
 
@@ -151,7 +151,7 @@ def probe_summary(rtt: pd.DataFrame) -> dict[str, dict[str, float | int | None]]
     return out
 
 
-NOT_SLICES = ("probes", "loss_accounting", "reconciliation", "host_stalls")
+NOT_SLICES = ("probes", "loss_accounting", "reconciliation", "host_stalls", "fidelity")
 
 
 def format_table(summary: dict[str, dict]) -> str:
@@ -185,6 +185,8 @@ def format_table(summary: dict[str, dict]) -> str:
                      f"({p['probes']} probes)")
     if "host_stalls" in summary:
         lines.append(stalls.line(summary["host_stalls"]))
+    if "fidelity" in summary:
+        lines.append(fidelity.line(summary["fidelity"]))
     verdict = accounting.reconciliation_line(summary)
     if verdict is not None:
         lines.append(verdict)

@@ -8,9 +8,11 @@ import pandas as pd
 from experiments.framework.plotting import SLICE_STYLE, plt, slice_style
 
 
-def owd_cdf(packets: pd.DataFrame, bounds_ms: dict[str, float], left_out: int = 0) -> plt.Figure:
+def owd_cdf(packets: pd.DataFrame, bounds_ms: dict[str, float], left_out: int = 0,
+            fidelity_note: str | None = None) -> plt.Figure:
     """Per-slice CDF of one-way delay (received packets), with each slice's bound dashed;
-    ``left_out`` packets a host stall touched are named in the axis label."""
+    ``left_out`` packets a host stall touched are named in the axis label; ``fidelity_note``
+    (a run whose own error check did not hold) is written on the figure."""
     fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
     order = {name: i for i, name in enumerate(SLICE_STYLE)}
     groups = sorted(packets.groupby("slice"), key=lambda g: (order.get(str(g[0]), 99), str(g[0])))
@@ -30,6 +32,8 @@ def owd_cdf(packets: pd.DataFrame, bounds_ms: dict[str, float], left_out: int = 
     ax.set_ylim(0, 1.0)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right")
+    if fidelity_note:
+        ax.set_title(fidelity_note, fontsize=8, color="#D55E00")
     return fig
 
 

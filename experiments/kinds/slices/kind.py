@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from experiments.framework import accounting, stalls
+from experiments.framework import accounting, fidelity, stalls
 from experiments.framework.kind import Kind
 from experiments.framework.plotting import save
 from experiments.framework.session import RunSession
@@ -42,6 +42,7 @@ class SlicesKind(Kind):
 
     def __init__(self) -> None:
         self._counts: dict[str, Any] | None = None  # loss split and reconciliation, from collect()
+        self._link_counters_data: dict[str, Any] | None = None
         self._counters_source = "unavailable"
 
     def run_traffic(self, session: RunSession, params: Any) -> None:
@@ -83,6 +84,7 @@ class SlicesKind(Kind):
         ovs_path = raw / OVS_COUNTERS_FILE
         port_drops = accounting.switch_port_drop_delta(
             json.loads(ovs_path.read_text()) if ovs_path.exists() else None)
+        self._link_counters_data = link_counters
         self._counts = {"loss": accounting.account(streams, link_counters, counts.socket_drops(receivers),
                                                    port_drops),
                         "reconciliation": accounting.reconciliation(problems, checks),
@@ -110,7 +112,31 @@ class SlicesKind(Kind):
         summary["reconciliation"] = self._counts["reconciliation"]
         summary["host_stalls"] = stalls.block(session.host_stalls, tables["packets"], include,
                                               session.metadata.get("host_stalls", {}).get("unavailable"))
+        summary["fidelity"] = self._fidelity(tables, session, summary)
         return summary
+
+    def _fidelity(self, tables: dict[str, pd.DataFrame], session: RunSession, summary: dict[str, Any]
+                  ) -> dict[str, Any]:
+        """The run's own error estimate per slice (experiments/framework/fidelity.py)."""
+        flows, counters = tables["flows"], self._link_counters_data
+        packets = stalls.timing_packets(tables["packets"], include=False)
+        lateness = fidelity.send_lateness_ms(packets, dict(zip(flows["flow_id"], flows["interval_ms"],
+                                                                strict=True)), session.start_ns)
+        hop = session.metadata.get("ovs_switch_hop") or {}
+        ovs_extra = max(0.0, (hop.get("switch_hop_ms_p99") or 0.0) - (hop.get("switch_hop_ms_mean") or 0.0))
+        links = accounting.session_links(session)
+        per_slice, send_late, bounds = {}, {}, {}
+        for name, group in flows.groupby("slice", sort=False):
+            late = lateness[(packets["slice"] == name).to_numpy()]
+            paths = [accounting.path_hops(links, f.ue, f.destination) for f in group.itertuples()]
+            send_late[str(name)] = late
+            bounds[str(name)] = float(group["latency_bound_ms"].iloc[0])
+            per_slice[str(name)] = {q_name: fidelity.path_estimate(late, paths, counters, ovs_extra, q)
+                                    for q_name, q in (("p99", 0.99), ("p999", 0.999))}
+        total = summary["loss_accounting"]["total"]
+        dropped = total["emulator_loss_pkts"] + max(0, total["unattributed_loss_pkts"])
+        return fidelity.assess(per_slice, bounds, send_late, fidelity.relay_lateness(counters), ovs_extra,
+                               dropped, summary["host_stalls"])
 
     def reconcile(self, tables: dict[str, pd.DataFrame], session: RunSession, params: Any) -> list[str]:
         if self._counts is None:
@@ -134,8 +160,11 @@ class SlicesKind(Kind):
         bounds = dict(zip(flows["slice"], flows["latency_bound_ms"], strict=True))
         summary = json.loads((run_dir / "summary.json").read_text())
         excluded = summary.get("host_stalls", {}).get("excluded_from_timing", False)
+        held = summary.get("fidelity", {}).get("held", True)
         paths = save(figures.owd_cdf(stalls.timing_packets(packets, not excluded), bounds,
-                                     left_out=int(packets["host_stall"].sum()) if excluded else 0),
+                                     left_out=int(packets["host_stall"].sum()) if excluded else 0,
+                                     fidelity_note=None if held else "emulator fidelity NOT held: see "
+                                     "summary.json 'fidelity'"),
                      run_dir / "owd_cdf")
         if (run_dir / "rtt.parquet").exists():
             rtt = pd.read_parquet(run_dir / "rtt.parquet")

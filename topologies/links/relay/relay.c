@@ -192,6 +192,9 @@ static void flush_dir(struct dir *d, ns_t now) {
                 d->tx++; d->tx_bytes += ks[i]->len; d->late_sum_ns += late;
                 if ((unsigned long long)late > d->late_max_ns) d->late_max_ns = late;
                 if (late > 50000) d->late_over_50us++;
+                int b = 0;
+                while (b < LATE_BUCKETS - 1 && late > LATE_EDGE_NS[b]) b++;
+                d->late_hist[b]++;
             }
             else d->drop_err++; /* interface gone or full: count, never block */
             d->head = ks[i]->next; mem_bytes -= ks[i]->len; free(ks[i]);
@@ -324,13 +327,18 @@ void dir_set_schedule(struct dir *d, struct row *rows, int n) {
     free(d->sched); d->sched = rows; d->nsched = n; d->sidx = 0;
 }
 
+const long long LATE_EDGE_NS[LATE_BUCKETS - 1] = {10000, 20000, 50000, 100000, 200000, 500000, 1000000,
+                                                   2000000, 5000000, 10000000, 20000000, 50000000, 100000000};
+
 void print_dir(const char *name, const struct dir *d) {
     printf("\"%s\":{\"rx\":%llu,\"tx\":%llu,\"dropped_loss\":%llu,\"dropped_queue\":%llu,"
            "\"dropped_down\":%llu,\"dropped_error\":%llu,\"dropped_mem\":%llu,\"rx_bytes\":%llu,"
            "\"tx_bytes\":%llu,\"queued\":%d,\"late_sum_ns\":%llu,\"late_max_ns\":%llu,"
-           "\"late_over_50us\":%llu}",
+           "\"late_over_50us\":%llu,\"late_hist\":[",
            name, d->rx, d->tx, d->drop_loss, d->drop_queue, d->drop_down, d->drop_err, d->drop_mem, d->rx_bytes,
            d->tx_bytes, d->qn, d->late_sum_ns, d->late_max_ns, d->late_over_50us);
+    for (int i = 0; i < LATE_BUCKETS; i++) printf(i ? ",%llu" : "%llu", d->late_hist[i]);
+    printf("]}");
 }
 
 /* Wake-up overshoot of timed sleeps in this VM varies (tens of us); wake early by its recent p99

@@ -25,6 +25,10 @@ struct pkt { struct pkt *next; ns_t dep; int len; unsigned char data[]; };
 
 struct qent { ns_t tx_done; int len; };
 
+/* Lateness histogram edges (ns) of the data path; relayctl.py LATE_EDGES_NS holds the same list. */
+#define LATE_BUCKETS 14
+extern const long long LATE_EDGE_NS[LATE_BUCKETS - 1];
+
 struct dir {
     int in_fd, out_fd;
     struct row *sched; int nsched, sidx;
@@ -35,6 +39,7 @@ struct dir {
     int heap_pos;              /* -1 when not in heap */
     unsigned long long rx, tx, drop_loss, drop_queue, drop_down, drop_err, drop_mem, rx_bytes, tx_bytes;
     unsigned long long late_sum_ns, late_max_ns, late_over_50us; /* send time - departure time */
+    unsigned long long late_hist[LATE_BUCKETS]; /* departures by lateness: <= LATE_EDGE_NS[i], last: beyond */
 };
 
 enum { UPLINK, DOWNLINK };   /* d[UPLINK]: A->B, d[DOWNLINK]: B->A */
