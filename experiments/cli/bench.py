@@ -1,4 +1,5 @@
-"""``factorysat bench links``: the link engine's fidelity benchmark (see experiments/bench/links.py)."""
+"""``factorysat bench links|leo|scale``: the link engine's fidelity (experiments/bench/links.py), orbit
+schedule speed (bench/leo.py) and the whole emulator's error as the factory grows (bench/scale.py)."""
 
 from __future__ import annotations
 
@@ -14,16 +15,18 @@ from topologies.errors import UserError
 from topologies.links import REGISTRY
 from topologies.ownership import hand_over_at_exit
 from topologies.scenario import MAX_SEED, SEED_WHY
-from topologies.validate import ConfigError, check_int, check_name
+from topologies.validate import ConfigError, check_int, check_name, check_number
 
+SCALE_SIZES = (10, 30, 60, 124, 250, 500)  # experiments/bench/scale.py SIZES (not imported: heavy)
 TCP_CC_RE = re.compile(r"[a-z][a-z0-9_]{0,14}")  # the kernel's TCP_CA_NAME_MAX is 16 with the NUL
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("bench", help="benchmarks (links: link engine fidelity)",
                               description="Measure the emulator against its goals.")
-    p.add_argument("what", choices=("links", "leo"),
-                   help="links: link-engine fidelity (root); leo: orbit schedule generation speed")
+    p.add_argument("what", choices=("links", "leo", "scale"),
+                   help="links: link-engine fidelity (root); leo: orbit schedule generation speed; "
+                        "scale: whole-emulator error at 10..500 UEs (root)")
     p.add_argument("--backend", choices=("all", *REGISTRY), default="all",
                    help="link backend(s) to measure (default: every backend available here)")
     p.add_argument("--quick", action="store_true", help="shorter runs (10 updates instead of 60)")
@@ -31,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="TCP congestion control for the TCP test (namespaces here allow reno, bbr)")
     p.add_argument("--seed", type=int, default=1, help="random seed of the link engine")
     p.add_argument("--results", type=Path, default=Path("results"), help="results root")
+    p.add_argument("--sizes", default=",".join(map(str, SCALE_SIZES)),
+                   help="scale: comma-separated UE counts (default %(default)s)")
+    p.add_argument("--duration-s", type=float, default=20.0, help="scale: traffic seconds per size")
     p.set_defaults(func=run)
 
 
@@ -49,6 +55,24 @@ def run(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         print("factorysat bench: needs root (network namespaces); use sudo", file=sys.stderr)
         return 2
+    if args.what == "scale":
+        words = args.sizes.split(",")
+        if not all(w.strip().isdigit() for w in words):
+            print(f"factorysat bench: --sizes {args.sizes!r}; allowed: comma-separated whole numbers, "
+                  "e.g. 10,30,124", file=sys.stderr)
+            return 2
+        sizes = tuple(int(w) for w in words)
+        try:
+            for i, n in enumerate(sizes):
+                check_int(f"--sizes[{i}]", n, min=6, max=2000, why="a scaled factory has 4 sensors and "
+                          "at least one AGV and camera; 2000 bounds the run's processes")
+            check_number("--duration-s", args.duration_s, min=1.0, max=3600.0)
+        except UserError as exc:
+            print(f"factorysat bench: {exc}", file=sys.stderr)
+            return 2
+        from experiments.bench import scale_run
+
+        return scale_run.main(sizes, args.duration_s, args.results)
     from tqdm import tqdm
 
     from experiments.bench import links as bl

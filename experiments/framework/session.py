@@ -54,6 +54,7 @@ class RunOptions:
     results_root: Path | None = None
     progress: bool = True
     include_host_stalls: bool = False  # keep packets a host stall touched in delay figures
+    scenario: Scenario | None = None  # an in-memory scenario (benchmarks); overrides scenario_path
 
 
 @dataclass
@@ -138,8 +139,8 @@ class RunSession:
     def __init__(self, experiment: Experiment, options: RunOptions = RunOptions()) -> None:
         self.experiment = experiment
         self.options = options
-        scenario = (load_scenario(options.scenario_path) if options.scenario_path
-                    else experiment.load_scenario())
+        scenario = options.scenario or (load_scenario(options.scenario_path) if options.scenario_path
+                                        else experiment.load_scenario())
         if options.seed is not None:
             scenario = replace(scenario, seed=options.seed)
         self.scenario: Scenario = scenario

@@ -1,0 +1,134 @@
+"""Runner, table, figure and files of ``factorysat bench scale`` (measurements: scale.py)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from experiments.bench import scale
+from experiments.framework.definition import Experiment
+from experiments.framework.results import mark_complete, write_json
+from topologies.errors import UserError
+from topologies.ownership import hand_over_at_exit
+from topologies.paths import REPO_ROOT
+
+
+def experiment(n_ues: int, duration_s: float) -> Experiment:
+    """The demo's experiment (kind ``slices``) under a per-size name; the scenario comes in memory."""
+    demo = REPO_ROOT / "experiments" / "demo" / "experiment.toml"
+    base = Experiment.from_file(demo)
+    return Experiment(name=f"scale{n_ues}", description=f"bench scale, {n_ues} UEs", scenario_ref="default",
+                      duration_s=duration_s, drain_s=base.drain_s, folder=base.folder, kind="slices",
+                      controller_apps=base.controller_apps, file=demo)
+
+
+def run_size(n_ues: int, duration_s: float, out: Path) -> dict[str, Any]:
+    """One size: run it through the ordinary skeleton and measure; never raises for a failed run."""
+    from experiments.framework.session import RunOptions
+    from experiments.framework.skeleton import run_experiment
+
+    row: dict[str, Any] = {"ues": n_ues}
+    scenario = scale.factory(n_ues)
+    row["cells"] = len(scenario.cells)
+    why = scale.size_ok(scenario)
+    if why is not None:
+        return {**row, "started": False, "failure": why}
+    before = {"machine": scale.cpu_ticks(), "ovs-vswitchd": scale.cpu_ticks(scale.ovs_pid())}
+    t0 = time.monotonic()
+    try:
+        result = run_experiment(experiment(n_ues, duration_s),
+                                RunOptions(scenario=scenario, results_root=out / "runs", progress=False))
+    except (Exception, KeyboardInterrupt) as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        run_dir = getattr(exc, "run_dir", None)
+        started = run_dir is not None and (Path(run_dir) / "metadata.json").exists() and \
+            "bringup_s" in json.loads((Path(run_dir) / "metadata.json").read_text())
+        tail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return {**row, "started": bool(started), "failure": tail, "run_dir": str(run_dir)}
+    wall = time.monotonic() - t0
+    after = {"machine": scale.cpu_ticks(), "ovs-vswitchd": scale.cpu_ticks(scale.ovs_pid())}
+    return {**row, "started": True, **scale.measure(result.run_dir, scenario),
+            **scale.cpu_shares(before, after, wall), "wall_s": round(wall, 1)}
+
+
+def print_table(sizes: list[dict[str, Any]], goals: dict[str, Any]) -> None:
+    def f(v: Any, w: int, d: int = 3) -> str:
+        return f"{'n/a':>{w}}" if v is None else f"{v:>{w}.{d}f}" if isinstance(v, float) else f"{v!s:>{w}}"
+
+    print(f"\n{'UEs':>5} {'cells':>5} {'bring-up s':>10} {'err p50':>8} {'p99':>8} {'p99.9':>8} {'max':>8} "
+          f"{'p99 all':>8} {'stall %':>7} {'emu loss %':>10} {'CPU %':>6} {'OVS %':>6} {'held':>5}")
+    for s in sizes:
+        if "failure" in s or not s.get("started"):
+            print(f"{s['ues']:>5} {s.get('cells', ''):>5}  {s.get('failure', 'no packets measured')}")
+            continue
+        print(f"{s['ues']:>5} {s['cells']:>5} {f(s['bringup_s'], 10, 1)} {f(s['err_ms_p50'], 8)} "
+              f"{f(s['err_ms_p99'], 8)} {f(s['err_ms_p999'], 8)} {f(s['err_ms_max'], 8)} "
+              f"{f(s['err_ms_p99_all_packets'], 8)} {f(s['host_stall_flagged_pct'], 7, 2)} "
+              f"{f(s['emulator_loss_pct'], 10, 3)} {f(s['cpu_pct_machine'], 6, 0)} "
+              f"{f(s['cpu_pct_ovs-vswitchd'], 6, 0)} {f(s['fidelity_held'], 5)}")
+    print("error = measured - modelled one-way delay (ms) of AGV and camera packets no host stall "
+          "touched; CPU % of one core over the run incl. bring-up (2 cores = 200 %)")
+    print("goals:")
+    for key, value in goals.items():
+        ok, text = scale.check(key, value)
+        print(f"  [{'MET ' if ok else 'MISS'}] {key} = {value} ({text})")
+
+
+def figure(sizes: list[dict[str, Any]], out: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = scale.error_percentiles(sizes)
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
+    for key, label, style in (("err_ms_p50", "p50", ":"), ("err_ms_p99", "p99", "-"),
+                              ("err_ms_p999", "p99.9", "--"), ("err_ms_max", "max", "-.")):
+        ax.plot(data["ues"], data[key], style, marker="o", label=label)
+    ax.axhline(0.1, color="red", lw=0.8, ls="--", label="goal p99 0.1 ms")
+    ax.axhline(0.5, color="red", lw=0.8, ls=":", label="goal p99.9 0.5 ms")
+    ax.set(xlabel="UEs", ylabel="emulator error (ms, measured - modelled)", yscale="symlog",
+           title="Whole-emulator error vs factory size (packets no host stall touched)")
+    ax.legend(fontsize=7)
+    paths = [out / "bench_scale.png", out / "bench_scale.pdf"]
+    for p in paths:
+        fig.savefig(p, dpi=130)
+    plt.close(fig)
+    return paths
+
+
+def main(sizes: tuple[int, ...], duration_s: float, results: Path) -> int:
+    run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(2)
+    out = results / "bench_scale" / run_id
+    try:
+        out.mkdir(parents=True)
+        hand_over_at_exit(out, results)
+    except OSError as exc:
+        raise UserError(f"--results {results}: not a writable folder ({exc.strerror})") from exc
+    rows: list[dict[str, Any]] = []
+    for n in sizes:
+        print(f"factorysat bench scale: {n} UEs, {duration_s:g} s ...", flush=True)
+        row = run_size(n, duration_s, out)
+        rows.append(row)
+        write_json(out / "summary.json", {"run_id": run_id, "sizes": rows, "complete": False})
+        if not row.get("started"):
+            print(f"  {row['failure']}: stopping here", file=sys.stderr)
+            break
+        if "failure" in row:
+            print(f"  run failed: {row['failure']}", file=sys.stderr)
+    goals = scale.goals_of(rows)
+    summary = {"run_id": run_id, "duration_s": duration_s, "sizes": rows, **goals,
+               "goals": {k: {"op": op, "value": v, "unit": u} for k, (op, v, u) in scale.GOALS.items()},
+               "goal_met": {k: scale.check(k, v)[0] for k, v in goals.items()},
+               "method": scale.__doc__.strip().split("\n\n")[1], "complete": True}
+    print_table(rows, goals)
+    figs = figure(rows, out)
+    write_json(out / "summary.json", summary)
+    mark_complete(out)
+    print(f"\nfigure: {figs[0]}\n{out}")
+    return 0
