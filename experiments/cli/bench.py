@@ -135,10 +135,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def draw_figures(run_dir: Path) -> list[Path]:
-    """Redraw a ``bench links`` run's figure from its summary.json (for ``factorysat figures``)."""
+    """Redraw a ``bench links`` or ``bench scale`` run's figure from its summary.json (for
+    ``factorysat figures``)."""
     import json
 
+    summary = json.loads((run_dir / "summary.json").read_text())
+    if "sizes" in summary:
+        from experiments.bench import scale_run
+
+        return scale_run.figure(summary["sizes"], run_dir)
     from experiments.bench import links_report as rep
 
-    summary = json.loads((run_dir / "summary.json").read_text())
     return rep.figure(summary["details"], run_dir)

@@ -85,7 +85,8 @@ def path_estimate(send_late_ms: np.ndarray, paths: Iterable[tuple[tuple[str, str
 
 def assess(slices: Mapping[str, Mapping[str, Any]], bounds_ms: Mapping[str, float],
            send_late: Mapping[str, np.ndarray], relay: Mapping[str, Mapping[str, Any]],
-           ovs_extra_ms: float, emulator_dropped: int, stalls: Mapping[str, Any]) -> dict[str, Any]:
+           ovs_extra_ms: float, emulator_dropped: int, stalls: Mapping[str, Any],
+           sender: str = "senders") -> dict[str, Any]:
     """The fidelity block from per-slice estimates ``slices[name] = {"p99": .., "p999": ..}``."""
     p999 = [s["p999"] for s in slices.values() if s["p999"] is not None]
     p99 = [s["p99"] for s in slices.values() if s["p99"] is not None]
@@ -110,7 +111,7 @@ def assess(slices: Mapping[str, Mapping[str, Any]], bounds_ms: Mapping[str, floa
     if worst is None:
         causes.append("no packet to estimate the error from")
     elif worst > limit:
-        parts = {"sender lateness (Python sender processes)": percentile(all_late, 99.9) or 0.0,
+        parts = {f"sender lateness ({sender})": percentile(all_late, 99.9) or 0.0,
                  **{f"relay lateness on {kind} links": r["p999"] or 0.0 for kind, r in relay.items()},
                  "OVS switch hops": ovs_extra_ms}
         top = sorted(parts.items(), key=lambda kv: -kv[1] if math.isfinite(kv[1]) else -math.inf)[:2]

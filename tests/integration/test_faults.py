@@ -9,6 +9,7 @@ processes are gone).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -30,22 +31,29 @@ REPO = Path(__file__).resolve().parents[2]
 DURATION_S = "20"  # long enough to kill something mid-run; the run ends early anyway
 
 
-def _start_run(results: Path) -> subprocess.Popen:
+def _start_run(results: Path, traffic_engine: str = "c") -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "experiments", "run", "demo", "--duration-s", DURATION_S,
                              "--results", str(results), "--quiet"], cwd=REPO,
+                            env={**os.environ, "FACTORYSAT_TRAFFIC_ENGINE": traffic_engine},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _traffic_start_ns(results: Path) -> int | None:
+    for meta in results.glob("demo/*/metadata.json"):
+        with contextlib.suppress(ValueError, OSError):
+            return json.loads(meta.read_text()).get("traffic_start_realtime_ns")
+    return None
+
+
 def _wait_for_traffic(proc: subprocess.Popen, results: Path) -> Path:
-    """The run folder, once every sender runs (traffic is flowing)."""
+    """The run folder, once traffic flows (1.5 s after the run's traffic start instant)."""
     deadline = time.monotonic() + 120
-    while not list(results.glob("demo/*/logs/send-*")):
+    while (start_ns := _traffic_start_ns(results)) is None or time.time_ns() < start_ns + 1_500_000_000:
         if proc.poll() is not None:
             out, err = proc.communicate()
             pytest.fail(f"run ended before traffic started: {out}{err}")
         assert time.monotonic() < deadline, "traffic did not start within 120 s"
         time.sleep(0.2)
-    time.sleep(1.5)  # traffic flowing, every agent started
     return next(results.glob("demo/*"))
 
 
@@ -123,7 +131,8 @@ def test_controller_killed_mid_run_switches_keep_forwarding(tmp_path: Path) -> N
 
 
 def test_traffic_agent_killed_mid_run(tmp_path: Path) -> None:
-    proc = _start_run(tmp_path)
+    """The Python agents (FACTORYSAT_TRAFFIC_ENGINE=python): a receiver dies."""
+    proc = _start_run(tmp_path, traffic_engine="python")
     run_dir = _wait_for_traffic(proc, tmp_path)
     tag, entries = _manifest(run_dir)
     receiver = next(e for e in entries if e["kind"] == "process" and e["name"].startswith("traffic:recv-"))
@@ -131,6 +140,16 @@ def test_traffic_agent_killed_mid_run(tmp_path: Path) -> None:
     out_component = f"agent {receiver['name']} on {receiver['name'].removeprefix('traffic:recv-')[:-4]}"
     failed = _check_failed_run(proc, run_dir, tag, entries, out_component, killed_ns)
     assert failed["log_path"] == str(run_dir / "logs" / receiver["name"].removeprefix("traffic:"))
+
+
+def test_traffic_engine_killed_mid_run(tmp_path: Path) -> None:
+    proc = _start_run(tmp_path)
+    run_dir = _wait_for_traffic(proc, tmp_path)
+    tag, entries = _manifest(run_dir)
+    engine = next(e for e in entries if e["kind"] == "process" and e["name"] == "traffic engine")
+    killed_ns = _kill(engine)
+    failed = _check_failed_run(proc, run_dir, tag, entries, "traffic engine", killed_ns)
+    assert failed["log_path"] == str(run_dir / "logs" / "traffic-engine.txt")
 
 
 @pytest.mark.parametrize(("sig", "code", "reason"), [(signal.SIGINT, 130, "interrupted"),

@@ -49,8 +49,11 @@ class SlicesKind(Kind):
         experiment = session.experiment
         traffic = TrafficRun(session.network, plan_flows(session.scenario), session.raw_dir,
                              session.log_dir, probes=experiment.probes, drain_s=experiment.drain_s)
+        session.metadata["traffic_engine"] = {"implementation": traffic.implementation}
         try:
             traffic.start_receivers()
+            if traffic.engine is not None:
+                session.metadata["traffic_engine"]["realtime"] = traffic.engine.realtime
             start_ns = session.start_clock()
             traffic.start_senders(start_ns, session.duration_s)
             session.progress(start_ns)
@@ -135,8 +138,10 @@ class SlicesKind(Kind):
                                     for q_name, q in (("p99", 0.99), ("p999", 0.999))}
         total = summary["loss_accounting"]["total"]
         dropped = total["emulator_loss_pkts"] + max(0, total["unattributed_loss_pkts"])
+        engine = (session.metadata.get("traffic_engine") or {}).get("implementation")
+        sender = {"c": "C traffic engine", "python": "Python sender processes"}.get(engine, "senders")
         return fidelity.assess(per_slice, bounds, send_late, fidelity.relay_lateness(counters), ovs_extra,
-                               dropped, summary["host_stalls"])
+                               dropped, summary["host_stalls"], sender)
 
     def reconcile(self, tables: dict[str, pd.DataFrame], session: RunSession, params: Any) -> list[str]:
         if self._counts is None:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from experiments.framework.agent_procs import kill_agents, start_agent, stop_agent, wait_ready
 from experiments.framework.results import write_json
+from experiments.kinds.slices.engine import TrafficEngine, engine_binary
 from topologies.scenario import Scenario
 
 RECEIVER_PORT = 5001
@@ -94,16 +95,30 @@ class TrafficRun:
         self.senders: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}  # sender/receiver name -> its log file
         self.ovs_before: dict[str, dict[str, dict[str, int]]] = {}  # switch port drops at start
+        self.engine_binary = engine_binary()  # None: Python agents for the flows too
+        self.engine: TrafficEngine | None = None
+
+    @property
+    def implementation(self) -> str:
+        """``c`` (one traffic engine process) or ``python`` (a sender and a receiver process each)."""
+        return "c" if self.engine_binary is not None else "python"
 
     def _popen(self, host_name: str, args: list[str], log_name: str) -> subprocess.Popen:
         self.logs[log_name.removesuffix(".txt")] = self.log_dir / log_name
         return start_agent(self.network, host_name, "experiments.agents.traffic", args,
                            self.log_dir / log_name, f"traffic:{log_name}")
 
-    def start_receivers(self, timeout_s: float = 10.0) -> None:
+    def start_receivers(self, timeout_s: float = 30.0) -> None:
         """Start a receiver per destination and an echo server per probe target; wait for them."""
         waits = []
-        for dest in sorted({f.destination for f in self.flows}):
+        destinations = sorted({f.destination for f in self.flows})
+        if self.engine_binary is not None:
+            self.engine = TrafficEngine(self.engine_binary, self.network.manifest,
+                                        self.log_dir / "traffic-engine.txt")
+            for dest in destinations:
+                self.engine.add_receiver(dest, self.network.host(dest).pid, RECEIVER_PORT,
+                                         self.raw_dir / f"recv-{dest}.bin")
+        for dest in destinations if self.engine is None else ():
             out = self.raw_dir / f"recv-{dest}.bin"
             proc = self._popen(dest, ["recv", "--port", str(RECEIVER_PORT), "--out", str(out)],
                                f"recv-{dest}.txt")
@@ -123,7 +138,14 @@ class TrafficRun:
         return [sw.name for sw in net.switches] if net is not None else []
 
     def start_senders(self, start_ns: int, duration_s: float) -> None:
-        for flow in self.flows:
+        for flow in self.flows if self.engine is not None else ():
+            self.engine.add_sender(flow.flow_id, self.network.host(flow.ue).pid,
+                                   self.network.host(flow.destination).IP(), RECEIVER_PORT,
+                                   flow.payload_bytes, flow.interval_ms, start_ns, duration_s,
+                                   self.raw_dir / f"send-{flow.ue}.json")
+        if self.engine is not None:
+            self.engine.go()
+        for flow in self.flows if self.engine is None else ():
             dest_ip = self.network.host(flow.destination).IP()
             self.senders[flow.ue] = self._popen(flow.ue, [
                 "send", "--dest", dest_ip, "--port", str(RECEIVER_PORT),
@@ -143,6 +165,8 @@ class TrafficRun:
     def wait_senders(self, timeout_s: float) -> None:
         """Wait for every sender (and probe client, which also drains its echoes) to finish."""
         deadline = time.monotonic() + timeout_s
+        if self.engine is not None:
+            self.engine.wait_senders(timeout_s)
         for ue, proc in self.senders.items():
             remaining = max(0.1, deadline - time.monotonic())
             try:
@@ -156,6 +180,8 @@ class TrafficRun:
     def stop_receivers(self, timeout_s: float = 10.0) -> None:
         """Stop every receiver (each drains its socket), then store the link counters of that
         instant in ``raw/link_counters.json`` (what the relay still holds is in flight at stop)."""
+        if self.engine is not None:
+            self.engine.stop(timeout_s)
         for dest, proc in self.receivers.items():
             stop_agent(f"receiver on {dest}", proc, timeout_s)
         engine = getattr(self.network, "engine", None)
@@ -166,4 +192,6 @@ class TrafficRun:
                        {"before": self.ovs_before, "after": ovs_port_counters(self._bridges())})
 
     def kill_all(self) -> None:
+        if self.engine is not None:
+            self.engine.kill()
         kill_agents([*self.senders.values(), *self.receivers.values()])
