@@ -35,6 +35,8 @@ THRESHOLD_US = 300
 EDGE_GUARD_NS = 300_000
 RT_PRIO = 20  # SCHED_FIFO priority: above the relay (10), so it measures what the relay meets
 START_TIMEOUT_S = 5.0
+CPU_BUDGET_NS = 20_000_000   # sentinel.c: at most 2 % of a CPU per thread, else it wakes less often
+MAX_PERIOD_NS = 64_000_000
 USER_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -54,13 +56,14 @@ class StallRecord:
     hist_bucket_ns: int = 5000
     max_late_ns: int = 0
     steal_ticks: tuple[int, int] | None = None  # (first, last) /proc/stat steal, USER_HZ ticks
+    slowest_period_us: float = 0.0  # the longest period a thread slowed to (over its CPU budget)
 
     def flag(self, t_send_ns: np.ndarray, t_recv_ns: np.ndarray, t_due_ns: np.ndarray | None = None
              ) -> np.ndarray:
         """Per packet: did a host stall touch it? (:func:`flag_packets`; each window is widened
         back by one sentinel period: the stall began at some moment after the previous wake-up)."""
         windows = self.windows_ns.copy()
-        windows[:, 0] -= int(self.period_us * 1000)
+        windows[:, 0] -= int(max(self.period_us, self.slowest_period_us) * 1000)
         return flag_packets(merge_windows([(a, b, 0) for a, b in windows])[0], t_send_ns, t_recv_ns, t_due_ns)
 
     def late_quantile_ms(self, q: float) -> float | None:
@@ -92,6 +95,7 @@ class StallRecord:
             "duration_s": round(self.duration_s, 3),
             "sentinel_realtime": self.realtime,
             "sentinel_complete": self.complete,
+            "sentinel_period_ms_max": self.slowest_period_us / 1000,
         }
         if flagged is not None and packets is not None:
             out["packets_flagged"] = int(flagged)
@@ -170,6 +174,7 @@ def read_record(path: Path) -> StallRecord:
     wakeups = max_late = 0
     hist = np.zeros(0, dtype=np.int64)
     bucket = 5000
+    slowest_ns = 0
     for line in path.read_text(errors="replace").splitlines():
         words = line.split()
         if not words:
@@ -185,6 +190,8 @@ def read_record(path: Path) -> StallRecord:
                 end_real = int(words[1])
                 if int(words[2]) >= 0:
                     steal.append(int(words[2]))
+            elif words[0] == "period":
+                slowest_ns = max(slowest_ns, int(words[2]))
             elif words[0] == "rt":
                 rt = words[1] == "1"
             elif words[0] == "end":
@@ -196,13 +203,14 @@ def read_record(path: Path) -> StallRecord:
     if start_real is None:
         raise ValueError(f"{path}: not a sentinel record (no start line)")
     windows_ns, late_ns = merge_windows(windows)
+    slowest_ns = max(slowest_ns, period_ns)
     if len(windows_ns):
         end_real = max(end_real or 0, int(windows_ns[-1, 1]))
     duration_s = ((end_real or start_real) - start_real) / 1e9
     return StallRecord(
         windows_ns=windows_ns, late_ns=late_ns, wakeups=wakeups, duration_s=duration_s,
         threshold_us=threshold_ns / 1000, period_us=period_ns / 1000, realtime=rt, complete=complete,
-        late_hist=hist, hist_bucket_ns=bucket, max_late_ns=max_late,
+        late_hist=hist, hist_bucket_ns=bucket, max_late_ns=max_late, slowest_period_us=slowest_ns / 1000,
         steal_ticks=(min(steal), max(steal)) if len(steal) >= 2 else None)
 
 
@@ -313,7 +321,8 @@ def run_python_sentinel(out: Path, period_us: int, threshold_us: int, prio: int)
         f.write(f"start {time.monotonic_ns()} {time.time_ns()} {period} {threshold} 1\n")
         f.flush()
         nxt = time.monotonic_ns() + period
-        next_steal = nxt + 1_000_000_000
+        next_steal = next_budget = nxt + 1_000_000_000
+        cpu_mark = time.thread_time_ns()
         while not stop:
             wait = nxt - time.monotonic_ns()
             if wait > 0:
@@ -330,6 +339,14 @@ def run_python_sentinel(out: Path, period_us: int, threshold_us: int, prio: int)
                 f.write(f"steal {real} {steal()}\n")
                 f.flush()
                 next_steal = now + 1_000_000_000
+            if now >= next_budget:  # as the C build: above 2 % of a CPU, wake half as often
+                used = time.thread_time_ns() - cpu_mark
+                if used > CPU_BUDGET_NS and period < MAX_PERIOD_NS:
+                    period *= 2
+                    f.write(f"period -1 {period} {used}\n")
+                    f.flush()
+                cpu_mark += used
+                next_budget = now + 1_000_000_000
             nxt += period
             if nxt <= now:
                 nxt = now + period

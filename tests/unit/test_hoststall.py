@@ -17,6 +17,7 @@ stall 0 {T0 + 100 * MS} {T0 + 150 * MS} {50 * MS} 1000
 stall 1 {T0 + 120 * MS} {T0 + 160 * MS} {40 * MS} 1001
 stall 1 {T0 + 400 * MS} {T0 + 401 * MS} {1 * MS} 1002
 steal {T0 + 1000 * MS} 1003
+period 1 2000000 25000000
 rt 1
 end 9000 {T0 + 2000 * MS} 3990 {50 * MS} 5000 3000 900 0 88 2
 """
@@ -37,10 +38,11 @@ def test_golden_record(tmp_path: Path) -> None:
     assert rec.duration_s == pytest.approx(2.0)
     assert rec.threshold_us == 300 and rec.period_us == 1000
     assert rec.steal_ticks == (1000, 1003)
+    assert rec.slowest_period_us == 2000  # CPU 1 went over its budget and woke every 2 ms
     s = rec.summary(flagged=5, packets=200)
     assert s["stalls"] == 2 and s["stall_total_ms"] == pytest.approx(61.0)
     assert s["longest_stall_ms"] == pytest.approx(50.0) and s["stalls_per_min"] == pytest.approx(60.0)
-    assert s["packets_flagged_pct"] == pytest.approx(2.5)
+    assert s["packets_flagged_pct"] == pytest.approx(2.5) and s["sentinel_period_ms_max"] == 2.0
     # histogram: 3000 in [0, 5 us), 900 in [5, 10 us), 88 in [15, 20 us), 2 beyond the buckets
     assert rec.late_quantile_ms(0.5) == pytest.approx(0.005)
     assert rec.late_quantile_ms(0.99) == pytest.approx(0.020)
@@ -88,6 +90,6 @@ def test_flag_packets_by_the_moments_the_emulator_acts() -> None:
 
 
 def test_record_flags_with_windows_widened_by_one_period(tmp_path: Path) -> None:
-    rec = read_record(write(tmp_path, GOLDEN))  # period 1 ms
-    send = np.array([T0 + 99 * MS + MS // 2, T0 + 98 * MS])
+    rec = read_record(write(tmp_path, GOLDEN))  # period 1 ms, slowed to 2 ms on one CPU
+    send = np.array([T0 + 98 * MS + MS // 2, T0 + 97 * MS])
     assert rec.flag(send, send + MS // 4).tolist() == [True, False]

@@ -11,6 +11,7 @@
  *   rt OK                                                   (1: every thread got SCHED_FIFO, memory locked)
  *   stall CPU START_REAL_NS END_REAL_NS LATE_NS STEAL_TICKS (steal: /proc/stat total after the stall)
  *   steal REAL_NS STEAL_TICKS                               (once a second)
+ *   period CPU PERIOD_NS CPU_NS                             (a thread over its CPU budget wakes less often)
  *   end MONO_NS REAL_NS WAKEUPS MAX_LATE_NS HIST_BUCKET_NS C0 C1 ... C(N-1) OVERFLOW
  * Lines of different CPUs interleave (windows may overlap across CPUs). The histogram holds every
  * wake-up's lateness (all CPUs) in buckets of HIST_BUCKET_NS (the last count is
@@ -31,6 +32,8 @@
 typedef long long ns_t;
 #define HIST_N 2000
 #define HIST_BUCKET_NS 5000LL /* 5 us buckets up to 10 ms */
+#define CPU_BUDGET_NS 20000000LL /* at most 2 % of a CPU per thread (per second of wall time) ... */
+#define MAX_PERIOD_NS 64000000LL /* ... by waking less often, down to every 64 ms (slow, emulated CPUs) */
 
 static volatile sig_atomic_t stop_flag = 0;
 static void on_signal(int sig) { (void)sig; stop_flag = 1; }
@@ -81,7 +84,8 @@ static void *watch_cpu(void *arg) {
         rt_ok = 0;
     }
     char line[160];
-    ns_t next = clock_ns(CLOCK_MONOTONIC) + period, next_steal = next + 1000000000LL;
+    ns_t my_period = period, cpu_mark = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+    ns_t next = clock_ns(CLOCK_MONOTONIC) + my_period, next_steal = next + 1000000000LL, next_budget = next_steal;
     while (!stop_flag) {
         struct timespec ts = {.tv_sec = next / 1000000000LL, .tv_nsec = next % 1000000000LL};
         int rc = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
@@ -103,8 +107,18 @@ static void *watch_cpu(void *arg) {
             emit_line(line);
             next_steal = now + 1000000000LL;
         }
-        next += period;
-        if (next <= now) next = now + period; /* after a stall: resume the grid, do not catch up */
+        if (now >= next_budget) { /* never a burden: above CPU_BUDGET of a CPU, wake half as often */
+            ns_t used = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu_mark;
+            if (used > CPU_BUDGET_NS && my_period < MAX_PERIOD_NS) {
+                my_period *= 2;
+                snprintf(line, sizeof line, "period %d %lld %lld\n", cpu, my_period, used);
+                emit_line(line);
+            }
+            cpu_mark += used;
+            next_budget = now + 1000000000LL;
+        }
+        next += my_period;
+        if (next <= now) next = now + my_period; /* after a stall: resume the grid, do not catch up */
     }
     return NULL;
 }

@@ -40,6 +40,7 @@ typedef long long ns_t;
 #define EARLY_NS 60000LL       /* wake this long before a departure, then wait on the clock */
 #define DRAIN_LIMIT_NS 2000000000LL
 #define RT_PRIO 8              /* SCHED_FIFO: below the relay (10) and the host-stall sentinel (20) */
+#define RT_CPU_BUDGET 0.5      /* above half a CPU (e.g. an emulated guest), drop to normal priority */
 
 struct flow {
     unsigned id; int fd; struct sockaddr_in dst; int bytes;
@@ -53,7 +54,7 @@ struct recv {
 
 static struct flow flows[MAX_FLOWS]; static int nflows, heap[MAX_FLOWS], nheap;
 static struct recv recvs[MAX_RECV]; static int nrecv;
-static int home_ns = -1;
+static int home_ns = -1, rt_on = 0;
 static volatile sig_atomic_t term = 0;
 static void on_term(int s) { (void)s; term = 1; }
 
@@ -205,7 +206,7 @@ static void finish_receivers(void) {
         for (int k = 0; k < n; k++)
             for (int j = 0; j < r->nsnmp; j++)
                 if (!strcmp(names[k], r->snmp_names[j])) { fprintf(o, "%s\"%s\": %lld", first ? "" : ", ", names[k], after[k] - r->snmp_before[j]); first = 0; }
-        fprintf(o, "}, \"engine\": \"c\"}\n");
+        fprintf(o, "}, \"engine\": \"c\", \"realtime_at_end\": %s}\n", rt_on ? "true" : "false");
         if (fclose(o) != 0) { perror("traffic_engine: .done"); exit(1); }
     }
 }
@@ -263,8 +264,8 @@ int main(void) {
     home_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
     if (home_ns < 0) { perror("traffic_engine: own namespace"); return 1; }
     struct sched_param sp = {.sched_priority = RT_PRIO};
-    int rt = sched_setscheduler(0, SCHED_FIFO, &sp) == 0 && mlockall(MCL_CURRENT | MCL_FUTURE) == 0;
-    printf("ok traffic engine ready rt=%d\n", rt);
+    rt_on = sched_setscheduler(0, SCHED_FIFO, &sp) == 0 && mlockall(MCL_CURRENT | MCL_FUTURE) == 0;
+    printf("ok traffic engine ready rt=%d\n", rt_on);
     char line[2048]; int state = 0;
     while (state == 0 && !term && fgets(line, sizeof line, stdin)) state = command(line);
     if (state != 1) { if (state == 2 || term) { finish_receivers(); printf("ok stopped\n"); } return 0; }
@@ -279,8 +280,20 @@ int main(void) {
     ev.data.u32 = 1000001; fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK); epoll_ctl(ep, EPOLL_CTL_ADD, 0, &ev);
     for (int i = 0; i < nrecv; i++) { ev.data.u32 = i; epoll_ctl(ep, EPOLL_CTL_ADD, recvs[i].fd, &ev); }
     char buf[2048]; size_t used = 0; int stopping = 0;
+    ns_t budget_at = real_ns() + 1000000000LL, cpu_mark = 0;
+    { struct timespec c; clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c); cpu_mark = c.tv_sec * 1000000000LL + c.tv_nsec; }
     while (!term && !stopping) {
         ns_t now = real_ns();
+        if (rt_on && now >= budget_at) { /* a real-time hog would starve the rest of the machine */
+            struct timespec c; clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c);
+            ns_t cpu = c.tv_sec * 1000000000LL + c.tv_nsec;
+            if (cpu - cpu_mark > RT_CPU_BUDGET * (now - budget_at + 1000000000LL)) {
+                struct sched_param normal = {.sched_priority = 0};
+                if (sched_setscheduler(0, SCHED_OTHER, &normal) == 0) rt_on = 0;
+                fprintf(stderr, "traffic_engine: over %.0f %% of a CPU: real-time priority dropped\n", 100 * RT_CPU_BUDGET);
+            }
+            cpu_mark = cpu; budget_at = now + 1000000000LL;
+        }
         while (nheap && flows[heap[0]].next <= now) {
             struct flow *f = &flows[heap[0]];
             send_due(f);
