@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from netstate import snapshot
+from netstate import snapshot, wait_for_traffic
 
 pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
@@ -126,11 +126,7 @@ def test_demo_run_is_complete_and_leaves_nothing(tmp_path) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_interrupted_run_leaves_nothing_after_clean(tmp_path, sig) -> None:
     proc = _factorysat("run", "demo", "--duration-s", "60", "--results", str(tmp_path))
-    deadline = time.monotonic() + 120
-    while not list(tmp_path.glob("demo/*/logs/send-*")) and time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stdout.read()
-        time.sleep(0.2)
-    time.sleep(2.0)  # traffic flowing
+    wait_for_traffic(proc, tmp_path, after_s=2.0)
     children = _children_of(proc.pid)
     assert children, "the run should have started host and traffic processes"
     run_dir = next(tmp_path.glob("demo/*"))

@@ -9,7 +9,6 @@ processes are gone).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
@@ -22,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from netstate import snapshot
+from netstate import snapshot, wait_for_traffic
 
 from topologies.manifest import STATE_ROOT, proc_start_time
 
@@ -38,23 +37,9 @@ def _start_run(results: Path, traffic_engine: str = "c") -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _traffic_start_ns(results: Path) -> int | None:
-    for meta in results.glob("demo/*/metadata.json"):
-        with contextlib.suppress(ValueError, OSError):
-            return json.loads(meta.read_text()).get("traffic_start_realtime_ns")
-    return None
-
-
 def _wait_for_traffic(proc: subprocess.Popen, results: Path) -> Path:
     """The run folder, once traffic flows (1.5 s after the run's traffic start instant)."""
-    deadline = time.monotonic() + 120
-    while (start_ns := _traffic_start_ns(results)) is None or time.time_ns() < start_ns + 1_500_000_000:
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"run ended before traffic started: {out}{err}")
-        assert time.monotonic() < deadline, "traffic did not start within 120 s"
-        time.sleep(0.2)
-    return next(results.glob("demo/*"))
+    return wait_for_traffic(proc, results)
 
 
 def _manifest(run_dir: Path) -> tuple[str, list[dict[str, Any]]]:
@@ -146,7 +131,7 @@ def test_traffic_engine_killed_mid_run(tmp_path: Path) -> None:
     proc = _start_run(tmp_path)
     run_dir = _wait_for_traffic(proc, tmp_path)
     tag, entries = _manifest(run_dir)
-    engine = next(e for e in entries if e["kind"] == "process" and e["name"] == "traffic engine")
+    engine = next(e for e in entries if e["kind"] == "process" and e["name"] == "traffic:engine")
     killed_ns = _kill(engine)
     failed = _check_failed_run(proc, run_dir, tag, entries, "traffic engine", killed_ns)
     assert failed["log_path"] == str(run_dir / "logs" / "traffic-engine.txt")

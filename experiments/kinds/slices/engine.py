@@ -50,7 +50,7 @@ class TrafficEngine:
         with open(log_path, "w") as log:
             self.proc = subprocess.Popen([str(binary)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=log)
-        manifest.add_process("traffic engine", self.proc.pid)
+        manifest.add_process("traffic:engine", self.proc.pid)
         self._buffer = b""
         ready = self._line(READY_TIMEOUT_S, "start")
         if not ready.startswith("ok traffic engine ready"):
