@@ -124,12 +124,14 @@ class TrafficEngine:
         """One reply line within ``timeout_s`` (with ``watch``, the run's watchdog may end the wait)."""
         assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
+        poller = select.poll()  # not select(): a big run's runner holds file descriptors past 1024
+        poller.register(fd, select.POLLIN | select.POLLHUP)
         deadline = time.monotonic() + timeout_s
         while b"\n" not in self._buffer:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise self._failed(f"no reply to {what!r} within {timeout_s:g} s")
-            ready, _, _ = select.select([fd], [], [], min(left, 0.2))
+            ready = poller.poll(min(left, 0.2) * 1000)
             if watch and watchdog.active() is not None:
                 watchdog.active().raise_if_failed()
             if ready:
