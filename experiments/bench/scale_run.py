@@ -107,6 +107,26 @@ def figure(sizes: list[dict[str, Any]], out: Path) -> list[Path]:
     return paths
 
 
+def metadata(sizes: tuple[int, ...], duration_s: float, started: float) -> dict[str, Any]:
+    """Where and how the benchmark ran (each size's run folder has its own full metadata.json)."""
+    import os
+    import platform
+    import subprocess
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, cwd=REPO_ROOT,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+    return {"command": "factorysat bench scale", "sizes": list(sizes), "duration_s": duration_s,
+            "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "wall_s": round(time.time() - started, 1), "git_commit": git("rev-parse", "HEAD"),
+            "git_dirty": bool(git("status", "--porcelain")), "kernel": platform.release(),
+            "cpus": os.cpu_count(), "python": platform.python_version(),
+            "load_average_at_end": os.getloadavg()}
+
+
 def main(sizes: tuple[int, ...], duration_s: float, results: Path) -> int:
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(2)
     out = results / "bench_scale" / run_id
@@ -116,6 +136,7 @@ def main(sizes: tuple[int, ...], duration_s: float, results: Path) -> int:
     except OSError as exc:
         raise UserError(f"--results {results}: not a writable folder ({exc.strerror})") from exc
     rows: list[dict[str, Any]] = []
+    started = time.time()
     for n in sizes:
         print(f"factorysat bench scale: {n} UEs, {duration_s:g} s ...", flush=True)
         row = run_size(n, duration_s, out)
@@ -133,6 +154,7 @@ def main(sizes: tuple[int, ...], duration_s: float, results: Path) -> int:
                "method": scale.__doc__.strip().split("\n\n")[1], "complete": True}
     print_table(rows, goals)
     figs = figure(rows, out)
+    write_json(out / "metadata.json", metadata(sizes, duration_s, started))
     write_json(out / "summary.json", summary)
     mark_complete(out)
     print(f"\nfigure: {figs[0]}\n{out}")

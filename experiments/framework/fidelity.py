@@ -92,7 +92,8 @@ def assess(slices: Mapping[str, Mapping[str, Any]], bounds_ms: Mapping[str, floa
     p99 = [s["p99"] for s in slices.values() if s["p99"] is not None]
     limit = min(HELD_ERROR_MS, HELD_SHARE_OF_BOUND * min(bounds_ms.values())) if bounds_ms else HELD_ERROR_MS
     worst = max(p999) if p999 else None
-    all_late = np.concatenate([v for v in send_late.values() if len(v)]) if send_late else np.zeros(0)
+    parts_late = [v for v in send_late.values() if len(v)]
+    all_late = np.concatenate(parts_late) if parts_late else np.zeros(0)
     block: dict[str, Any] = {
         "send_late_ms_p99": percentile(all_late, 99), "send_late_ms_p999": percentile(all_late, 99.9),
         "relay_late_ms": dict(relay), "ovs_hop_ms_p99": round(ovs_extra_ms, 4),

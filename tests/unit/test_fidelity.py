@@ -70,3 +70,10 @@ def test_held_and_its_causes() -> None:
     assert "p99.9 0.2 ms > 0.1 ms" in bad["causes"][0] and "sender lateness" in bad["causes"][0]
     assert bad["causes"][1].startswith("4 packets dropped by the emulator")
     assert "NOT held" in fidelity.line(bad)
+
+
+def test_nothing_received_is_not_held_and_does_not_crash() -> None:
+    empty = fidelity.assess({"urllc": {"p99": None, "p999": None}}, {"urllc": 10.0},
+                            {"urllc": np.zeros(0)}, {}, 0.0, 1000, {})
+    assert not empty["held"] and empty["error_ms_p999_est"] is None
+    assert empty["causes"][0] == "no packet to estimate the error from"
