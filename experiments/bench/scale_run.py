@@ -93,9 +93,12 @@ def figure(sizes: list[dict[str, Any]], out: Path) -> list[Path]:
     ax.axhline(0.1, color="red", lw=0.8, ls="--", label="goal p99 0.1 ms")
     ax.axhline(0.5, color="red", lw=0.8, ls=":", label="goal p99.9 0.5 ms")
     ax.set_yscale("symlog", linthresh=0.1)  # linear below 0.1 ms (errors can be slightly negative)
-    ax.set_xscale("log")
-    ax.set_xticks(list(data["ues"]), [str(int(n)) for n in data["ues"]])
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    if len(data["ues"]):
+        ax.set_xscale("log")
+        ax.set_xticks(list(data["ues"]), [str(int(n)) for n in data["ues"]])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    else:  # e.g. only sizes where nothing measurable arrived
+        ax.text(0.5, 0.5, "no size delivered packets to measure", ha="center", transform=ax.transAxes)
     ax.set_ylim(bottom=-0.2)
     ax.set(xlabel="UEs", ylabel="emulator error (ms, measured - modelled)",
            title="Whole-emulator error vs factory size\n(packets no host stall touched)")

@@ -47,3 +47,15 @@ def test_split_goals_and_memory_guard(monkeypatch) -> None:
     monkeypatch.setattr(scale, "memory_available_mb", lambda: 1000.0)
     assert "not started" in scale.size_ok(scale.factory(124))
     assert scale.size_ok(scale.factory(10)) is None
+
+
+def test_figure_with_and_without_measured_sizes(tmp_path) -> None:
+    from experiments.bench import scale_run
+
+    measured = {"ues": 10, "err_ms_p50": 0.2, "err_ms_p99": 1.2, "err_ms_p999": 1.7, "err_ms_max": 2.4}
+    nothing = {"ues": 500, "started": True, "err_ms_p99": None}
+    for i, sizes in enumerate(([measured, nothing], [nothing])):
+        out = tmp_path / str(i)
+        out.mkdir()
+        paths = scale_run.figure(sizes, out)
+        assert all(p.stat().st_size > 1000 for p in paths)
