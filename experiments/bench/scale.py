@@ -7,7 +7,8 @@ against the model taken from the scenario (not from the run's own self-check):
 per-packet error = measured one-way delay - (slice radio delay + cell backhaul + edge link), on the
 edge-bound flows (AGVs and cameras; the sensors' LEO path varies with the orbit schedule and is
 left out of the error), on packets the host-stall sentinel did not flag. It stops after the first
-size that fails to start (or would not fit in memory). Results: results/bench_scale/<run_id>/.
+size that fails to start (or whose Python traffic agents, the fallback of the C traffic engine,
+would not fit in memory). Results: results/bench_scale/<run_id>/.
 """
 
 from __future__ import annotations
@@ -185,8 +186,11 @@ def check(key: str, value: Any) -> tuple[bool, str]:
     return ok, f"goal {op} {goal} {unit}" + ("" if ok else f": missed by {abs(value - goal):.3g} {unit}")
 
 
-def size_ok(scenario: Scenario) -> str | None:
-    """Why a size is not started (memory), or None."""
+def size_ok(scenario: Scenario, python_agents: bool) -> str | None:
+    """Why a size is not started, or None: with the Python traffic agents (a process per UE;
+    the C traffic engine is one process), whether they would fit in memory."""
+    if not python_agents:
+        return None
     need, have = memory_needed_mb(scenario), memory_available_mb()
     if need > MEMORY_HEADROOM * have:
         return (f"not started: its {len(scenario.ues) + len(scenario.servers())} Python traffic agents "

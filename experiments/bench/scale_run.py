@@ -12,7 +12,7 @@ from typing import Any
 
 from experiments.bench import scale
 from experiments.framework.definition import Experiment
-from experiments.framework.results import mark_complete, write_json
+from experiments.framework.results import base_metadata, mark_complete, write_json
 from topologies.errors import UserError
 from topologies.ownership import hand_over_at_exit
 from topologies.paths import REPO_ROOT
@@ -35,7 +35,9 @@ def run_size(n_ues: int, duration_s: float, out: Path) -> dict[str, Any]:
     row: dict[str, Any] = {"ues": n_ues}
     scenario = scale.factory(n_ues)
     row["cells"] = len(scenario.cells)
-    why = scale.size_ok(scenario)
+    from experiments.kinds.slices.engine import engine_binary
+
+    why = scale.size_ok(scenario, python_agents=engine_binary() is None)
     if why is not None:
         return {**row, "started": False, "failure": why}
     before = {"machine": scale.cpu_ticks(), "ovs-vswitchd": scale.cpu_ticks(scale.ovs_pid())}
@@ -110,24 +112,14 @@ def figure(sizes: list[dict[str, Any]], out: Path) -> list[Path]:
     return paths
 
 
-def metadata(sizes: tuple[int, ...], duration_s: float, started: float) -> dict[str, Any]:
-    """Where and how the benchmark ran (each size's run folder has its own full metadata.json)."""
+def metadata(base: dict[str, Any], sizes: tuple[int, ...], duration_s: float, started: float
+             ) -> dict[str, Any]:
+    """``base`` (results.base_metadata() taken at start) plus how the benchmark ran; each size's
+    run folder has its own full metadata.json."""
     import os
-    import platform
-    import subprocess
 
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, cwd=REPO_ROOT,
-                                  timeout=10).stdout.strip()
-        except (OSError, subprocess.TimeoutExpired):
-            return ""
-    return {"command": "factorysat bench scale", "sizes": list(sizes), "duration_s": duration_s,
-            "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-            "wall_s": round(time.time() - started, 1), "git_commit": git("rev-parse", "HEAD"),
-            "git_dirty": bool(git("status", "--porcelain")), "kernel": platform.release(),
-            "cpus": os.cpu_count(), "python": platform.python_version(),
-            "load_average_at_end": os.getloadavg()}
+    return {**base, "command": "factorysat bench scale", "sizes": list(sizes), "duration_s": duration_s,
+            "wall_s": round(time.time() - started, 1), "load_average_at_end": os.getloadavg()}
 
 
 def main(sizes: tuple[int, ...], duration_s: float, results: Path) -> int:
@@ -139,7 +131,7 @@ def main(sizes: tuple[int, ...], duration_s: float, results: Path) -> int:
     except OSError as exc:
         raise UserError(f"--results {results}: not a writable folder ({exc.strerror})") from exc
     rows: list[dict[str, Any]] = []
-    started = time.time()
+    started, base = time.time(), base_metadata()
     for n in sizes:
         print(f"factorysat bench scale: {n} UEs, {duration_s:g} s ...", flush=True)
         row = run_size(n, duration_s, out)
@@ -157,7 +149,7 @@ def main(sizes: tuple[int, ...], duration_s: float, results: Path) -> int:
                "method": scale.__doc__.strip().split("\n\n")[1], "complete": True}
     print_table(rows, goals)
     figs = figure(rows, out)
-    write_json(out / "metadata.json", metadata(sizes, duration_s, started))
+    write_json(out / "metadata.json", metadata(base, sizes, duration_s, started))
     write_json(out / "summary.json", summary)
     mark_complete(out)
     print(f"\nfigure: {figs[0]}\n{out}")

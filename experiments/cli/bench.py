@@ -17,7 +17,6 @@ from topologies.ownership import hand_over_at_exit
 from topologies.scenario import MAX_SEED, SEED_WHY
 from topologies.validate import ConfigError, check_int, check_name, check_number
 
-SCALE_SIZES = (10, 30, 60, 124, 250, 500)  # experiments/bench/scale.py SIZES (not imported: heavy)
 TCP_CC_RE = re.compile(r"[a-z][a-z0-9_]{0,14}")  # the kernel's TCP_CA_NAME_MAX is 16 with the NUL
 
 
@@ -34,8 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="TCP congestion control for the TCP test (namespaces here allow reno, bbr)")
     p.add_argument("--seed", type=int, default=1, help="random seed of the link engine")
     p.add_argument("--results", type=Path, default=Path("results"), help="results root")
-    p.add_argument("--sizes", default=",".join(map(str, SCALE_SIZES)),
-                   help="scale: comma-separated UE counts (default %(default)s)")
+    p.add_argument("--sizes", help="scale: comma-separated UE counts (default: experiments/bench/"
+                                   "scale.py SIZES, 10 to 500)")
     p.add_argument("--duration-s", type=float, default=20.0, help="scale: traffic seconds per size")
     p.set_defaults(func=run)
 
@@ -56,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
         print("factorysat bench: needs root (network namespaces); use sudo", file=sys.stderr)
         return 2
     if args.what == "scale":
-        words = args.sizes.split(",")
+        from experiments.bench import scale_run
+        from experiments.bench.scale import SIZES
+
+        words = (args.sizes or ",".join(map(str, SIZES))).split(",")
         if not all(w.strip().isdigit() for w in words):
             print(f"factorysat bench: --sizes {args.sizes!r}; allowed: comma-separated whole numbers, "
                   "e.g. 10,30,124", file=sys.stderr)
@@ -70,8 +72,6 @@ def run(args: argparse.Namespace) -> int:
         except UserError as exc:
             print(f"factorysat bench: {exc}", file=sys.stderr)
             return 2
-        from experiments.bench import scale_run
-
         return scale_run.main(sizes, args.duration_s, args.results)
     from tqdm import tqdm
 

@@ -13,6 +13,7 @@ import errno
 import logging
 import shutil
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -248,7 +249,7 @@ class RunSession:
             self.metadata["host_stalls"] = {"unavailable": reason}
             self.warnings.append(reason)
             self.metadata["warnings"] = list(self.warnings)
-            print(f"factorysat: warning: {reason}", flush=True)
+            print(f"factorysat: warning: {reason}", file=sys.stderr, flush=True)
 
     def _stop_sentinel(self) -> None:
         """Stop the sentinel and keep its record (a torn record is kept: ``sentinel_complete``)."""

@@ -45,8 +45,9 @@ def test_split_goals_and_memory_guard(monkeypatch) -> None:
     assert scale.check("largest_ues_fidelity_held", 250)[0]
     assert scale.check("bringup_s_at_124", None) == (False, "goal <= 15.0 s: not measured")
     monkeypatch.setattr(scale, "memory_available_mb", lambda: 1000.0)
-    assert "not started" in scale.size_ok(scale.factory(124))
-    assert scale.size_ok(scale.factory(10)) is None
+    assert "not started" in scale.size_ok(scale.factory(124), python_agents=True)
+    assert scale.size_ok(scale.factory(10), python_agents=True) is None
+    assert scale.size_ok(scale.factory(124), python_agents=False) is None  # one C engine process
 
 
 def test_figure_with_and_without_measured_sizes(tmp_path) -> None:

@@ -107,19 +107,6 @@ class TrafficEngine:
         if reply != "ok stopped" or code != 0:
             raise self._failed(f"did not stop cleanly (reply {reply!r}, exit {code})")
 
-    def kill(self, grace_s: float = 2.0) -> None:
-        """Teardown after an error: SIGTERM (it flushes what it holds), then SIGKILL."""
-        dog = watchdog.active()
-        if dog is not None:
-            dog.unwatch(self.proc)
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
     def _line(self, timeout_s: float, what: str, watch: bool = False) -> str:
         """One reply line within ``timeout_s`` (with ``watch``, the run's watchdog may end the wait)."""
         assert self.proc.stdout is not None

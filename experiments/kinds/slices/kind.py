@@ -42,7 +42,6 @@ class SlicesKind(Kind):
 
     def __init__(self) -> None:
         self._counts: dict[str, Any] | None = None  # loss split and reconciliation, from collect()
-        self._link_counters_data: dict[str, Any] | None = None
         self._counters_source = "unavailable"
 
     def run_traffic(self, session: RunSession, params: Any) -> None:
@@ -87,9 +86,9 @@ class SlicesKind(Kind):
         ovs_path = raw / OVS_COUNTERS_FILE
         port_drops = accounting.switch_port_drop_delta(
             json.loads(ovs_path.read_text()) if ovs_path.exists() else None)
-        self._link_counters_data = link_counters
         self._counts = {"loss": accounting.account(streams, link_counters, counts.socket_drops(receivers),
                                                    port_drops),
+                        "link_counters": link_counters,
                         "reconciliation": accounting.reconciliation(problems, checks),
                         "source": self._counters_source}
         tables = {"packets": packets, "flows": flows}
@@ -121,7 +120,8 @@ class SlicesKind(Kind):
     def _fidelity(self, tables: dict[str, pd.DataFrame], session: RunSession, summary: dict[str, Any]
                   ) -> dict[str, Any]:
         """The run's own error estimate per slice (experiments/framework/fidelity.py)."""
-        flows, counters = tables["flows"], self._link_counters_data
+        assert self._counts is not None
+        flows, counters = tables["flows"], self._counts["link_counters"]
         packets = stalls.timing_packets(tables["packets"], include=False)
         lateness = fidelity.send_lateness_ms(packets, dict(zip(flows["flow_id"], flows["interval_ms"],
                                                                 strict=True)), session.start_ns)

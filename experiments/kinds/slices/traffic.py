@@ -118,12 +118,13 @@ class TrafficRun:
             for dest in destinations:
                 self.engine.add_receiver(dest, self.network.host(dest).pid, RECEIVER_PORT,
                                          self.raw_dir / f"recv-{dest}.bin")
-        for dest in destinations if self.engine is None else ():
-            out = self.raw_dir / f"recv-{dest}.bin"
-            proc = self._popen(dest, ["recv", "--port", str(RECEIVER_PORT), "--out", str(out)],
-                               f"recv-{dest}.txt")
-            self.receivers[dest] = proc
-            waits.append((f"receiver on {dest}", proc, Path(f"{out}.ready")))
+        else:
+            for dest in destinations:
+                out = self.raw_dir / f"recv-{dest}.bin"
+                proc = self._popen(dest, ["recv", "--port", str(RECEIVER_PORT), "--out", str(out)],
+                                   f"recv-{dest}.txt")
+                self.receivers[dest] = proc
+                waits.append((f"receiver on {dest}", proc, Path(f"{out}.ready")))
         for target in sorted({p.target for p in self.probes}):
             ready = self.raw_dir / f"echo-{target}.ready"
             proc = self._popen(target, ["echo", "--port", str(ECHO_PORT), "--ready", str(ready)],
@@ -138,21 +139,22 @@ class TrafficRun:
         return [sw.name for sw in net.switches] if net is not None else []
 
     def start_senders(self, start_ns: int, duration_s: float) -> None:
-        for flow in self.flows if self.engine is not None else ():
-            self.engine.add_sender(flow.flow_id, self.network.host(flow.ue).pid,
-                                   self.network.host(flow.destination).IP(), RECEIVER_PORT,
-                                   flow.payload_bytes, flow.interval_ms, start_ns, duration_s,
-                                   self.raw_dir / f"send-{flow.ue}.json")
         if self.engine is not None:
+            for flow in self.flows:
+                self.engine.add_sender(flow.flow_id, self.network.host(flow.ue).pid,
+                                       self.network.host(flow.destination).IP(), RECEIVER_PORT,
+                                       flow.payload_bytes, flow.interval_ms, start_ns, duration_s,
+                                       self.raw_dir / f"send-{flow.ue}.json")
             self.engine.go()
-        for flow in self.flows if self.engine is None else ():
-            dest_ip = self.network.host(flow.destination).IP()
-            self.senders[flow.ue] = self._popen(flow.ue, [
-                "send", "--dest", dest_ip, "--port", str(RECEIVER_PORT),
-                "--flow-id", str(flow.flow_id), "--payload-bytes", str(flow.payload_bytes),
-                "--interval-ms", repr(flow.interval_ms), "--start-ns", str(start_ns),
-                "--duration-s", repr(duration_s),
-                "--summary", str(self.raw_dir / f"send-{flow.ue}.json")], f"send-{flow.ue}.txt")
+        else:
+            for flow in self.flows:
+                dest_ip = self.network.host(flow.destination).IP()
+                self.senders[flow.ue] = self._popen(flow.ue, [
+                    "send", "--dest", dest_ip, "--port", str(RECEIVER_PORT),
+                    "--flow-id", str(flow.flow_id), "--payload-bytes", str(flow.payload_bytes),
+                    "--interval-ms", repr(flow.interval_ms), "--start-ns", str(start_ns),
+                    "--duration-s", repr(duration_s),
+                    "--summary", str(self.raw_dir / f"send-{flow.ue}.json")], f"send-{flow.ue}.txt")
         for spec in self.probes:
             name = f"probe-{spec.source}-{spec.target}"
             self.senders[name] = self._popen(spec.source, [
@@ -192,6 +194,5 @@ class TrafficRun:
                        {"before": self.ovs_before, "after": ovs_port_counters(self._bridges())})
 
     def kill_all(self) -> None:
-        if self.engine is not None:
-            self.engine.kill()
-        kill_agents([*self.senders.values(), *self.receivers.values()])
+        engine = [self.engine.proc] if self.engine is not None else []
+        kill_agents([*engine, *self.senders.values(), *self.receivers.values()])
