@@ -58,7 +58,10 @@ class FactoryTopo(Topo):
 
         upf = self._switch(scenario.core.upf, "upf")
         for cell in scenario.cells:
-            gnb = self._switch(cell.name, "gnb")
+            # cell_link / cell_capacity: the cell's own data path, when the runner makes the gNB a
+            # cell inside the link engine's relay (topologies/links/cells.py); an OVS gNB ignores them
+            gnb = self._switch(cell.name, "gnb", cell_link=f"cell_{cell.name}",
+                               cell_capacity=(cell.capacity.uplink, cell.capacity.downlink))
             self._link(gnb, upf, f"bh_{cell.name}", cell.backhaul)
         for ue in scenario.ues:
             host = self._host(ue.name, role="ue", kind=ue.kind, slice=ue.slice, cell=ue.cell)
@@ -82,10 +85,10 @@ class FactoryTopo(Topo):
         """The Mininet/OVS name of scenario switch ``name``."""
         return f"{self.switch_prefix}{name}"
 
-    def _switch(self, name: str, role: str) -> str:
+    def _switch(self, name: str, role: str, **info: object) -> str:
         self._dpid += 1
         return self.addSwitch(self.switch_name(name), dpid=f"{self._dpid:016x}", role=role,
-                              scenario_name=name)
+                              scenario_name=name, **info)
 
     def _host(self, name: str, **info: str) -> str:
         index = self._hosts

@@ -53,6 +53,9 @@ class Slice:
 class Cell:
     name: str
     backhaul: LinkPair
+    # What the cell's UEs share, per direction (rate_mbps, queue limits; delay/loss apply too):
+    # served inside the relay, after each UE's own radio link (topologies/links/cells.py).
+    capacity: LinkPair = LinkPair()
 
 
 @dataclass(frozen=True)
@@ -235,7 +238,7 @@ def _slice(t: Table) -> Slice:
 
 def _cell(t: Table) -> Cell:
     with t:
-        return Cell(_name(t, "name"), _link_pair(t, "backhaul"))
+        return Cell(_name(t, "name"), _link_pair(t, "backhaul"), _link_pair(t, "capacity"))
 
 
 def _ue_group(t: Table, slices: tuple[Slice, ...], cells: tuple[Cell, ...],

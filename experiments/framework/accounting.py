@@ -9,7 +9,10 @@ an offload target) and in total:
 ``modelled_loss_pkts``      drops the scenario asked for: random / Gilbert-Elliott loss and link
                             down (relay ``dropped_loss`` + ``dropped_down``), queue overflow on a
                             direction with a rate (the bottleneck model; relay ``dropped_queue``);
-                            netem ``dropped`` (its loss and queue limit together)
+                            netem ``dropped`` (its loss and queue limit together); frames a cell had
+                            no path for at that instant (relay ``dropped_unwired``: a UE taken out
+                            of its cell, an address no UE of any cell has, a cell whose backhaul is
+                            not wired yet at bring-up)
 ``emulator_loss_pkts``      drops the model did not ask for: sender errors (``sendto`` failed), relay
                             ``dropped_error`` and ``dropped_queue`` where no rate is set (its memory
                             limit), receive-socket drops (buffer overflow), packets sent that never
@@ -56,8 +59,13 @@ class Stream:
 
 
 def topology_links(topo: Any) -> list[tuple[str, str, str]]:
-    """``(node1, node2, link_name)`` of every link of a Mininet ``Topo`` built with link names."""
-    return [(n1, n2, info.get("link_name", f"{n1}-{n2}")) for n1, n2, info in topo.links(withInfo=True)]
+    """``(node1, node2, link_name)`` of every link of a Mininet ``Topo`` built with link names.
+
+    A node with a data path of its own (a cell: node info ``cell_link``) appears as a link from the
+    node to itself, which :func:`path_hops` puts on every path through the node."""
+    links = [(n1, n2, info.get("link_name", f"{n1}-{n2}")) for n1, n2, info in topo.links(withInfo=True)]
+    return links + [(n, n, topo.nodeInfo(n)["cell_link"]) for n in topo.nodes()
+                    if topo.nodeInfo(n).get("cell_link")]
 
 
 def session_links(session: Any) -> list[tuple[str, str, str]]:
@@ -71,9 +79,16 @@ def session_links(session: Any) -> list[tuple[str, str, str]]:
 
 
 def path_hops(links: Iterable[tuple[str, str, str]], source: str, target: str) -> tuple[Hop, ...]:
-    """The ``(link, direction)`` hops from node ``source`` to ``target`` (node1 -> node2 = uplink)."""
+    """The ``(link, direction)`` hops from node ``source`` to ``target`` (node1 -> node2 = uplink).
+
+    A node's own link (``(n, n, name)``, a cell) is crossed in the direction of the hop that enters
+    the node."""
     adjacent: dict[str, list[tuple[str, Hop]]] = {}
+    own: dict[str, str] = {}
     for n1, n2, name in links:
+        if n1 == n2:
+            own[n1] = name
+            continue
         adjacent.setdefault(n1, []).append((n2, (name, "uplink")))
         adjacent.setdefault(n2, []).append((n1, (name, "downlink")))
     previous: dict[str, tuple[str, Hop] | None] = {source: None}
@@ -89,6 +104,8 @@ def path_hops(links: Iterable[tuple[str, str, str]], source: str, target: str) -
     hops: list[Hop] = []
     node = target
     while (step := previous[node]) is not None:
+        if node in own and node != target:
+            hops.append((own[node], step[1][1]))  # entered in the entering hop's direction
         node, hop = step
         hops.append(hop)
     return tuple(reversed(hops))
@@ -99,7 +116,8 @@ def split_drops(counters: Mapping[str, Any]) -> tuple[int, int]:
     queue = int(counters.get("dropped_queue", 0))
     queue_modelled = bool(counters.get("queue_modelled", False))
     modelled = (int(counters.get("dropped_loss", 0)) + int(counters.get("dropped_down", 0))
-                + int(counters.get("dropped", 0)) + (queue if queue_modelled else 0))
+                + int(counters.get("dropped", 0)) + int(counters.get("dropped_unwired", 0))
+                + (queue if queue_modelled else 0))
     emulator = (int(counters.get("dropped_error", 0)) + int(counters.get("dropped_mem", 0))
                 + (0 if queue_modelled else queue))
     return modelled, emulator

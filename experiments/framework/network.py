@@ -30,6 +30,7 @@ from topologies.factory import FactoryTopo
 from topologies.links import LinkEngine, select_backend
 from topologies.links.backend import check_settings, direction_params_in
 from topologies.links.backends import REGISTRY
+from topologies.links.cells import is_cell
 from topologies.links.ovs_calibrate import measure_switch_hop_ms
 from topologies.manifest import STATE_ROOT, Manifest
 from topologies.scenario import LinkPair, Scenario
@@ -116,11 +117,16 @@ class EmulatedNetwork:
 
         self.topo = FactoryTopo(scenario=self.scenario, switch_prefix=self.prefix,
                                 initial=self.initial_links)
-        for name in self.topo.switches():  # each name is checked free (NameClash) as it is recorded
-            self.manifest.add("ovs_bridge", name)
+        cells = set()
+        for name in self.topo.switches():
+            if self.topo.nodeInfo(name).get("role") == "gnb":  # a cell inside the relay, no bridge
+                self.topo.nodeInfo(name)["cls"] = self.engine.cell_class
+                cells.add(name)
+            else:  # each name is checked free (NameClash) as it is recorded
+                self.manifest.add("ovs_bridge", name)
         for node1, node2, info in self.topo.links(withInfo=True):
             for node, port in ((node1, info["port1"]), (node2, info["port2"])):
-                if self.topo.isSwitch(node):  # switch ports live in the root namespace
+                if self.topo.isSwitch(node) and node not in cells:  # OVS ports: root namespace
                     self.manifest.add("link", f"{node}-eth{port}")
 
         # The userspace datapath needs TX checksum offload off on every interface (DESIGN.md).
@@ -145,9 +151,10 @@ class EmulatedNetwork:
                                                          port=self.controller.port))
         self.manifest.add_process("shell:controller", remote.pid)  # Mininet keeps a shell per node
         self.net.start()
-        ports = sum(len(s.intfList()) for s in self.net.switches)
-        self.controller.wait_ready({int(s.dpid, 16): s.name for s in self.net.switches},
-                                   timeout_s=ready_timeout_s(len(self.net.switches), ports))
+        bridges = self.ovs_switches()
+        ports = sum(len(s.intfList()) for s in bridges)
+        self.controller.wait_ready({int(s.dpid, 16): s.name for s in bridges},
+                                   timeout_s=ready_timeout_s(len(bridges), ports))
 
     def controller_policy(self) -> SlicePolicy:
         """The slice policy the controller apps read (see controllers/policy.py)."""
@@ -155,10 +162,9 @@ class EmulatedNetwork:
         ue_slice = {ue.name: ue.slice for ue in self.scenario.ues}
         servers = set(self.scenario.servers())
         switches = []
-        for switch in self.net.switches:
-            access = [intf.link.intf1.node.name if intf.link.intf2.node is switch
-                      else intf.link.intf2.node.name
-                      for intf in switch.intfList() if intf.link]
+        for switch in self.ovs_switches():
+            access = [name for peer in _peers(switch)  # a cell's UEs are at the switch it hangs on
+                      for name in ([p.name for p in _peers(peer)] if is_cell(peer) else [peer.name])]
             switches.append(SwitchSpec(switch.name, int(switch.dpid, 16),
                                        tuple(n for n in access if n in ue_slice or n in servers),
                                        self._mac_to_port(switch)))
@@ -243,6 +249,16 @@ class EmulatedNetwork:
             checks["controller"] = self.controller.failed
         return checks
 
+    def ovs_switches(self) -> list[Any]:
+        """The Mininet switches that are OVS bridges (cells are not)."""
+        return [s for s in self.net.switches if not is_cell(s)] if self.net is not None else []
+
     def bridges(self) -> list[str]:
         """The OVS bridges of this run."""
-        return [s.name for s in self.net.switches] if self.net is not None else []
+        return [s.name for s in self.ovs_switches()]
+
+
+def _peers(node: Any) -> list[Any]:
+    """The nodes at the other end of ``node``'s links."""
+    return [intf.link.intf1.node if intf.link.intf2 is intf else intf.link.intf2.node
+            for intf in node.intfList() if intf.link]

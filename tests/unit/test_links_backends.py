@@ -29,7 +29,7 @@ from topologies.links.backend import veth_offloads as plain_veth_offloads
 from topologies.links.backends.netem import NetemBackend, NetemLink
 from topologies.links.backends.relay import OFFLOADS_OFF, RelayBackend, RelayLink
 from topologies.links.direction import check_direction
-from topologies.links.pyrelay import Direction, Relay
+from topologies.links.pyrelay import Relay
 from topologies.links.relayproc import wire_params
 from topologies.manifest import Manifest
 from topologies.paths import REPO_ROOT
@@ -328,8 +328,8 @@ def test_netem_backend_shapes_each_direction_on_its_egress(
 # --- the Python relay's wire format ------------------------------------------------------------------
 def test_python_relay_takes_direction_tokens_and_reports_uplink_downlink() -> None:
     relay = Relay()
-    up, down = Direction(None, None), Direction(None, None)  # no sockets needed for control
-    relay.links[7] = (up, down)
+    assert relay.command("add 7 - -") == "ok"  # both ends inside the relay: no sockets
+    up, down = relay.links[7].dirs
     words = wire_params(DirectionParams(delay_ms=3), 2.5)
     assert relay.command(f"set 7 downlink {words}", lambda: "") == "ok"
     assert down.sched[0][1].delay == pytest.approx(0.0025) and up.sched[0][1].delay == 0

@@ -48,13 +48,18 @@ def test_drops_split_into_modelled_and_emulator() -> None:
     assert split_drops(_relay(100, 80, loss=5, down=3, queue=7, error=2, queue_modelled=True)) == (15, 2)
     assert split_drops(_relay(100, 80, loss=5, down=3, queue=7, error=2)) == (8, 9)  # no rate: memory
     assert split_drops({"tx": 10, "dropped": 4}) == (4, 0)  # netem: loss and queue limit together
+    # a cell with no path for a frame at that instant (a UE out of every cell, bring-up): modelled
+    assert split_drops({**_relay(10, 7, error=1), "dropped_unwired": 2}) == (2, 1)
 
 
 def test_paths_follow_the_factory_topology() -> None:
     links = topology_links(FactoryTopo(scenario=load_scenario(None)))
-    assert path_hops(links, "agv1", "edge1") == (("radio_agv1", "uplink"), ("bh_gnb1", "uplink"),
-                                                 ("edge", "uplink"))
-    assert path_hops(links, "cloud1", "sensor1")[0] == ("terrestrial", "downlink")
+    # the cell's own link (its shared capacity) sits between the radio link and the backhaul
+    assert path_hops(links, "agv1", "edge1") == (("radio_agv1", "uplink"), ("cell_gnb1", "uplink"),
+                                                 ("bh_gnb1", "uplink"), ("edge", "uplink"))
+    down = path_hops(links, "cloud1", "sensor1")
+    assert down[0] == ("terrestrial", "downlink")
+    assert down[-3:] == (("bh_gnb2", "downlink"), ("cell_gnb2", "downlink"), ("radio_sensor1", "downlink"))
     with pytest.raises(ValueError, match="no path"):
         path_hops(links, "agv1", "nowhere")
 

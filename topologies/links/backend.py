@@ -118,8 +118,8 @@ class BackendLink:
     """A backend's record of one link (subclass it for more state); ``name`` is the engine's."""
 
     name: str
-    end1: Endpoint
-    end2: Endpoint
+    end1: Endpoint | None  # None: inside a relay (a cell's port, relay backend only)
+    end2: Endpoint | None
     options: Mapping[str, Any] = field(default_factory=dict)
 
 

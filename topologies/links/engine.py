@@ -5,6 +5,11 @@ validation, delay compensation (the backend's own latency and the switch hop, th
 :func:`topologies.links.compensation.compensate`) and floor warnings. Everything that touches
 packets is the backend's (:class:`topologies.links.backend.LinkBackend`, chosen from
 :data:`topologies.links.backends.REGISTRY`).
+
+Cells (gNBs, :mod:`topologies.links.cells`) always run in a relay, whatever the backend: their UEs
+share one capacity, which netem cannot do. With the relay backend they share its process; with
+another backend the engine starts a relay for the cells alone. A cell's radio and backhaul links
+end inside that relay; every other link stays on the engine's backend.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 from topologies.errors import RunFailed
 from topologies.links.backend import BackendContext, BackendLink, Endpoint, LinkBackend, Setting
 from topologies.links.backends import REGISTRY, metadata_keys, select_backend
+from topologies.links.backends.relay import RelayBackend
 from topologies.links.commands import tool_versions
 from topologies.links.compensation import compensate
 from topologies.links.direction import DIRECTIONS, DOWNLINK, UPLINK, check_direction
@@ -35,6 +41,10 @@ class _Link:
     switch_hops: dict[str, int]                 # direction -> switches it enters (0 or 1)
     backend_link: BackendLink | None = None     # set once the backend made its interfaces
     params: dict[str, DirectionParams] = field(default_factory=dict)  # as configured, per direction
+    backend: LinkBackend | None = None          # who serves it: the engine's backend, or the cells' relay
+    cell: str | None = None                     # a cell's own link, radio link or backhaul: the cell
+    inside: tuple[bool, bool] = (False, False)  # (node1 end, node2 end) inside the cells' relay
+    ue_mac: str | None = None                   # a UE's radio link: the UE's address
 
 
 class LinkEngine:
@@ -65,6 +75,10 @@ class LinkEngine:
         self._queue_modelled: set[tuple[str, str]] = set()  # (link, direction) that ever had a rate
         self._started = False
         self._link_class: type | None = None
+        self._cell_class: type | None = None
+        self._ctx = ctx
+        self.cell_backend: RelayBackend | None = None  # the relay serving cells (see the docstring)
+        self._cells: dict[str, str] = {}               # cell name -> the link name of its capacity
 
     # --- life cycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -76,12 +90,22 @@ class LinkEngine:
 
     def stop(self) -> None:
         """Stop schedules and the backend, remove what it created. Idempotent."""
+        if self.cell_backend is not None and self.cell_backend is not self.backend:
+            self.cell_backend.stop()
         self.backend.stop()
         self._started = False
 
     def failed(self) -> RunFailed | None:
         """The backend's process or thread that died mid-run (relay, tc batch, replayer), or None."""
-        return self.backend.failed() if self._started else None
+        if not self._started:
+            return None
+        cells = self.cell_backend.failed() if self.cell_backend not in (None, self.backend) else None
+        return cells or self.backend.failed()
+
+    def data_path_pids(self) -> list[int]:
+        """Processes of the data path (relays), for CPU accounting."""
+        extra = self.cell_backend.data_path_pids() if self.cell_backend not in (None, self.backend) else []
+        return [*self.backend.data_path_pids(), *extra]
 
     @property
     def link_class(self) -> type:
@@ -90,6 +114,14 @@ class LinkEngine:
             from topologies.links.mnlink import make_link_class  # imports Mininet: only when used
             self._link_class = make_link_class(self)
         return self._link_class
+
+    @property
+    def cell_class(self) -> type:
+        """A Mininet Switch subclass whose data plane is a cell of this engine (cells.make_cell_class)."""
+        if self._cell_class is None:
+            from topologies.links.cells import make_cell_class  # imports Mininet: only when used
+            self._cell_class = make_cell_class(self)
+        return self._cell_class
 
     @property
     def calibration(self) -> dict[str, Any]:
@@ -104,7 +136,7 @@ class LinkEngine:
             raise TypeError("params must be a DirectionParams")
         setting = self._setting(link, direction, params)
         link.params[direction] = params
-        self.backend.set(link.backend_link, direction, setting)
+        link.backend.set(link.backend_link, direction, setting)
 
     def set_schedule(self, link_name: str, direction: str, rows: Sequence[ScheduleRow],
                      t0_monotonic_s: float) -> None:
@@ -114,12 +146,13 @@ class LinkEngine:
         link = self._emulated(link_name, direction)
         base = link.params[direction]
         settings = [self._setting(link, direction, base.with_row(r), r.t_s) for r in rows]
-        self.backend.schedule(link.backend_link, direction, settings, t0_monotonic_s)
+        link.backend.schedule(link.backend_link, direction, settings, t0_monotonic_s)
         link.params[direction] = settings[-1].params
 
     def stats(self, link_name: str) -> dict[str, dict[str, Any]]:
         """Per-direction counters ``{"uplink": {...}, "downlink": {...}}`` (keys: see the backend)."""
-        return self.backend.stats(self._emulated(link_name, UPLINK).backend_link)
+        link = self._emulated(link_name, UPLINK)
+        return link.backend.stats(link.backend_link)
 
     def counters(self) -> dict[str, Any]:
         """Every emulated link's counters now: ``{"links": {link: {direction: counters}}, "totals":
@@ -165,6 +198,8 @@ class LinkEngine:
             "calibration": self.calibration,
             "seed": self.seed,
             "links": len(self._links),
+            "cells": {"served_by": "relay" if self._cells else None, "links": dict(self._cells),
+                      "calibration": self.cell_backend.calibration() if self.cell_backend else None},
             "switch_hop_ms_compensated": self.switch_hop_ms,
             # link -> direction -> worst part of the charged switch latency a delay could not absorb
             "switch_hop_shortfall_ms": {k: dict(v) for k, v in self.shortfall_ms.items() if any(v.values())},
@@ -173,39 +208,101 @@ class LinkEngine:
         }
 
     # --- building links (the Mininet link class, mnlink.py, calls these in this order) ----------
-    def add_link(self, name: str, emulated: bool, switch_hops: Mapping[str, int] | None = None) -> None:
+    def add_link(self, name: str, emulated: bool, switch_hops: Mapping[str, int] | None = None,
+                 cell: str | None = None, cell_end: int = 0, ue_mac: str | None = None) -> None:
         """Register link ``name``; ``emulated`` False for a plain veth pair; ``switch_hops``: per
-        direction, the number of switches it enters (their latency is compensated)."""
+        direction, the number of switches it enters (their latency is compensated). ``cell``: the
+        link's end ``cell_end`` (1 = node1, 2 = node2) is that cell: node2 for a UE's radio link
+        (it joins the cell; ``ue_mac``: the UE's address, which the cell delivers to), node1 for
+        the cell's backhaul."""
         hops = {d: 0 for d in DIRECTIONS} | {check_direction(d): n for d, n in (switch_hops or {}).items()}
+        if cell is not None and (cell not in self._cells or cell_end not in (1, 2)):
+            raise ValueError(f"link {name!r}: cell {cell!r} end {cell_end}; known cells: "
+                             f"{', '.join(sorted(self._cells)) or 'none'}, ends 1 or 2")
+        if cell is not None and cell_end == 2 and not ue_mac:
+            raise ValueError(f"link {name!r}: a UE's radio link needs ue_mac")
         with self._lock:
             if name in self._links:
                 raise ValueError(f"link_name {name!r} is already used in this engine")
-            self._links[name] = _Link(name=name, emulated=emulated, switch_hops=hops)
+            self._links[name] = _Link(name=name, emulated=emulated or cell is not None, switch_hops=hops,
+                                      backend=self.backend if cell is None else self.cell_backend,
+                                      cell=cell, inside=(cell_end == 1, cell_end == 2), ue_mac=ue_mac)
 
     def make_intf_pair(self, name: str, end1: Endpoint, end2: Endpoint,
                        options: Mapping[str, Any] | None = None) -> None:
         """Have the backend create an emulated link's interfaces (node1's end first)."""
         link = self._link(name)
-        link.backend_link = self.backend.make_intf_pair(name, end1, end2, dict(options or {}))
+        if link.cell is None:
+            link.backend_link = self.backend.make_intf_pair(name, end1, end2, dict(options or {}))
+            return
+        if options:
+            raise ValueError(f"link {name!r}: a cell's links take no backend_options")
+        assert self.cell_backend is not None
+        link.backend_link = self.cell_backend.make_inside_link(
+            name, None if link.inside[0] else end1, None if link.inside[1] else end2)
+
+    # --- cells ----------------------------------------------------------------------------------
+    def add_cell(self, cell: str, uplink: DirectionParams, downlink: DirectionParams) -> str:
+        """Create cell ``cell`` (its UEs share ``uplink`` / ``downlink``); the name of its link."""
+        if cell in self._cells:
+            raise ValueError(f"cell {cell!r} exists already in this engine")
+        if self.cell_backend is None:
+            if isinstance(self.backend, RelayBackend):
+                self.cell_backend = self.backend
+            else:  # netem cannot share a capacity: cells get a relay of their own
+                self.cell_backend = RelayBackend(self._ctx)
+                self.cell_backend.start()
+        name = f"cell_{cell}"
+        self._cells[cell] = name
+        self.add_link(name, emulated=True, cell=cell, cell_end=1)
+        link = self._links[name]
+        link.inside = (True, True)
+        link.backend_link = self.cell_backend.make_inside_link(name, None, None)
+        self.attach(name, uplink, downlink)
+        return name
+
+    def move_ue(self, radio_link: str, cell: str) -> None:
+        """Move the UE of ``radio_link`` to ``cell`` while the run goes on (its queued packets move
+        with it; downlink packets queued for it in the old cell are dropped: ``dropped_unwired``)."""
+        link = self._link(radio_link)
+        if link.cell is None or link.inside != (False, True):
+            raise ValueError(f"link {radio_link!r} is not a UE's radio link in a cell")
+        if cell not in self._cells:
+            raise ValueError(f"cell {cell!r}: allowed {', '.join(sorted(self._cells))}")
+        assert self.cell_backend is not None
+        self.cell_backend.cell_join(link.backend_link, self._links[self._cells[cell]].backend_link,
+                                    str(link.ue_mac))
+        link.cell = cell
+
+    def cell_of(self, radio_link: str) -> str | None:
+        """The cell a UE's radio link is in now (None: not a cell's radio link)."""
+        return self._link(radio_link).cell
 
     def offloads(self, name: str, uplink: DirectionParams, downlink: DirectionParams,
                  txo: bool) -> tuple[str, ...]:
         """``ethtool -K`` words for both node-side interfaces of emulated link ``name``."""
-        self._link(name)
-        return self.backend.offloads(uplink, downlink, txo)
+        link = self._link(name)
+        return link.backend.offloads(uplink, downlink, txo)
 
     def attach(self, name: str, uplink: DirectionParams, downlink: DirectionParams) -> None:
         """Start emulating link ``name`` (its interfaces exist) with these parameters."""
         link = self._link(name)
         link.params = {UPLINK: uplink, DOWNLINK: downlink}
         settings = [self._setting(link, d, link.params[d]) for d in DIRECTIONS]
-        self.backend.attach(link.backend_link, *settings)
+        link.backend.attach(link.backend_link, *settings)
+        if link.cell is not None and link.inside != (True, True):
+            assert self.cell_backend is not None
+            cell = self._links[self._cells[link.cell]].backend_link
+            if link.inside[1]:  # a UE's radio link
+                self.cell_backend.cell_join(link.backend_link, cell, str(link.ue_mac))
+            else:               # the cell's backhaul
+                self.cell_backend.cell_backhaul(cell, link.backend_link)
 
     def remove_link(self, name: str) -> None:
         """Stop emulating link ``name`` and forget it (before its interfaces are deleted)."""
         link = self._links.pop(name, None)
         if link is not None and link.backend_link is not None:
-            self.backend.detach(link.backend_link)
+            link.backend.detach(link.backend_link)
 
     # --- internals --------------------------------------------------------------------------------
     def _link(self, name: str) -> _Link:
@@ -225,18 +322,24 @@ class LinkEngine:
         return link
 
     def _setting(self, link: _Link, direction: str, params: DirectionParams, t_s: float = 0.0) -> Setting:
-        """``params`` with the delay compensated; warns below the floor, records any shortfall."""
-        calibration = self.backend.calibration()
+        """``params`` with the delay compensated; warns below the floor, records any shortfall.
+
+        A direction whose output stays inside the cells' relay (a radio uplink into its cell, a
+        backhaul downlink, a cell) hands its packets on at their exact departure time: the relay's
+        own latency is charged once, to the direction that leaves the relay."""
+        calibration = link.backend.calibration()
+        inside_out = link.inside[1] if direction == UPLINK else link.inside[0]
         floor = float(calibration.get("floor_ms", 0.0))
-        if 0 < params.delay_ms < floor:
+        if 0 < params.delay_ms < floor and not inside_out:
             log.warning("link %s %s: delay_ms %.3f is below what this machine can emulate "
                         "(the %s backend's own latency %.3f ms); it will measure about %.3f ms",
-                        link.name, direction, params.delay_ms, self.backend_name, floor, floor)
+                        link.name, direction, params.delay_ms,
+                        self.backend_name if link.cell is None else "relay", floor, floor)
         if params.rate_mbps is not None:
             self._queue_modelled.add((link.name, direction))
         hops = link.switch_hops[direction]
         delay_ms, short = compensate(params.delay_ms, hops=hops, hop_ms=self.switch_hop_ms,
-                                     own_ms=float(calibration["offset_ms"]))
+                                     own_ms=0.0 if inside_out else float(calibration["offset_ms"]))
         if hops and self.switch_hop_ms > 0 and params.delay_ms > 0:
             # how much of the charged switch latency this delay could not absorb (worst so far)
             worst = self.shortfall_ms.setdefault(link.name, {})

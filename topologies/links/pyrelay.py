@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 from topologies.links.relayctl import (
     DIRECTIONS,
+    INSIDE,
     LATE_EDGES_NS,
     LINE_MAX_BYTES,
     MAX_LINKS,
@@ -54,8 +55,12 @@ class Params:
 
 
 class Direction:
-    def __init__(self, in_sock: socket.socket, out_sock: socket.socket) -> None:
+    """One direction; ``out`` None: it leads inside the relay, to ``next`` or a cell's UEs (cell.c)."""
+
+    def __init__(self, in_sock: socket.socket | None, out_sock: socket.socket | None) -> None:
         self.inp, self.out = in_sock, out_sock
+        self.owner: Link | None = None
+        self.next: Direction | None = None
         self.sched: list[tuple[float, Params]] = [(0.0, Params([0.0] * 12 + [1.0]))]
         self.sidx = 0
         self.fifo: deque[tuple[float, bytes]] = deque()
@@ -65,7 +70,8 @@ class Direction:
         self.ge_bad = False
         # dropped_mem: the C relay's 512 MiB cap on held packets; here memory errors are dropped_error
         self.c = dict.fromkeys(("rx", "tx", "dropped_loss", "dropped_queue", "dropped_down",
-                                "dropped_error", "dropped_mem", "rx_bytes", "tx_bytes"), 0)
+                                "dropped_error", "dropped_mem", "rx_bytes", "tx_bytes", "dropped_unwired",
+                                "xn_forwarded"), 0)
         self.late_hist = [0] * (len(LATE_EDGES_NS) + 1)  # as the C relay's ``late_hist``
 
     def params(self, t: float) -> Params:
@@ -126,12 +132,47 @@ class Direction:
         return len(self.fifo) == 1
 
 
+class Link:
+    """A link: its two directions and, for links inside the relay, the cell wiring (relay/cell.c)."""
+
+    def __init__(self, link_id: int, sa: socket.socket | None, sb: socket.socket | None) -> None:
+        self.id = link_id
+        self.dirs = (Direction(sa, sb), Direction(sb, sa))
+        for d in self.dirs:
+            d.owner = self
+        self.inside_a, self.inside_b = sa is None, sb is None
+        self.cell: Link | None = None        # a UE radio link: its cell
+        self.mac = b""                       # a UE radio link: its UE's address
+        self.n3: Link | None = None          # a cell: its backhaul
+        self.n3_of: Link | None = None       # a backhaul: its cell
+        self.members: list[Link] = []        # a cell: its UE radio links
+
+    @property
+    def is_cell(self) -> bool:
+        return self.inside_a and self.inside_b
+
+    def leave(self) -> None:
+        if self.cell is not None:
+            self.cell.members.remove(self)
+            self.cell, self.dirs[0].next = None, None
+
+    def unwire(self) -> None:
+        self.leave()
+        for ue in self.members:
+            ue.cell, ue.dirs[0].next = None, None
+        self.members = []
+        if self.n3 is not None:
+            self.n3.n3_of, self.n3.dirs[1].next, self.n3 = None, None, None
+        if self.n3_of is not None:
+            self.n3_of.n3, self.n3_of.dirs[0].next, self.n3_of = None, None, None
+
+
 class Relay(ControlChannel):
     """The relay: the control channel (relayctl.py) plus the links' data path."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.links: dict[int, tuple[Direction, Direction]] = {}  # id -> (uplink, downlink)
+        self.links: dict[int, Link] = {}
         self.by_fd: dict[int, Direction] = {}
         self.heap: list[tuple[float, int, Direction]] = []
         self.framer = LineFramer(LINE_MAX_BYTES)
@@ -143,42 +184,110 @@ class Relay(ControlChannel):
             return f"err too many links (max {MAX_LINKS})"
         for name in (a, b):
             try:
-                _if_up(name)
+                if name != INSIDE:
+                    _if_up(name)
             except OSError:
                 return f"err no such interface {name}"
-        socks: list[socket.socket] = []
+        socks: list[socket.socket | None] = []
         try:
             for name in (a, b):
-                socks.append(_open(name))
+                socks.append(None if name == INSIDE else _open(name))
         except OSError as exc:
             for s in socks:
-                s.close()
+                if s is not None:
+                    s.close()
             return f"err socket: {os.strerror(exc.errno or 0)}"
-        sa, sb = socks
-        up, down = Direction(sa, sb), Direction(sb, sa)
-        self.links[link_id] = (up, down)
-        self.by_fd[sa.fileno()], self.by_fd[sb.fileno()] = up, down
+        link = self.links[link_id] = Link(link_id, *socks)
+        for d in link.dirs:
+            if d.inp is not None:
+                self.by_fd[d.inp.fileno()] = d
         return "ok"
 
     def has_link(self, link_id: int) -> bool:
         return link_id in self.links
 
     def del_link(self, link_id: int) -> None:
-        for d in self.links.pop(link_id):
-            self.by_fd.pop(d.inp.fileno(), None)
-            d.inp.close()
+        link = self.links.pop(link_id)
+        link.unwire()
+        for d in link.dirs:
+            d.fifo.clear()
+            if d.inp is not None:
+                self.by_fd.pop(d.inp.fileno(), None)
+                d.inp.close()
 
     def set_rows(self, link_id: int, direction: int, rows: list[Row]) -> None:
-        d = self.links[link_id][direction]
+        d = self.links[link_id].dirs[direction]
         d.sched, d.sidx = [(t, Params(values)) for t, values in rows], 0
 
     def link_stats(self, link_id: int) -> str:
         return json.dumps({name: {**d.c, "queued": len(d.serq), "late_hist": d.late_hist}
-                           for name, d in zip(DIRECTIONS, self.links[link_id], strict=True)})
+                           for name, d in zip(DIRECTIONS, self.links[link_id].dirs, strict=True)})
+
+    # --- cells (relay/cell.c; the same rules and texts) ------------------------------------------
+    def cell_backhaul(self, cell_id: int, n3_id: int) -> str | None:
+        cell, n3 = self.links[cell_id], self.links[n3_id]
+        if not cell.is_cell:
+            return f"link {cell_id} is not a cell (both ends must be -)"
+        if not n3.inside_a or n3.inside_b:
+            return f"link {n3_id} cannot be a backhaul (its A end must be -, its B end an interface)"
+        if cell.n3 is not None:
+            return f"cell {cell_id} has backhaul {cell.n3.id} already"
+        if n3.n3_of is not None:
+            return f"link {n3_id} is the backhaul of cell {n3.n3_of.id} already"
+        cell.n3, n3.n3_of = n3, cell
+        cell.dirs[0].next, n3.dirs[1].next = n3.dirs[0], cell.dirs[1]
+        return None
+
+    def cell_join(self, ue_id: int, cell_id: int, mac: bytes) -> str | None:
+        ue, cell = self.links[ue_id], self.links[cell_id]
+        if not cell.is_cell:
+            return f"link {cell_id} is not a cell (both ends must be -)"
+        if ue.inside_a or not ue.inside_b:
+            return f"link {ue_id} cannot join a cell (its A end must be an interface, its B end -)"
+        ue.leave()  # a move: the UE's queued packets stay with it
+        cell.members.append(ue)
+        ue.cell, ue.mac, ue.dirs[0].next = cell, mac, cell.dirs[0]
+        return None
+
+    def cell_leave(self, ue_id: int) -> None:
+        self.links[ue_id].leave()
+
+    def forward(self, d: Direction, data: bytes, dep: float) -> bool:
+        """A packet leaving ``d`` towards the inside enters what it is wired to, arriving at ``dep``."""
+        link = d.owner
+        targets: list[Direction] = []
+        if link is not None and link.is_cell and d is link.dirs[1]:
+            group = len(data) >= 6 and data[0] & 1
+            targets = [ue.dirs[1] for ue in link.members if group or data[:6] == ue.mac]
+            targets = targets if group else targets[:1]
+            if not targets and not group:  # a UE that moved away: Xn forwarding to its cell now
+                moved = next((ue for ue in self.links.values()
+                              if ue.cell is not None and ue.cell is not link and ue.mac == data[:6]), None)
+                if moved is not None:
+                    targets = [moved.cell.dirs[1]]
+                    d.c["xn_forwarded"] += 1
+        elif d.next is not None:
+            targets = [d.next]
+        for target in targets:
+            if target.enqueue(data, dep):
+                heapq.heappush(self.heap, (target.fifo[0][0], id(target), target))
+        return bool(targets)
 
     def flush(self, now: float) -> None:
         while self.heap and self.heap[0][0] <= now:
             _, _, d = heapq.heappop(self.heap)
+            if d.out is None:  # one packet at a time: the next direction gets them in departure order
+                if not d.fifo or d.fifo[0][0] > now:  # its link was deleted (or a stale entry)
+                    if d.fifo:
+                        heapq.heappush(self.heap, (d.fifo[0][0], id(d), d))
+                    continue
+                due, data = d.fifo.popleft()
+                if d.fifo:
+                    heapq.heappush(self.heap, (d.fifo[0][0], id(d), d))
+                counter = "tx" if self.forward(d, data, due) else "dropped_unwired"
+                d.c[counter] += 1
+                d.c["tx_bytes"] += len(data) if counter == "tx" else 0
+                continue
             while d.fifo and d.fifo[0][0] <= now:
                 due, data = d.fifo.popleft()
                 try:

@@ -22,6 +22,8 @@ MAX_T_NS = 4 * 10**18
 MAX_SEED = 2**64 - 1
 MAX_IFNAME = 15                # IFNAMSIZ - 1
 MAX_LINKS = 4096
+INSIDE = "-"                   # a link end with no interface: inside the relay (relay/cell.c)
+MAC_RE = re.compile(rb"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 # Departure lateness histogram of the data path (stats key ``late_hist``): bucket i counts departures
 # at most LATE_EDGES_NS[i] late, the last bucket those beyond. relay/relay.h holds the same edges.
 LATE_EDGES_NS = (10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000, 2_000_000, 5_000_000,
@@ -86,6 +88,11 @@ def parse_uint(word: bytes, limit: int) -> int | None:
         return None
     value = int(word)
     return value if value <= limit else None
+
+
+def parse_mac(word: bytes) -> bytes | None:
+    """``aa:bb:cc:dd:ee:ff`` (hex either case) -> its 6 bytes; else None."""
+    return bytes.fromhex(word.decode().replace(":", "")) if MAC_RE.fullmatch(word) else None
 
 
 def parse_params(words: Sequence[bytes]) -> list[float]:
@@ -185,6 +192,17 @@ class ControlChannel:
         """The JSON after ``ok`` of ``stats``."""
         raise NotImplementedError
 
+    def cell_backhaul(self, cell_id: int, n3_id: int) -> str | None:
+        """Wire link ``n3_id`` as the backhaul of cell ``cell_id`` (both exist); None or the error."""
+        raise NotImplementedError
+
+    def cell_join(self, ue_id: int, cell_id: int, mac: bytes) -> str | None:
+        """UE radio link ``ue_id`` joins cell ``cell_id`` (leaving its cell first); None or the error."""
+        raise NotImplementedError
+
+    def cell_leave(self, ue_id: int) -> None:
+        raise NotImplementedError
+
     # --- the protocol ----------------------------------------------------------------------------
     def command(self, line: str, next_row: Callable[[], str] = lambda: "") -> str:
         """One request (rows of a ``sched`` pulled from ``next_row``) -> its reply."""
@@ -229,6 +247,8 @@ class ControlChannel:
                 return f"err seed: got {show(w[1])}; allowed an integer 0..{MAX_SEED}"
             random.seed(seed)
             return "ok"
+        if cmd in ("cell", "join", "leave"):
+            return self._cell_request(cmd, w)
         if cmd not in ("add", "del", "stats", "set"):
             return f"err unknown command {show(w[0])}"
         return self._link_request(cmd, w)
@@ -244,7 +264,7 @@ class ControlChannel:
         if cmd == "add":
             if longer := next((n for n in w[2:4] if len(n) > MAX_IFNAME), None):
                 return f"err interface name too long: {show(longer)} (max {MAX_IFNAME} bytes)"
-            if w[2] == w[3]:
+            if w[2] == w[3] and w[2] != INSIDE.encode():
                 return "err IFA and IFB must differ"
             return self.add_link(link_id, w[2].decode(), w[3].decode())
         values = None
@@ -262,6 +282,29 @@ class ControlChannel:
         else:
             return "ok " + self.link_stats(link_id)
         return "ok"
+
+    def _cell_request(self, cmd: str, w: list[bytes]) -> str:
+        """``cell ID N3`` | ``join ID CELL MAC`` | ``leave ID`` (relay/cell.c)."""
+        usage = {"cell": "usage: cell ID N3", "join": "usage: join ID CELL MAC", "leave": "usage: leave ID"}
+        if len(w) != {"cell": 3, "join": 4, "leave": 2}[cmd]:
+            return f"err {usage[cmd]}"
+        ids = []
+        for i, word in enumerate(w[1:2] if cmd == "leave" else w[1:3]):
+            if (value := parse_uint(word, MAX_ID)) is None:
+                what = "ID" if i == 0 else ("CELL" if cmd == "join" else "N3")
+                return f"err {what}: got {show(word)}; allowed an integer 0..{MAX_ID}"
+            ids.append(value)
+        mac = parse_mac(w[3]) if cmd == "join" else b""
+        if mac is None:
+            return f"err MAC: got {show(w[3])}; allowed aa:bb:cc:dd:ee:ff"
+        for link_id in ids:
+            if not self.has_link(link_id):
+                return f"err no link {link_id}"
+        if cmd == "leave":
+            self.cell_leave(ids[0])
+            return "ok"
+        error = self.cell_join(ids[0], ids[1], mac) if cmd == "join" else self.cell_backhaul(ids[0], ids[1])
+        return "ok" if error is None else f"err {error}"
 
     def _sched(self, w: list[bytes]) -> str | None:
         """A ``sched`` header: an accepted N (1..MAX_SCHED_ROWS) makes the next N lines its rows."""

@@ -3,8 +3,13 @@
 Control protocol (one request per line on the relay's stdin, one reply line on its stdout,
 ``ok ...`` or ``err <reason>``)::
 
-    add ID IFA IFB            serve a link between two interfaces of the relay namespace
+    add ID IFA IFB            serve a link between two interfaces of the relay namespace; an end
+                              named "-" is inside the relay (a cell's port: relay/cell.c)
     del ID                    stop serving it (queued packets are dropped)
+    cell ID N3                link ID (both ends "-") is a cell; link N3 (IFA "-") its backhaul
+    join ID CELL MAC          UE radio link ID (IFB "-") joins CELL, which delivers frames for MAC
+                              to it; a UE in another cell leaves that one first (a move)
+    leave ID                  link ID leaves its cell
     set ID DIR P...           parameters for direction DIR from now on: uplink (frames received on
                               IFA leave on IFB) or downlink (IFB -> IFA)
     sched ID DIR N            followed by N lines "T_NS P..." (CLOCK_MONOTONIC ns, non-decreasing)
@@ -60,7 +65,7 @@ from topologies.paths import REPO_ROOT
 
 RELAY_DIR = Path(__file__).resolve().parent / "relay"
 # C files of a tool (default: relay/<name>.c): sources compiled together, and headers they include
-TOOL_SOURCES = {"relay": ("relay.c", "control.c")}
+TOOL_SOURCES = {"relay": ("relay.c", "control.c", "cell.c")}
 TOOL_HEADERS = {"relay": ("relay.h",)}
 COMMAND_TIMEOUT_S = 5.0   # default wait for one reply
 ROW_TIMEOUT_S = 200e-6    # more per schedule row (the Python relay checks some 25 000 rows/s)

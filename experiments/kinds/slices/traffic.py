@@ -135,8 +135,8 @@ class TrafficRun:
         self.ovs_before = ovs_port_counters(self._bridges())  # before the clock starts: no traffic yet
 
     def _bridges(self) -> list[str]:
-        net = getattr(self.network, "net", None)
-        return [sw.name for sw in net.switches] if net is not None else []
+        bridges = getattr(self.network, "bridges", None)  # the run's OVS bridges (cells are none)
+        return list(bridges()) if bridges is not None else []
 
     def start_senders(self, start_ns: int, duration_s: float) -> None:
         if self.engine is not None:

@@ -47,9 +47,15 @@ RELAY_IMPLEMENTATIONS = ("c", "python")
 
 @dataclass
 class RelayLink(BackendLink):
-    """A relayed link: its id in the relay process."""
+    """A relayed link: its id in the relay process; an end with no Endpoint is inside the relay
+    (a cell's port: relay/cell.c)."""
 
     link_id: int = 0
+
+    def relay_end(self, side: str) -> str:
+        """The relay's name for end ``a`` (node1's) or ``b``: its interface, or ``-`` inside."""
+        end = self.end1 if side == "a" else self.end2
+        return f"{side}{self.link_id}" if end is not None else "-"
 
 
 class RelayBackend(LinkBackend):
@@ -128,6 +134,10 @@ class RelayBackend(LinkBackend):
         if options:
             raise ValueError(f"link {name!r}: the relay backend takes no backend_options; "
                              f"got {', '.join(sorted(options))}")
+        return self.make_inside_link(name, end1, end2)
+
+    def make_inside_link(self, name: str, end1: Endpoint | None, end2: Endpoint | None) -> RelayLink:
+        """A link whose ends are veth pairs into the relay namespace, or (None) inside the relay."""
         with self._lock:
             if self.relay is None:
                 raise RuntimeError("LinkEngine.start() must be called before building relay links")
@@ -135,20 +145,23 @@ class RelayBackend(LinkBackend):
             self._next_id += 1
         batch = ""
         for relay_end, end in ((f"a{link.link_id}", end1), (f"b{link.link_id}", end2)):
+            if end is None:
+                continue
             if not end.in_namespace:
                 # a switch port in the root namespace: record it before creating it
                 self.ctx.manifest.add("link", end.intf)
                 self._root_links.append(end.intf)
             mac = f" address {end.mac}" if end.mac else ""
             batch += f"link add {relay_end} type veth peer name {end.intf}{mac} netns {end.node.pid}\n"
-        run_cmd(["ip", "-n", self.netns, "-batch", "-"], stdin=batch)
+        if batch:
+            run_cmd(["ip", "-n", self.netns, "-batch", "-"], stdin=batch)
         return link
 
     def offloads(self, uplink: DirectionParams, downlink: DirectionParams, txo: bool) -> tuple[str, ...]:
         return OFFLOADS_OFF
 
     def attach(self, link: RelayLink, uplink: Setting, downlink: Setting) -> None:
-        self._relay().command(f"add {link.link_id} a{link.link_id} b{link.link_id}")
+        self._relay().command(f"add {link.link_id} {link.relay_end('a')} {link.relay_end('b')}")
         self.set(link, UPLINK, uplink)
         self.set(link, DOWNLINK, downlink)
 
@@ -163,6 +176,18 @@ class RelayBackend(LinkBackend):
 
     def stats(self, link: RelayLink) -> dict[str, dict[str, Any]]:
         return self._relay().stats(link.link_id)
+
+    # --- cells (relay/cell.c) ---------------------------------------------------------------------
+    def cell_backhaul(self, cell: RelayLink, n3: RelayLink) -> None:
+        """``n3`` (end a inside) carries everything ``cell`` (both ends inside) sends up, and back."""
+        self._relay().command(f"cell {cell.link_id} {n3.link_id}")
+
+    def cell_join(self, ue: RelayLink, cell: RelayLink, mac: str) -> None:
+        """UE radio link ``ue`` (end b inside) joins ``cell`` (leaving its cell first: a move)."""
+        self._relay().command(f"join {ue.link_id} {cell.link_id} {mac}")
+
+    def cell_leave(self, ue: RelayLink) -> None:
+        self._relay().command(f"leave {ue.link_id}")
 
     def detach(self, link: RelayLink) -> None:
         if self.relay is not None and self.relay.alive():

@@ -191,6 +191,45 @@ static void sched_row(char *s, size_t n, int too_long) {
     if (--sp.left == 0) sched_finish();
 }
 
+/* aa:bb:cc:dd:ee:ff (hex digits either case) */
+static int parse_mac(const char *s, unsigned char mac[6]) {
+    if (strlen(s) != 17) return -1;
+    for (int i = 0; i < 6; i++) {
+        unsigned v = 0;
+        for (int j = 0; j < 2; j++) {
+            char ch = s[3 * i + j];
+            int x = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+                    : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+            if (x < 0) return -1;
+            v = v * 16 + (unsigned)x;
+        }
+        if (i < 5 && s[3 * i + 2] != ':') return -1;
+        mac[i] = (unsigned char)v;
+    }
+    return 0;
+}
+
+/* ---- cells (cell.c): cell ID N3 | join ID CELL MAC | leave ID ---- */
+static void cell_request(const char *c, char **w, int nw) {
+    int join = c[0] == 'j', leave = c[0] == 'l', want = join ? 4 : leave ? 2 : 3;
+    unsigned long long v[2]; unsigned char mac[6]; struct link *L[2] = {NULL, NULL}; const char *e;
+    if (nw != want) {
+        err(join ? "usage: join ID CELL MAC" : leave ? "usage: leave ID" : "usage: cell ID N3");
+        return;
+    }
+    for (int i = 0; i < (leave ? 1 : 2); i++)
+        if (parse_uint(w[1 + i], MAX_ID, &v[i])) {
+            err("%s: got %.32s; allowed an integer 0..%llu", i ? (join ? "CELL" : "N3") : "ID", w[1 + i], MAX_ID);
+            return;
+        }
+    if (join && parse_mac(w[3], mac)) { err("MAC: got %.32s; allowed aa:bb:cc:dd:ee:ff", w[3]); return; }
+    for (int i = 0; i < (leave ? 1 : 2); i++)
+        if (!(L[i] = find_link((int)v[i]))) { err("no link %d", (int)v[i]); return; }
+    if (leave) { cell_leave(L[0]); ok(""); return; }
+    e = join ? cell_join(L[0], L[1], mac) : cell_backhaul(L[0], L[1]);
+    if (e) err("%s", e); else ok("");
+}
+
 /* ---- one request line; -1 after quit ---- */
 static int request(char *s, size_t n, int too_long) {
     char *w[MAX_WORDS]; int nw, id, dir = -1; unsigned long long v; struct link *L;
@@ -220,7 +259,7 @@ static int request(char *s, size_t n, int too_long) {
         if (add) {
             const char *lng = strlen(w[2]) > MAX_IFNAME ? w[2] : strlen(w[3]) > MAX_IFNAME ? w[3] : NULL;
             if (lng) err("interface name too long: %.32s (max %d bytes)", lng, MAX_IFNAME);
-            else if (!strcmp(w[2], w[3])) err("IFA and IFB must differ");
+            else if (!strcmp(w[2], w[3]) && strcmp(w[2], INSIDE)) err("IFA and IFB must differ");
             else if ((e = link_add(id, w[2], w[3]))) err("%s", e);
             else ok("");
         } else if (set && parse_params(w + 3, nw - 3, &p, pe)) err("%s", pe);
@@ -234,7 +273,8 @@ static int request(char *s, size_t n, int too_long) {
             fputs("ok {", stdout); print_dir(DIR_NAME[UPLINK], &L->d[UPLINK]); putchar(',');
             print_dir(DIR_NAME[DOWNLINK], &L->d[DOWNLINK]); putchar('}'); end_reply(0);
         }
-    } else err("unknown command %.32s", c);
+    } else if (!strcmp(c, "cell") || !strcmp(c, "join") || !strcmp(c, "leave")) cell_request(c, w, nw);
+    else err("unknown command %.32s", c);
     return 0;
 }
 

@@ -134,7 +134,7 @@ static int lost(struct dir *d, const struct params *p) {
     return p->loss_p > 0 && urand() < p->loss_p;
 }
 
-static void enqueue(struct dir *d, const unsigned char *data, int len, ns_t t_arr) {
+void dir_enqueue(struct dir *d, const unsigned char *data, int len, ns_t t_arr) {
     const struct params *p = cur_params(d, t_arr);
     d->rx++; d->rx_bytes += len;
     if (!p->up) { d->drop_down++; return; }
@@ -205,8 +205,25 @@ static void flush_dir(struct dir *d, ns_t now) {
     if (d->head) heap_push(d);
 }
 
+/* A direction towards the inside (cell.c): one packet at a time, so the next direction receives
+ * packets in departure order across all directions. */
+static void flush_inside(struct dir *d) {
+    struct pkt *k = d->head;
+    d->head = k->next;
+    if (!d->head) d->tail = NULL;
+    mem_bytes -= k->len;
+    heap_remove(d);
+    if (d->head) heap_push(d);
+    if (cell_forward(d, k->data, k->len, k->dep)) { d->tx++; d->tx_bytes += k->len; }
+    else d->drop_unwired++;
+    free(k);
+}
+
 static void flush_due(ns_t now) {
-    while (heapn > 0 && heap[0]->head->dep <= now) flush_dir(heap[0], now);
+    while (heapn > 0 && heap[0]->head->dep <= now) {
+        if (heap[0]->out_fd < 0) flush_inside(heap[0]);
+        else flush_dir(heap[0], now);
+    }
 }
 
 static unsigned char rxbuf[BATCH][FRAME_MAX];
@@ -232,7 +249,7 @@ static void read_socket(struct dir *d) {
             }
         int len = (int)mm[i].msg_len;
         if (len > FRAME_MAX) { d->rx++; d->drop_err++; continue; }
-        enqueue(d, rxbuf[i], len, t);
+        dir_enqueue(d, rxbuf[i], len, t);
     }
 }
 
@@ -270,6 +287,8 @@ static int open_pkt_socket(int ifindex) {
 }
 
 /* ---- links ---- */
+struct link *links_table(int *n) { *n = nlinks; return links; }
+
 struct link *find_link(int id) {
     for (int i = 0; i < nlinks; i++) if (links[i].used && links[i].id == id) return &links[i];
     return NULL;
@@ -298,10 +317,11 @@ const char *link_add(int id, const char *a, const char *b) {
     }
     struct row *sa = calloc(1, sizeof *sa), *sb = calloc(1, sizeof *sb);
     if (!sa || !sb) { free(sa); free(sb); return "out of memory"; }
-    const char *bad = if_setup(a, &ia) ? a : if_setup(b, &ib) ? b : NULL;
+    int in_a = !strcmp(a, INSIDE), in_b = !strcmp(b, INSIDE); /* "-": that end is inside (cell.c) */
+    const char *bad = !in_a && if_setup(a, &ia) ? a : !in_b && if_setup(b, &ib) ? b : NULL;
     if (bad) { free(sa); free(sb); snprintf(msg, sizeof msg, "no such interface %s", bad); return msg; }
-    int fa = open_pkt_socket(ia), fb = fa < 0 ? -1 : open_pkt_socket(ib);
-    if (fa < 0 || fb < 0) {
+    int fa = in_a ? -1 : open_pkt_socket(ia), fb = (!in_a && fa < 0) || in_b ? -1 : open_pkt_socket(ib);
+    if ((!in_a && fa < 0) || (!in_b && fb < 0)) {
         snprintf(msg, sizeof msg, "socket: %s", strerror(errno));
         if (fa >= 0) close(fa);
         free(sa); free(sb); return msg;
@@ -312,15 +332,19 @@ const char *link_add(int id, const char *a, const char *b) {
     for (int k = 0; k < 2; k++) {
         struct dir *d = &L->d[k];
         d->in_fd = k == UPLINK ? fa : fb; d->out_fd = k == UPLINK ? fb : fa; d->heap_pos = -1;
-        d->sched = k == UPLINK ? sa : sb; d->nsched = 1; d->sched[0].p.up = 1;
+        d->sched = k == UPLINK ? sa : sb; d->nsched = 1; d->sched[0].p.up = 1; d->owner = L;
     }
-    epoll_add(fa, slot * 2); epoll_add(fb, slot * 2 + 1);
+    if (fa >= 0) epoll_add(fa, slot * 2);
+    if (fb >= 0) epoll_add(fb, slot * 2 + 1);
     return NULL;
 }
 
 void link_del(struct link *L) {
+    cell_unwire(L);
     free_dir(&L->d[UPLINK]); free_dir(&L->d[DOWNLINK]);
-    close(L->fda); close(L->fdb); L->used = 0; /* closing removes them from epoll */
+    if (L->fda >= 0) close(L->fda);
+    if (L->fdb >= 0) close(L->fdb);
+    L->used = 0; /* closing removes them from epoll */
 }
 
 void dir_set_schedule(struct dir *d, struct row *rows, int n) {
@@ -334,9 +358,9 @@ void print_dir(const char *name, const struct dir *d) {
     printf("\"%s\":{\"rx\":%llu,\"tx\":%llu,\"dropped_loss\":%llu,\"dropped_queue\":%llu,"
            "\"dropped_down\":%llu,\"dropped_error\":%llu,\"dropped_mem\":%llu,\"rx_bytes\":%llu,"
            "\"tx_bytes\":%llu,\"queued\":%d,\"late_sum_ns\":%llu,\"late_max_ns\":%llu,"
-           "\"late_over_50us\":%llu,\"late_hist\":[",
+           "\"late_over_50us\":%llu,\"dropped_unwired\":%llu,\"xn_forwarded\":%llu,\"late_hist\":[",
            name, d->rx, d->tx, d->drop_loss, d->drop_queue, d->drop_down, d->drop_err, d->drop_mem, d->rx_bytes,
-           d->tx_bytes, d->qn, d->late_sum_ns, d->late_max_ns, d->late_over_50us);
+           d->tx_bytes, d->qn, d->late_sum_ns, d->late_max_ns, d->late_over_50us, d->drop_unwired, d->xn_forwarded);
     for (int i = 0; i < LATE_BUCKETS; i++) printf(i ? ",%llu" : "%llu", d->late_hist[i]);
     printf("]}");
 }

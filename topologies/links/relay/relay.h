@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #define MAX_LINKS 4096           /* links served by one relay (slots are never moved) */
+#define INSIDE "-"               /* a link end with no interface: inside the relay (cell.c) */
 
 typedef int64_t ns_t;
 
@@ -40,22 +41,44 @@ struct dir {
     unsigned long long rx, tx, drop_loss, drop_queue, drop_down, drop_err, drop_mem, rx_bytes, tx_bytes;
     unsigned long long late_sum_ns, late_max_ns, late_over_50us; /* send time - departure time */
     unsigned long long late_hist[LATE_BUCKETS]; /* departures by lateness: <= LATE_EDGE_NS[i], last: beyond */
+    unsigned long long drop_unwired; /* left towards the inside, and nothing was wired there (cell.c) */
+    unsigned long long xn_forwarded; /* a cell's downlink: frames for a UE now in another cell (cell.c) */
+    struct link *owner;        /* the link of this direction */
+    struct dir *next;          /* out_fd < 0: the direction its packets enter next (cell.c), or NULL */
 };
 
 enum { UPLINK, DOWNLINK };   /* d[UPLINK]: A->B, d[DOWNLINK]: B->A */
 extern const char *const DIR_NAME[2];
 
-struct link { int used; int id; int fda, fdb; struct dir d[2]; };
+/* fda / fdb < 0: that end is inside the relay (a cell's port, cell.c). */
+struct link {
+    int used; int id; int fda, fdb; struct dir d[2];
+    struct link *cell;         /* a UE radio link: the cell it is in */
+    unsigned char mac[6];      /* a UE radio link: its UE's address (the cell's downlink delivers by it) */
+    struct link *n3, *n3_of;   /* a cell: its backhaul link; a backhaul link: its cell */
+    struct link **members; int nmembers, cap_members; /* a cell: its UE radio links */
+};
 
 /* relay.c: links and data path */
 ns_t mono_ns(void);
 void rng_seed(uint64_t s);
 struct link *find_link(int id);
+struct link *links_table(int *n);  /* every link slot (used or not) and how many there are */
 /* Serve a link between interfaces a and b; NULL on success, else a static error text (no "err"). */
 const char *link_add(int id, const char *a, const char *b);
 void link_del(struct link *L);
 void dir_set_schedule(struct dir *d, struct row *rows, int n); /* takes ownership of rows */
 void print_dir(const char *name, const struct dir *d);
+/* A packet arriving at direction d at t_arr (CLOCK_MONOTONIC ns): the model (loss, serialiser, delay). */
+void dir_enqueue(struct dir *d, const unsigned char *data, int len, ns_t t_arr);
+
+/* cell.c: links inside the relay. Each returns NULL on success, else a static error text. */
+const char *cell_backhaul(struct link *cell, struct link *n3);
+const char *cell_join(struct link *ue, struct link *cell, const unsigned char mac[6]);
+void cell_leave(struct link *ue);
+void cell_unwire(struct link *L);       /* before L is deleted: nothing may lead into it */
+/* A packet leaving d (out_fd < 0) at dep into what d is wired to; 0: nothing is (dropped_unwired). */
+int cell_forward(struct dir *d, const unsigned char *data, int len, ns_t dep);
 
 /* control.c: the stdin/stdout control channel */
 int ctl_input(void);         /* read what stdin has, answer every complete line; -1: quit or EOF */

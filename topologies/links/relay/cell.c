@@ -1,0 +1,111 @@
+/* factorysat link relay: cells, links whose ends stay inside the relay.
+ *
+ * A link end named "-" has no interface: it is inside the relay. A cell is a link with both ends
+ * inside; its uplink direction is the cell's shared uplink capacity and its downlink the shared
+ * downlink capacity (rate, queue; delay and loss work too). UE radio links (B end inside) join a
+ * cell; the cell's backhaul (N3) link has its A end inside and its B end on the UPF's port:
+ *
+ *     UE --radio uplink--> cell uplink --> N3 uplink --> UPF
+ *     UPF --> N3 downlink --> cell downlink --(destination MAC)--> radio downlink --> UE
+ *
+ * A packet leaving a direction towards the inside enters the next one with its scheduled departure
+ * time as arrival time, so a chain adds no wake-up latency of its own: only the last direction,
+ * which sends on an interface, is late by however late the relay runs. The cell's downlink
+ * delivers a frame to the UE whose address it carries, a broadcast/multicast frame to every UE of
+ * the cell. A UE joining another cell leaves its cell first: a move between cells. Until the UPF
+ * sends the moved UE's traffic down the new cell's backhaul (the controller's path switch), the old
+ * cell forwards frames for it to its new cell, as a source gNB forwards downlink data to the target
+ * over Xn during a handover (3GPP TS 38.300 section 9.2.3.2); counted in the old cell's
+ * xn_forwarded. Anything else (no UE with that address in any cell, no backhaul, a UE in no cell)
+ * is counted in dropped_unwired.
+ */
+#include "relay.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char msg[160];
+
+static int inside_a(const struct link *L) { return L->fda < 0; }
+static int inside_b(const struct link *L) { return L->fdb < 0; }
+static int is_cell(const struct link *L) { return inside_a(L) && inside_b(L); }
+
+const char *cell_backhaul(struct link *cell, struct link *n3) {
+    if (!is_cell(cell)) snprintf(msg, sizeof msg, "link %d is not a cell (both ends must be -)", cell->id);
+    else if (!inside_a(n3) || inside_b(n3))
+        snprintf(msg, sizeof msg, "link %d cannot be a backhaul (its A end must be -, its B end an interface)", n3->id);
+    else if (cell->n3) snprintf(msg, sizeof msg, "cell %d has backhaul %d already", cell->id, cell->n3->id);
+    else if (n3->n3_of) snprintf(msg, sizeof msg, "link %d is the backhaul of cell %d already", n3->id, n3->n3_of->id);
+    else {
+        cell->n3 = n3; n3->n3_of = cell;
+        cell->d[UPLINK].next = &n3->d[UPLINK];
+        n3->d[DOWNLINK].next = &cell->d[DOWNLINK];
+        return NULL;
+    }
+    return msg;
+}
+
+const char *cell_join(struct link *ue, struct link *cell, const unsigned char mac[6]) {
+    if (!is_cell(cell)) { snprintf(msg, sizeof msg, "link %d is not a cell (both ends must be -)", cell->id); return msg; }
+    if (inside_a(ue) || !inside_b(ue)) {
+        snprintf(msg, sizeof msg, "link %d cannot join a cell (its A end must be an interface, its B end -)", ue->id);
+        return msg;
+    }
+    if (cell->nmembers == cell->cap_members) {
+        int nc = cell->cap_members ? cell->cap_members * 2 : 16;
+        struct link **nm = realloc(cell->members, (size_t)nc * sizeof *nm);
+        if (!nm) return "out of memory";
+        cell->members = nm; cell->cap_members = nc;
+    }
+    if (ue->cell) cell_leave(ue);  /* a move: the UE's queued packets stay with it */
+    cell->members[cell->nmembers++] = ue;
+    ue->cell = cell; memcpy(ue->mac, mac, 6);
+    ue->d[UPLINK].next = &cell->d[UPLINK];
+    return NULL;
+}
+
+void cell_leave(struct link *ue) {
+    struct link *cell = ue->cell;
+    if (!cell) return;
+    for (int i = 0; i < cell->nmembers; i++)
+        if (cell->members[i] == ue) { cell->members[i] = cell->members[--cell->nmembers]; break; }
+    ue->cell = NULL; ue->d[UPLINK].next = NULL;
+}
+
+void cell_unwire(struct link *L) {
+    cell_leave(L);
+    for (int i = 0; i < L->nmembers; i++) { L->members[i]->cell = NULL; L->members[i]->d[UPLINK].next = NULL; }
+    free(L->members); L->members = NULL; L->nmembers = L->cap_members = 0;
+    if (L->n3) { L->n3->n3_of = NULL; L->n3->d[DOWNLINK].next = NULL; L->n3 = NULL; }
+    if (L->n3_of) { L->n3_of->n3 = NULL; L->n3_of->d[UPLINK].next = NULL; L->n3_of = NULL; }
+}
+
+int cell_forward(struct dir *d, const unsigned char *data, int len, ns_t dep) {
+    struct link *L = d->owner;
+    if (d == &L->d[DOWNLINK] && is_cell(L)) {
+        int group = len >= 6 && (data[0] & 1), hit = 0;
+        for (int i = 0; i < L->nmembers; i++) {
+            struct link *ue = L->members[i];
+            if (group || (len >= 6 && !memcmp(ue->mac, data, 6))) {
+                dir_enqueue(&ue->d[DOWNLINK], data, len, dep);
+                hit = 1;
+                if (!group) break;
+            }
+        }
+        if (!hit && !group) { /* a UE that moved away: Xn forwarding to its cell now */
+            int n; struct link *all = links_table(&n);
+            for (int i = 0; i < n; i++) {
+                struct link *ue = &all[i];
+                if (ue->used && ue->cell && ue->cell != L && !memcmp(ue->mac, data, 6)) {
+                    dir_enqueue(&ue->cell->d[DOWNLINK], data, len, dep);
+                    d->xn_forwarded++;
+                    return 1;
+                }
+            }
+        }
+        return hit;
+    }
+    if (!d->next) return 0;
+    dir_enqueue(d->next, data, len, dep);
+    return 1;
+}
