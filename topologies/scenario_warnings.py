@@ -47,7 +47,8 @@ def scenario_warnings(scenario: Scenario) -> tuple[str, ...]:
 def fixed_links(scenario: Scenario) -> list[tuple[str, LinkPair]]:
     """(key path, link) of every link whose values are fixed for the whole run."""
     links = [(f"slices[{i}].radio", s.radio) for i, s in enumerate(scenario.slices)]
-    links += [(f"cells[{i}].backhaul", c.backhaul) for i, c in enumerate(scenario.cells)]
+    links += [(f"cells[{i}].{key}", getattr(c, key)) for i, c in enumerate(scenario.cells)
+              for key in ("capacity", "backhaul")]
     links.append(("core.edge_link", scenario.core.edge_link))
     if scenario.leo.orbit is None:
         links.append(("leo", scenario.leo.link))
@@ -63,6 +64,7 @@ def uplink_path(scenario: Scenario, group: UeGroup) -> list[tuple[str, Direction
     si = next(i for i, s in enumerate(scenario.slices) if s.name == group.slice)
     ci = next(i for i, c in enumerate(scenario.cells) if c.name == group.cell)
     hops = [(f"slices[{si}].radio.uplink", scenario.slices[si].radio.uplink),
+            (f"cells[{ci}].capacity.uplink", scenario.cells[ci].capacity.uplink),  # shared by its UEs
             (f"cells[{ci}].backhaul.uplink", scenario.cells[ci].backhaul.uplink)]
     if group.traffic.destination == scenario.core.edge:
         hops.append(("core.edge_link.uplink", scenario.core.edge_link.uplink))

@@ -306,6 +306,19 @@ def test_warnings_for_settings_that_work_oddly(raw: dict) -> None:
     assert deadline2.startswith("ue_groups[1]: ")
 
 
+def test_a_cells_capacity_is_shared_by_its_ues(raw: dict) -> None:
+    raw["cells"][0]["capacity"] = {"uplink": {"rate_mbps": 10.0}}  # 2 cameras x 8 Mbit/s + 2 AGVs
+    scenario = parse_scenario(raw)
+    assert scenario.cells[0].capacity.uplink.rate_mbps == 10.0
+    assert scenario.cells[0].capacity.downlink.is_transparent()
+    assert scenario.cells[1].capacity.uplink.rate_mbps is None
+    (load,) = scenario.warnings
+    assert load.startswith("cells[0].capacity.uplink.rate_mbps: 10 Mbit/s but the UEs offer 16.")
+    raw["cells"][0]["capacity"] = {"uplink": {"rate_mbps": -1}}
+    with pytest.raises(ConfigError, match=r"cells\[0\]\.capacity\.uplink\.rate_mbps"):
+        parse_scenario(raw)
+
+
 def test_offered_load_over_the_leo_median_rate_warns(raw: dict) -> None:
     raw["leo"]["orbit"]["rates"] = {"uplink_median_mbps": 0.1}
     (warning,) = parse_scenario(raw).warnings

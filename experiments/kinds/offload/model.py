@@ -165,7 +165,8 @@ def predict_response_ms(params: OffloadParams, scenario: Scenario,
     """
     ue = next(u for u in scenario.ues if u.name == params.client)
     radio = scenario.slice(ue.slice).radio
-    backhaul = next(c for c in scenario.cells if c.name == ue.cell).backhaul
+    cell = next(c for c in scenario.cells if c.name == ue.cell)
+    backhaul, capacity = cell.backhaul, cell.capacity
     roles = target_roles(scenario)
 
     def scheduled(name: str, direction: str) -> tuple[float, float | None]:
@@ -179,16 +180,18 @@ def predict_response_ms(params: OffloadParams, scenario: Scenario,
     out = {}
     for target in params.targets:
         role = roles[target.host]
-        up = [_hop(radio.uplink), _hop(backhaul.uplink)]
-        down = [_hop(radio.downlink), _hop(backhaul.downlink)]
+        # the gNB is a cell inside the relay (topologies/links/cells.py): its shared capacity is a
+        # hop, and it is no OVS switch
+        up = [_hop(radio.uplink), _hop(capacity.uplink), _hop(backhaul.uplink)]
+        down = [_hop(radio.downlink), _hop(capacity.downlink), _hop(backhaul.downlink)]
         if role == "edge":
             up.append(_hop(scenario.core.edge_link.uplink))
             down.append(_hop(scenario.core.edge_link.downlink))
-            switches = 2  # gNB, UPF
+            switches = 1  # UPF
         elif role == "orbit":
             up.append(scheduled("orbit_compute", "uplink"))
             down.append(scheduled("orbit_compute", "downlink"))
-            switches = 3  # gNB, UPF, user terminal
+            switches = 2  # UPF, user terminal
         else:
             if frames and "leo" in frames:
                 up.append(scheduled("leo", "uplink"))
@@ -198,7 +201,7 @@ def predict_response_ms(params: OffloadParams, scenario: Scenario,
                 down.append(_hop(scenario.leo.link.downlink))
             up.append(_hop(scenario.cloud.terrestrial.uplink))
             down.append(_hop(scenario.cloud.terrestrial.downlink))
-            switches = 4  # gNB, UPF, user terminal, ground station
+            switches = 3  # UPF, user terminal, ground station
         uplink = _one_way(up, request_wire) + switches * OVS_ONE_WAY_MS
         downlink = _one_way(down, reply_wire) + switches * OVS_ONE_WAY_MS
         compute = target.compute_ms(params.inference_gop)
