@@ -71,6 +71,13 @@ def hop_lateness(link_counters: Mapping[str, Any] | None, hop: tuple[str, str], 
     return 0.0 if value is None else value
 
 
+def ovs_switches(path: tuple[tuple[str, str], ...]) -> int:
+    """OVS switches a path crosses: one between two links, except where a cell (its own hop,
+    ``cell_<name>``, between the radio link and the backhaul) joins them inside the relay."""
+    cells = sum(link_kind(link) == "cell" for link, _ in path)
+    return max(0, len(path) - 1 - 2 * cells)
+
+
 def path_estimate(send_late_ms: np.ndarray, paths: Iterable[tuple[tuple[str, str], ...]],
                   link_counters: Mapping[str, Any] | None, ovs_extra_ms: float, q: float) -> float | None:
     """Upper bound of the emulator's error quantile ``q`` over the slowest of ``paths``."""
@@ -79,7 +86,7 @@ def path_estimate(send_late_ms: np.ndarray, paths: Iterable[tuple[tuple[str, str
     if send_q is None or not paths:
         return None
     worst = max(sum(hop_lateness(link_counters, hop, q) for hop in path)
-                + ovs_extra_ms * max(0, len(path) - 1) for path in paths)
+                + ovs_extra_ms * ovs_switches(path) for path in paths)
     return round(max(0.0, send_q) + worst, 4)
 
 

@@ -54,6 +54,10 @@ def test_relay_lateness_by_link_kind_and_path_bound() -> None:
     got = fidelity.path_estimate(send_late, [path], counters, 0.03, 0.999)
     assert got == pytest.approx(0.19)
     assert fidelity.path_estimate(np.zeros(0), [path], counters, 0.03, 0.99) is None
+    # a cell joins the radio link and the backhaul inside the relay: one switch (the UPF) left
+    in_cell = (path[0], ("cell_gnb1", "uplink"), *path[1:])
+    assert fidelity.ovs_switches(in_cell) == 1 and fidelity.ovs_switches(path) == 2
+    assert fidelity.path_estimate(send_late, [in_cell], counters, 0.03, 0.999) == pytest.approx(0.16)
 
 
 def test_held_and_its_causes() -> None:
