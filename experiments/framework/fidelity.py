@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from experiments.framework.stats import percentile
 from topologies.links.relayctl import late_quantile_ms
 
 HELD_ERROR_MS = 0.5        # issue 9: error p99.9 <= min(0.5 ms, 5 % of the tightest latency bound)
@@ -40,8 +39,8 @@ def send_lateness_ms(packets: pd.DataFrame, interval_ms_by_flow: Mapping[int, fl
 
     The senders schedule ``start_ns + seq * int(interval_ms * 1e6)`` (experiments/agents/traffic.py).
     """
-    interval_ns = packets["flow_id"].map(lambda f: int(interval_ms_by_flow[int(f)] * 1e6)).to_numpy()
-    scheduled = start_ns + packets["seq"].to_numpy().astype(np.int64) * interval_ns.astype(np.int64)
+    interval_ns = packets["flow_id"].map({int(f): int(v * 1e6) for f, v in interval_ms_by_flow.items()})
+    scheduled = start_ns + packets["seq"].to_numpy().astype(np.int64) * interval_ns.to_numpy(dtype=np.int64)
     return (packets["send_ns"].to_numpy().astype(np.int64) - scheduled) / 1e6
 
 
@@ -78,10 +77,10 @@ def ovs_switches(path: tuple[tuple[str, str], ...]) -> int:
     return max(0, len(path) - 1 - 2 * cells)
 
 
-def path_estimate(send_late_ms: np.ndarray, paths: Iterable[tuple[tuple[str, str], ...]],
+def path_estimate(send_q: float | None, paths: Iterable[tuple[tuple[str, str], ...]],
                   link_counters: Mapping[str, Any] | None, ovs_extra_ms: float, q: float) -> float | None:
-    """Upper bound of the emulator's error quantile ``q`` over the slowest of ``paths``."""
-    send_q = percentile(send_late_ms, 100 * q)
+    """Upper bound of the emulator's error quantile ``q`` over the slowest of ``paths``, from the
+    senders' lateness quantile ``send_q`` (ms; None: no packet)."""
     paths = list(paths)
     if send_q is None or not paths:
         return None
@@ -91,18 +90,17 @@ def path_estimate(send_late_ms: np.ndarray, paths: Iterable[tuple[tuple[str, str
 
 
 def assess(slices: Mapping[str, Mapping[str, Any]], bounds_ms: Mapping[str, float],
-           send_late: Mapping[str, np.ndarray], relay: Mapping[str, Mapping[str, Any]],
+           send_late: Mapping[str, float | None], relay: Mapping[str, Mapping[str, Any]],
            ovs_extra_ms: float, emulator_dropped: int, stalls: Mapping[str, Any],
            sender: str = "senders") -> dict[str, Any]:
-    """The fidelity block from per-slice estimates ``slices[name] = {"p99": .., "p999": ..}``."""
+    """The fidelity block from per-slice estimates ``slices[name] = {"p99": .., "p999": ..}`` and
+    the senders' lateness over every slice, ``send_late = {"p99": .., "p999": ..}`` (ms)."""
     p999 = [s["p999"] for s in slices.values() if s["p999"] is not None]
     p99 = [s["p99"] for s in slices.values() if s["p99"] is not None]
     limit = min(HELD_ERROR_MS, HELD_SHARE_OF_BOUND * min(bounds_ms.values())) if bounds_ms else HELD_ERROR_MS
     worst = max(p999) if p999 else None
-    parts_late = [v for v in send_late.values() if len(v)]
-    all_late = np.concatenate(parts_late) if parts_late else np.zeros(0)
     block: dict[str, Any] = {
-        "send_late_ms_p99": percentile(all_late, 99), "send_late_ms_p999": percentile(all_late, 99.9),
+        "send_late_ms_p99": send_late.get("p99"), "send_late_ms_p999": send_late.get("p999"),
         "relay_late_ms": dict(relay), "ovs_hop_ms_p99": round(ovs_extra_ms, 4),
         "emulator_dropped_pkts": int(emulator_dropped),
         "host_stalls": {k: stalls.get(k) for k in ("stalls", "stall_total_ms", "packets_flagged_pct")},
@@ -119,7 +117,7 @@ def assess(slices: Mapping[str, Mapping[str, Any]], bounds_ms: Mapping[str, floa
     if worst is None:
         causes.append("no packet to estimate the error from")
     elif worst > limit:
-        parts = {f"sender lateness ({sender})": percentile(all_late, 99.9) or 0.0,
+        parts = {f"sender lateness ({sender})": send_late.get("p999") or 0.0,
                  **{f"relay lateness on {kind} links": r["p999"] or 0.0 for kind, r in relay.items()},
                  "OVS switch hops": ovs_extra_ms}
         top = sorted(parts.items(), key=lambda kv: -kv[1] if math.isfinite(kv[1]) else -math.inf)[:2]

@@ -13,7 +13,10 @@ measured, which tables, summary and figures come out. Every kind goes through ON
    ``session.progress()``, wait, stop the agents. Anything started is recorded and killed in a
    ``finally``. The framework tears the network down afterwards, whatever happened.
 4. ``collect(session, params)``: raw files in ``session.raw_dir`` -> tidy tables, returned by
-   name; the framework writes each as ``<name>.parquet`` in the run folder (atomically).
+   name; the framework writes each as ``<name>.parquet`` in the run folder (atomically). A table
+   too large to hold (analysis memory must not grow with run length) the kind writes itself in
+   chunks with :func:`~experiments.framework.results.write_parquet_chunks` and returns as the
+   :class:`~experiments.framework.results.StoredTable` it gets back (the slices kind's packets).
 5. ``summarise(tables, session, params)``: the ``summary.json`` dict (the framework writes it).
 6. ``draw_figures(run_dir)``: (re)draw every figure from the stored Parquet/JSON only, so that
    ``factorysat figures RUN_DIR`` redraws a finished run; return the paths.

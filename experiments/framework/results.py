@@ -14,12 +14,15 @@ import platform
 import secrets
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from topologies.errors import UserError
 from topologies.ownership import hand_over_at_exit
@@ -58,6 +61,39 @@ def write_json(path: Path, data: Any) -> None:
 def write_parquet(path: Path, frame: pd.DataFrame) -> None:
     """Write a tidy table as Parquet atomically (temp file, fsync, rename)."""
     _atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+@dataclass(frozen=True)
+class StoredTable:
+    """A tidy table a kind wrote itself (too large to hold: :func:`write_parquet_chunks`)."""
+
+    path: Path
+    rows: int
+
+
+def write_parquet_chunks(path: Path, chunks: Iterable[pd.DataFrame]) -> StoredTable:
+    """Write a table given as DataFrame chunks (at least one, possibly empty; same columns), one
+    row group each, atomically (temp file, fsync, rename); only one chunk is held at a time."""
+    rows = 0
+
+    def write(tmp: Path) -> None:
+        nonlocal rows
+        writer: pq.ParquetWriter | None = None
+        try:
+            for chunk in chunks:
+                table = pa.Table.from_pandas(chunk, preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table.cast(writer.schema))
+                rows += len(chunk)
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            raise ValueError(f"{path.name}: no chunk to write (give at least one, possibly empty)")
+
+    _atomic_write(path, write)
+    return StoredTable(path, rows)
 
 
 def _atomic_write(path: Path, write: Callable[[Path], Any]) -> None:

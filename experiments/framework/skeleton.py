@@ -16,7 +16,7 @@ from pathlib import Path
 
 from experiments.framework.definition import Experiment
 from experiments.framework.kind import Kind
-from experiments.framework.results import write_json, write_parquet
+from experiments.framework.results import StoredTable, write_json, write_parquet
 from experiments.framework.session import RunOptions, RunResult, RunSession, SigtermUnwinds, disk_failure
 from experiments.kinds import REGISTRY
 
@@ -47,7 +47,8 @@ def run_experiment(experiment: Experiment, options: RunOptions = RunOptions()) -
                 kind.run_traffic(session, params)
             tables = kind.collect(session, params)
             for name, frame in tables.items():
-                write_parquet(session.run_dir / f"{name}.parquet", frame)
+                if not isinstance(frame, StoredTable):  # else the kind wrote it, in chunks
+                    write_parquet(session.run_dir / f"{name}.parquet", frame)
             summary = kind.summarise(tables, session, params)
             write_json(session.run_dir / "summary.json", summary)
             held = (summary.get("fidelity") or {}).get("held")

@@ -37,10 +37,16 @@ def block(record: StallRecord | None, packets: pd.DataFrame, include: bool,
           unavailable: str | None = None, rule: str | None = None) -> dict[str, Any]:
     """``summary.json["host_stalls"]``: what the sentinel saw and what was done with it."""
     flagged = int(packets["host_stall"].sum()) if "host_stall" in packets else 0
+    return block_counts(record, flagged, len(packets), include, unavailable, rule)
+
+
+def block_counts(record: StallRecord | None, flagged: int, total: int, include: bool,
+                 unavailable: str | None = None, rule: str | None = None) -> dict[str, Any]:
+    """:func:`block` from counts: ``flagged`` of ``total`` packets (a table read in chunks)."""
     if record is None:
         return {"detected": False, "reason": unavailable or "no host-stall sentinel ran",
                 "packets_flagged": 0, "excluded_from_timing": False}
-    out = {"detected": True, **record.summary(flagged=flagged, packets=len(packets)),
+    out = {"detected": True, **record.summary(flagged=flagged, packets=total),
            "excluded_from_timing": not include and flagged > 0,
            "rule": rule or "flagged when a stall window (widened back by one sentinel period) "
                            "overlaps the packet's flight [sent, received]",

@@ -57,3 +57,16 @@ def test_misuse_is_refused() -> None:
         tp.count("a", np.ones(3))
     with pytest.raises(ValueError, match="not planned"):
         tp.percentile("a", 99)
+
+
+def test_histogram_edges_bound_the_values() -> None:
+    values = np.array([0.5, 0.5, 1.0, 3.0, 250.0])  # ms
+    tp = TwoPassQuantiles((50,))
+    tp.count("a", values)
+    edges, counts = tp.histogram("a")
+    assert counts.sum() == 5 and np.all(np.diff(edges) > 0)
+    # every value is below its bin's upper edge and above the previous bin's (1.1 % bins)
+    for v in values:
+        i = int(np.searchsorted(edges, v, side="right"))
+        assert edges[i] > v and (i == 0 or edges[i - 1] <= v) and edges[i] < v * 1.011
+    assert tp.histogram("none")[0].size == 0

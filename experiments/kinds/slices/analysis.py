@@ -19,78 +19,42 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from experiments.agents.traffic import PROBE_RECORD, RECORD
+from experiments.agents.traffic import PROBE_RECORD
 from experiments.framework import accounting, fidelity, stalls
 from experiments.framework.accounting import LOSS_KEYS
 from experiments.framework.stats import percentile, share_pct
-
-RECORD_DTYPE = np.dtype([("flow_id", "<u4"), ("seq", "<u4"), ("send_ns", "<u8"), ("recv_ns", "<u8"),
-                         ("bytes", "<u4"), ("tos", "u1"), ("_pad", "V3")])
-assert RECORD_DTYPE.itemsize == RECORD.size
-
-
-def read_records(path: Path) -> pd.DataFrame:
-    """One receiver's raw file as a DataFrame (a trailing partial record is an error)."""
-    data = path.read_bytes()
-    if len(data) % RECORD.size:
-        raise ValueError(f"{path}: {len(data)} bytes is not a whole number of {RECORD.size}-byte records")
-    array = np.frombuffer(data, dtype=RECORD_DTYPE)
-    return pd.DataFrame({name: array[name] for name in ("flow_id", "seq", "send_ns", "recv_ns",
-                                                          "bytes", "tos")})
+from experiments.kinds.slices.packetstream import (  # noqa: F401 (read_records: this module's API too)
+    SliceFigures,
+    read_records,
+    read_records_empty,
+    tidy_records,
+)
 
 
 def tidy_packets(raw_files: list[Path], flows: pd.DataFrame) -> pd.DataFrame:
-    """Received packets joined with their flow (UE, kind, slice, destination, bound)."""
+    """Received packets of small receiver files joined with their flow (UE, kind, slice, bound)."""
     frames = [read_records(p) for p in raw_files]
     return tidy_records(pd.concat(frames, ignore_index=True) if frames else read_records_empty(), flows)
-
-
-def tidy_records(records: pd.DataFrame, flows: pd.DataFrame) -> pd.DataFrame:
-    """Raw records (duplicates dropped, unknown flows left out) joined with their flow."""
-    records = records.drop_duplicates(["flow_id", "seq"])
-    packets = records.merge(flows, on="flow_id", how="inner", validate="many_to_one")
-    packets["owd_ms"] = (packets["recv_ns"].astype("int64") - packets["send_ns"].astype("int64")) / 1e6
-    packets["dscp"] = (packets["tos"].to_numpy() >> 2).astype("uint8")
-    packets["on_time"] = packets["owd_ms"] <= packets["latency_bound_ms"]
-    columns = ["ue", "kind", "slice", "destination", "flow_id", "seq", "send_ns", "recv_ns",
-               "owd_ms", "bytes", "dscp", "on_time"]
-    return packets[columns].sort_values(["flow_id", "seq"], ignore_index=True)
-
-
-def read_records_empty() -> pd.DataFrame:
-    return pd.DataFrame({n: pd.Series(dtype=RECORD_DTYPE[n]) for n in
-                         ("flow_id", "seq", "send_ns", "recv_ns", "bytes", "tos")})
 
 
 def slice_summary(packets: pd.DataFrame, flows: pd.DataFrame,
                   loss: dict[str, dict[str, Any]] | None = None,
                   include_host_stalls: bool = False) -> dict[str, dict[str, Any]]:
+    """Per-slice figures of an in-memory packets table (one chunk): see :func:`summary_from`."""
+    return summary_from(SliceFigures(include_host_stalls).run([packets]), flows, loss)
+
+
+def summary_from(figures: SliceFigures, flows: pd.DataFrame,
+                 loss: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
     """Per-slice figures: OWD percentiles, loss, share of sent packets within the bound; with
     ``loss`` (accounting.account by slice) the loss split (LOSS_KEYS) too. Delay and deadline
-    figures leave out packets flagged ``host_stall`` unless ``include_host_stalls``."""
+    figures leave out packets flagged ``host_stall`` unless the figures were counted with
+    ``include``; the packets were counted chunk by chunk (packetstream.SliceFigures)."""
     summary: dict[str, dict[str, Any]] = {}
     for name, slice_flows in flows.groupby("slice", sort=False):  # scenario order
-        sent = int(slice_flows["packets_scheduled"].sum())
-        got = packets[packets["slice"] == name]
-        timed = stalls.timing_packets(got, include_host_stalls)
-        owd = timed["owd_ms"].to_numpy()
-        expected_dscp = int(slice_flows["dscp_expected"].iloc[0])
-        left_out = len(got) - len(timed)
-
-        summary[str(name)] = {
-            "packets": sent,
-            "packets_received": int(len(got)),
-            "packets_host_stall": int(got["host_stall"].sum()) if "host_stall" in got else 0,
-            "owd_ms_p50": percentile(owd, 50),
-            "owd_ms_p99": percentile(owd, 99),
-            "owd_ms_p999": percentile(owd, 99.9),
-            "owd_ms_max": round(float(owd.max()), 4) if owd.size else None,
-            "loss_pct": share_pct(sent - len(got), sent),
-            "deadline_met_pct": share_pct(int(timed["on_time"].sum()), sent - left_out),
-            "latency_bound_ms": float(slice_flows["latency_bound_ms"].iloc[0]),
-            "dscp_marked_pct": round(100.0 * float((got["dscp"] == expected_dscp).mean()), 2)
-            if len(got) else None,
-        }
+        summary[str(name)] = figures.slice_row(str(name), int(slice_flows["packets_scheduled"].sum()),
+                                               int(slice_flows["dscp_expected"].iloc[0]),
+                                               float(slice_flows["latency_bound_ms"].iloc[0]))
         if loss is not None and str(name) in loss:
             summary[str(name)].update({k: loss[str(name)][k] for k in LOSS_KEYS})
     return summary

@@ -26,12 +26,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from experiments.agents.traffic import PROBE_RECORD, RECORD
 from experiments.framework.accounting import Stream, path_hops
-from experiments.kinds.slices.analysis import RECORD_DTYPE, read_records_empty
+from experiments.kinds.slices.packetstream import PacketChunks, PacketCounts
 
 
 def planned_packets(duration_s: float, interval_ms: float) -> int:
@@ -40,26 +39,31 @@ def planned_packets(duration_s: float, interval_ms: float) -> int:
     return math.ceil(duration_ns / interval_ns) if interval_ns > 0 else 0
 
 
-def read_receivers(raw_dir: Path) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
-    """Every receiver's records (duplicates kept, ``file_dest`` = whose file) and per destination
-    ``{"bytes": file size, "done": its .done content or None}``."""
-    frames, receivers = [], {}
+def read_receivers(raw_dir: Path) -> dict[str, dict[str, Any]]:
+    """Per destination with a record file: ``{"bytes": file size, "done": its .done content or None}``
+    (the records themselves are read in chunks: packetstream.PacketChunks)."""
+    receivers = {}
     for path in sorted(raw_dir.glob("recv-*.bin")):
-        dest = path.stem.removeprefix("recv-")
         done_path = Path(f"{path}.done")
-        done = json.loads(done_path.read_text()) if done_path.exists() else None
-        data = path.read_bytes()
-        receivers[dest] = {"bytes": len(data), "done": done}
-        array = np.frombuffer(data[:len(data) - len(data) % RECORD.size], dtype=RECORD_DTYPE)
-        frame = pd.DataFrame({n: array[n] for n in ("flow_id", "seq", "send_ns", "recv_ns", "bytes", "tos")})
-        frames.append(frame.assign(file_dest=dest))
-    records = pd.concat(frames, ignore_index=True) if frames else read_records_empty().assign(file_dest="")
-    return records, receivers
+        receivers[path.stem.removeprefix("recv-")] = {
+            "bytes": path.stat().st_size,
+            "done": json.loads(done_path.read_text()) if done_path.exists() else None}
+    return receivers
 
 
-def reconcile_flows(records: pd.DataFrame, flows: pd.DataFrame, duration_s: float,
+def count_packets(raw_dir: Path, flows: pd.DataFrame) -> PacketCounts:
+    """The checks of one pass over every record file, keeping no packet (for callers that need
+    only the counts; a run's collect gets them while it writes packets.parquet)."""
+    chunks = PacketChunks(flows, None)
+    for _ in chunks.files(raw_dir):
+        pass
+    return chunks.counts
+
+
+def reconcile_flows(packets: PacketCounts, flows: pd.DataFrame, duration_s: float,
                     receivers: dict[str, dict[str, Any]]) -> tuple[list[str], dict[str, int]]:
-    """Problems and totals of the checks in the module docstring (flows: ``flows_table`` rows)."""
+    """Problems and totals of the checks in the module docstring (flows: ``flows_table`` rows;
+    ``packets``: what the pass over the record files counted)."""
     problems: list[str] = []
     for dest, info in sorted(receivers.items()):
         if info["done"] is None:
@@ -81,27 +85,20 @@ def reconcile_flows(records: pd.DataFrame, flows: pd.DataFrame, duration_s: floa
         if f.packets_sent + f.send_errors != f.packets_scheduled:
             problems.append(f"sender {f.ue}: sent {f.packets_sent} + errors {f.send_errors} "
                             f"!= scheduled {f.packets_scheduled}")
-    known = flows.set_index("flow_id")
-    keys = records[["flow_id", "seq"]]
-    duplicates = int(keys.duplicated().sum())
-    if duplicates:
-        problems.append(f"{duplicates} duplicate packets (same flow and sequence number received twice)")
-    joined = records.join(known[["destination", "packets_scheduled"]], on="flow_id")
-    phantom = joined["destination"].isna() | (joined["seq"] >= joined["packets_scheduled"]) \
-        | (joined["destination"] != joined["file_dest"])
-    if phantom.any():
-        problems.append(f"{int(phantom.sum())} phantom packets (unknown flow, unscheduled sequence "
+    if packets.duplicates:
+        problems.append(f"{packets.duplicates} duplicate packets (same flow and sequence number "
+                        "received twice)")
+    if packets.phantoms:
+        problems.append(f"{packets.phantoms} phantom packets (unknown flow, unscheduled sequence "
                         "number or wrong receiver)")
-    unique = records[~keys.duplicated() & ~phantom.to_numpy()]
-    got = unique.groupby("flow_id").size()
     for f in flows.itertuples():
-        if int(got.get(f.flow_id, 0)) > f.packets_sent:
-            problems.append(f"flow {f.flow_id} ({f.ue}): received {int(got.get(f.flow_id, 0))} > "
-                            f"sent {f.packets_sent}")
+        got = packets.received.get(int(f.flow_id), 0)
+        if got > f.packets_sent:
+            problems.append(f"flow {f.flow_id} ({f.ue}): received {got} > sent {f.packets_sent}")
     checks = {"planned_pkts": planned, "scheduled_pkts": int(flows["packets_scheduled"].sum()),
               "sent_pkts": int(flows["packets_sent"].sum()), "send_errors": int(flows["send_errors"].sum()),
-              "received_pkts": int(len(unique)), "duplicate_pkts": duplicates,
-              "phantom_pkts": int(phantom.sum())}
+              "received_pkts": packets.total(), "duplicate_pkts": packets.duplicates,
+              "phantom_pkts": packets.phantoms}
     checks["lost_pkts"] = checks["scheduled_pkts"] - checks["received_pkts"]
     return problems, checks
 

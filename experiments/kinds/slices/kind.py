@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,10 @@ import pandas as pd
 from experiments.framework import accounting, fidelity, stalls
 from experiments.framework.kind import Kind
 from experiments.framework.plotting import save
+from experiments.framework.results import write_parquet_chunks
 from experiments.framework.session import RunSession
-from experiments.kinds.slices import analysis, counts, figures
+from experiments.framework.streaming import TwoPassQuantiles
+from experiments.kinds.slices import analysis, counts, figures, packetstream
 from experiments.kinds.slices.traffic import (
     LINK_COUNTERS_FILE,
     OVS_COUNTERS_FILE,
@@ -42,6 +45,7 @@ class SlicesKind(Kind):
 
     def __init__(self) -> None:
         self._counts: dict[str, Any] | None = None  # loss split and reconciliation, from collect()
+        self._figures: packetstream.SliceFigures | None = None  # per-slice counts and percentiles
         self._counters_source = "unavailable"
 
     def run_traffic(self, session: RunSession, params: Any) -> None:
@@ -63,17 +67,32 @@ class SlicesKind(Kind):
         finally:
             traffic.kill_all()
 
-    def collect(self, session: RunSession, params: Any) -> dict[str, pd.DataFrame]:
+    def collect(self, session: RunSession, params: Any) -> dict[str, Any]:
+        """Raw records -> packets.parquet in chunks (packetstream.py: memory bounded in run length),
+        counted as they pass; then the percentiles' second pass over the stored table."""
         raw = session.raw_dir
         flows = flows_table(plan_flows(session.scenario), raw)
-        records, receivers = counts.read_receivers(raw)  # a truncated file is a problem, not a crash
-        packets = stalls.flag(analysis.tidy_records(records.drop(columns="file_dest"), flows),
-                              session.host_stalls)
-        problems, checks = counts.reconcile_flows(records, flows, session.duration_s, receivers)
+        receivers = counts.read_receivers(raw)  # a truncated file is a problem, not a crash
+        chunks = packetstream.PacketChunks(flows, session.host_stalls)
+        figures = packetstream.SliceFigures(session.options.include_host_stalls,
+                                            dict(zip(flows["flow_id"], flows["interval_ms"], strict=True)),
+                                            session.start_ns)
+
+        def counted() -> Iterator[pd.DataFrame]:
+            for chunk in chunks.files(raw):
+                figures.count(chunk)
+                yield chunk
+
+        packets = write_parquet_chunks(session.run_dir / "packets.parquet", counted())
+        figures.plan()
+        for chunk in packetstream.parquet_chunks(packets.path):
+            figures.gather(chunk)
+        self._figures = figures
+        problems, checks = counts.reconcile_flows(chunks.counts, flows, session.duration_s, receivers)
         problems += counts.reconcile_probes(raw)
         link_counters = self._link_counters(session)
         links = accounting.session_links(session)
-        received = packets.groupby("flow_id").size()
+        received = pd.Series(chunks.counts.received, dtype="int64")
         probe_dir = raw if session.experiment.probes else None
         per_flow = accounting.account(counts.streams(flows, received, links, probe_dir, group="flow_id"),
                                       link_counters, counts.socket_drops(receivers))
@@ -91,7 +110,7 @@ class SlicesKind(Kind):
                         "link_counters": link_counters,
                         "reconciliation": accounting.reconciliation(problems, checks),
                         "source": self._counters_source}
-        tables = {"packets": packets, "flows": flows}
+        tables: dict[str, Any] = {"packets": packets, "flows": flows}
         if session.experiment.probes:
             tables["rtt"] = analysis.tidy_probes(sorted(raw.glob("probe-*.bin")), session.start_ns)
         return tables
@@ -103,7 +122,9 @@ class SlicesKind(Kind):
         assert self._counts is not None
         loss = self._counts["loss"]
         include = session.options.include_host_stalls
-        summary: dict[str, Any] = analysis.slice_summary(tables["packets"], tables["flows"], loss, include)
+        figures = self._figures
+        assert figures is not None
+        summary: dict[str, Any] = analysis.summary_from(figures, tables["flows"], loss)
         if "rtt" in tables:
             summary["probes"] = analysis.probe_summary(tables["rtt"])
         summary["loss_accounting"] = {
@@ -112,8 +133,9 @@ class SlicesKind(Kind):
             "attribution": "a link's drops count for a slice only if no other slice or probe "
                            "crosses it; per flow (flows.parquet) that is the UE's radio hop"}
         summary["reconciliation"] = self._counts["reconciliation"]
-        summary["host_stalls"] = stalls.block(session.host_stalls, tables["packets"], include,
-                                              session.metadata.get("host_stalls", {}).get("unavailable"))
+        summary["host_stalls"] = stalls.block_counts(
+            session.host_stalls, figures.flagged(), figures.received(), include,
+            session.metadata.get("host_stalls", {}).get("unavailable"))
         summary["fidelity"] = self._fidelity(tables, session, summary)
         return summary
 
@@ -121,21 +143,21 @@ class SlicesKind(Kind):
                   ) -> dict[str, Any]:
         """The run's own error estimate per slice (experiments/framework/fidelity.py)."""
         assert self._counts is not None
-        flows, counters = tables["flows"], self._counts["link_counters"]
-        packets = stalls.timing_packets(tables["packets"], include=False)
-        lateness = fidelity.send_lateness_ms(packets, dict(zip(flows["flow_id"], flows["interval_ms"],
-                                                                strict=True)), session.start_ns)
+        assert self._figures is not None
+        flows, counters, late = tables["flows"], self._counts["link_counters"], self._figures.late
         hop = session.metadata.get("ovs_switch_hop") or {}
         ovs_extra = max(0.0, (hop.get("switch_hop_ms_p99") or 0.0) - (hop.get("switch_hop_ms_mean") or 0.0))
         links = accounting.session_links(session)
-        per_slice, send_late, bounds = {}, {}, {}
+        per_slice, bounds = {}, {}
         for name, group in flows.groupby("slice", sort=False):
-            late = lateness[(packets["slice"] == name).to_numpy()]
             paths = [accounting.path_hops(links, f.ue, f.destination) for f in group.itertuples()]
-            send_late[str(name)] = late
             bounds[str(name)] = float(group["latency_bound_ms"].iloc[0])
-            per_slice[str(name)] = {q_name: fidelity.path_estimate(late, paths, counters, ovs_extra, q)
-                                    for q_name, q in (("p99", 0.99), ("p999", 0.999))}
+            per_slice[str(name)] = {
+                q_name: fidelity.path_estimate(late.percentile(str(name), 100 * q), paths, counters,
+                                               ovs_extra, q)
+                for q_name, q in (("p99", 0.99), ("p999", 0.999))}
+        send_late = {"p99": late.percentile(packetstream.ALL, 99),
+                     "p999": late.percentile(packetstream.ALL, 99.9)}
         total = summary["loss_accounting"]["total"]
         dropped = total["emulator_loss_pkts"] + max(0, total["unattributed_loss_pkts"])
         engine = (session.metadata.get("traffic_engine") or {}).get("implementation")
@@ -160,14 +182,21 @@ class SlicesKind(Kind):
         return counters
 
     def draw_figures(self, run_dir: Path) -> list[Path]:
-        packets = pd.read_parquet(run_dir / "packets.parquet")
+        columns = ["slice", "owd_ms", "host_stall"]
+        chunks = packetstream.parquet_chunks(run_dir / "packets.parquet", columns)
         flows = pd.read_parquet(run_dir / "flows.parquet")
         bounds = dict(zip(flows["slice"], flows["latency_bound_ms"], strict=True))
         summary = json.loads((run_dir / "summary.json").read_text())
         excluded = summary.get("host_stalls", {}).get("excluded_from_timing", False)
         held = summary.get("fidelity", {}).get("held", True)
-        paths = save(figures.owd_cdf(stalls.timing_packets(packets, not excluded), bounds,
-                                     left_out=int(packets["host_stall"].sum()) if excluded else 0,
+        owd, left_out = TwoPassQuantiles(()), 0  # binned counts only: packets are read in chunks
+        for chunk in chunks:
+            timed = stalls.timing_packets(chunk, not excluded)
+            left_out += len(chunk) - len(timed)
+            for name, group in timed.groupby("slice", sort=False, observed=True):
+                owd.count(str(name), group["owd_ms"].to_numpy(dtype=float))
+        hists = {str(name): owd.histogram(str(name)) for name in flows["slice"].unique()}
+        paths = save(figures.owd_cdf(hists, bounds, left_out=left_out,
                                      fidelity_note=None if held else "emulator fidelity NOT held: see "
                                      "summary.json 'fidelity'"),
                      run_dir / "owd_cdf")
