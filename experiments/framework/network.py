@@ -27,6 +27,7 @@ from controllers.policy import HostSpec, SlicePolicy, SliceSpec, SwitchSpec
 from experiments.framework.results import write_json
 from topologies.errors import RunFailed
 from topologies.factory import FactoryTopo
+from topologies.hosts import FactoryHost
 from topologies.links import LinkEngine, select_backend
 from topologies.links.backend import check_settings, direction_params_in
 from topologies.links.backends import REGISTRY
@@ -133,7 +134,7 @@ class EmulatedNetwork:
         link = functools.partial(self.engine.link_class, txo=self.datapath != "user")
         # Bridges and their root-namespace ports are tagged with the run id as they are created.
         self.net = Mininet(topo=self.topo, switch=switch_class(self.datapath, self.manifest.run_id),
-                           controller=None, link=link, build=False, autoSetMacs=False,
+                           host=FactoryHost, controller=None, link=link, build=False, autoSetMacs=False,
                            waitConnected=False)
         self.net.build()
         # Mininet starts one shell per node during build(); their pids exist only from then on.

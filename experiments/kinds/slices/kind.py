@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,7 @@ import pandas as pd
 from experiments.framework import accounting, fidelity, stalls
 from experiments.framework.kind import Kind
 from experiments.framework.plotting import save
-from experiments.framework.results import write_parquet_chunks
 from experiments.framework.session import RunSession
-from experiments.framework.streaming import TwoPassQuantiles
 from experiments.kinds.slices import analysis, counts, figures, packetstream
 from experiments.kinds.slices.traffic import (
     LINK_COUNTERS_FILE,
@@ -73,26 +70,14 @@ class SlicesKind(Kind):
         raw = session.raw_dir
         flows = flows_table(plan_flows(session.scenario), raw)
         receivers = counts.read_receivers(raw)  # a truncated file is a problem, not a crash
-        chunks = packetstream.PacketChunks(flows, session.host_stalls)
-        figures = packetstream.SliceFigures(session.options.include_host_stalls,
-                                            dict(zip(flows["flow_id"], flows["interval_ms"], strict=True)),
-                                            session.start_ns)
-
-        def counted() -> Iterator[pd.DataFrame]:
-            for chunk in chunks.files(raw):
-                figures.count(chunk)
-                yield chunk
-
-        packets = write_parquet_chunks(session.run_dir / "packets.parquet", counted())
-        figures.plan()
-        for chunk in packetstream.parquet_chunks(packets.path):
-            figures.gather(chunk)
-        self._figures = figures
-        problems, checks = counts.reconcile_flows(chunks.counts, flows, session.duration_s, receivers)
+        packets, packet_counts, self._figures = packetstream.store_packets(
+            raw, flows, session.host_stalls, session.run_dir / "packets.parquet",
+            session.options.include_host_stalls, session.start_ns)
+        problems, checks = counts.reconcile_flows(packet_counts, flows, session.duration_s, receivers)
         problems += counts.reconcile_probes(raw)
         link_counters = self._link_counters(session)
         links = accounting.session_links(session)
-        received = pd.Series(chunks.counts.received, dtype="int64")
+        received = pd.Series(packet_counts.received, dtype="int64")
         probe_dir = raw if session.experiment.probes else None
         per_flow = accounting.account(counts.streams(flows, received, links, probe_dir, group="flow_id"),
                                       link_counters, counts.socket_drops(receivers))
@@ -182,20 +167,13 @@ class SlicesKind(Kind):
         return counters
 
     def draw_figures(self, run_dir: Path) -> list[Path]:
-        columns = ["slice", "owd_ms", "host_stall"]
-        chunks = packetstream.parquet_chunks(run_dir / "packets.parquet", columns)
-        flows = pd.read_parquet(run_dir / "flows.parquet")
-        bounds = dict(zip(flows["slice"], flows["latency_bound_ms"], strict=True))
+        chunks = packetstream.parquet_chunks(run_dir / "packets.parquet", packetstream.HIST_COLUMNS)
         summary = json.loads((run_dir / "summary.json").read_text())
         excluded = summary.get("host_stalls", {}).get("excluded_from_timing", False)
         held = summary.get("fidelity", {}).get("held", True)
-        owd, left_out = TwoPassQuantiles(()), 0  # binned counts only: packets are read in chunks
-        for chunk in chunks:
-            timed = stalls.timing_packets(chunk, not excluded)
-            left_out += len(chunk) - len(timed)
-            for name, group in timed.groupby("slice", sort=False, observed=True):
-                owd.count(str(name), group["owd_ms"].to_numpy(dtype=float))
-        hists = {str(name): owd.histogram(str(name)) for name in flows["slice"].unique()}
+        hists, left_out = packetstream.owd_histograms(chunks, excluded)
+        flows = pd.read_parquet(run_dir / "flows.parquet")
+        bounds = dict(zip(flows["slice"], flows["latency_bound_ms"], strict=True))
         paths = save(figures.owd_cdf(hists, bounds, left_out=left_out,
                                      fidelity_note=None if held else "emulator fidelity NOT held: see "
                                      "summary.json 'fidelity'"),

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from experiments.agents.traffic import RECORD
 from experiments.framework.fidelity import send_lateness_ms
+from experiments.framework.results import StoredTable, write_parquet_chunks
 from experiments.framework.stats import share_pct
 from experiments.framework.streaming import TwoPassQuantiles
 from topologies.hoststall import StallRecord
@@ -243,6 +244,43 @@ class SliceFigures:
         if self.start_ns is None or packets.empty:
             return np.zeros(0)
         return send_lateness_ms(packets, self.intervals_ms, self.start_ns)
+
+
+def store_packets(raw_dir: Path, flows: pd.DataFrame, record: StallRecord | None, out: Path,
+                  include: bool, start_ns: int | None) -> tuple[StoredTable, PacketCounts, SliceFigures]:
+    """Every receiver file of ``raw_dir`` -> ``out`` (packets.parquet), chunk by chunk, counted as
+    it passes; then the percentiles' second pass over ``out``. Memory: see the module docstring."""
+    chunks = PacketChunks(flows, record)
+    figures = SliceFigures(include, dict(zip(flows["flow_id"], flows["interval_ms"], strict=True)), start_ns)
+
+    def counted() -> Iterator[pd.DataFrame]:
+        for chunk in chunks.files(raw_dir):
+            figures.count(chunk)
+            yield chunk
+
+    stored = write_parquet_chunks(out, counted())
+    figures.plan()
+    for chunk in parquet_chunks(stored.path):
+        figures.gather(chunk)
+    return stored, chunks.counts, figures
+
+
+HIST_COLUMNS = ["slice", "owd_ms", "host_stall"]
+
+
+def owd_histograms(chunks: Iterable[pd.DataFrame], exclude_stalls: bool
+                   ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], int]:
+    """Per slice, binned one-way delays of a stored packets table's chunks (``parquet_chunks(path,
+    HIST_COLUMNS)``; figures.owd_cdf draws them) and how many packets a host stall touched were
+    left out."""
+    owd, left_out, slices = TwoPassQuantiles(()), 0, set()
+    for chunk in chunks:
+        flagged = chunk["host_stall"].to_numpy(dtype=bool) if exclude_stalls else np.zeros(len(chunk), bool)
+        left_out += int(flagged.sum())
+        for name, group in chunk[~flagged].groupby("slice", sort=False, observed=True):
+            owd.count(str(name), group["owd_ms"].to_numpy(dtype=float))
+            slices.add(str(name))
+    return {name: owd.histogram(name) for name in slices}, left_out
 
 
 PASS_COLUMNS = ["slice", "flow_id", "seq", "send_ns", "owd_ms", "on_time", "dscp", "host_stall"]
