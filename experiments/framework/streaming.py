@@ -10,9 +10,11 @@ analysis reads them in chunks. :class:`TwoPassQuantiles` gives the same percenti
    them; then ``gather`` every chunk again, keeping only the values in those bins;
 3. ``percentile``: the order statistics from the kept values, interpolated as numpy does.
 
-Memory: the histograms (a few thousand counters per group) plus the values of the planned bins.
-A bin holds at most its share of the data; with percentiles spread over the distribution that is
-a small part of it (:attr:`TwoPassQuantiles.kept` says how many values were held).
+Memory: the histograms (a few thousand counters per group) plus, per planned bin, its values when
+it holds at most ``KEEP_MAX`` of them; a more crowded bin (a narrow distribution: most packets in
+one 1.1 % bin) is counted instead at 1 ns resolution over its width (at most ``COUNT_MAX_NS``
+counters), which is exact for values on a 1 ns grid, as every delay computed from ns timestamps is.
+:attr:`TwoPassQuantiles.kept` says how many values and counters pass 2 held.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ BINS_PER_OCTAVE = 64
 _MAX_OCTAVES = 64                      # |value| up to 2^64 ns
 _SIDE = BINS_PER_OCTAVE * _MAX_OCTAVES + 1
 _NBINS = 2 * _SIDE + 1                 # negative side, zero, positive side
+KEEP_MAX = 1 << 20                     # pass 2 keeps the values of a bin holding at most this many
+COUNT_MAX_NS = 1 << 22                 # ... else counts them per ns over a bin at most this wide
 
 
 def bin_of(values_ns: np.ndarray) -> np.ndarray:
@@ -49,6 +53,7 @@ class TwoPassQuantiles:
         self._hist: dict[Hashable, np.ndarray] = {}
         self._wanted: dict[Hashable, dict[int, list[int]]] = {}  # group -> bin -> ranks in it
         self._kept: dict[Hashable, dict[int, list[np.ndarray]]] = {}
+        self._counted: dict[Hashable, dict[int, tuple[int, np.ndarray]]] = {}  # bin -> (lo ns, counts)
         self._planned = False
 
     # --- pass 1 ---------------------------------------------------------------------------------
@@ -74,7 +79,13 @@ class TwoPassQuantiles:
             for rank in sorted({r for q in self.qs for r in _ranks(int(cum[-1]), q)}):
                 wanted.setdefault(int(np.searchsorted(cum, rank, side="right")), []).append(rank)
             self._wanted[group] = wanted
-            self._kept[group] = {b: [] for b in wanted}
+            counted = {}
+            for b in wanted:
+                lo, hi = _bin_ns(b)
+                if hist[b] > KEEP_MAX and hi - lo <= COUNT_MAX_NS:
+                    counted[b] = (lo, np.zeros(hi - lo + 1, dtype=np.int64))
+            self._counted[group] = counted
+            self._kept[group] = {b: [] for b in wanted if b not in counted}
 
     # --- pass 2 ---------------------------------------------------------------------------------
     def gather(self, group: Hashable, values: np.ndarray) -> None:
@@ -86,11 +97,16 @@ class TwoPassQuantiles:
             return
         values = np.asarray(values, dtype=np.float64)
         values = values[~np.isnan(values)]
-        bins = bin_of(np.rint(values * self.scale))
+        ns = np.rint(values * self.scale)
+        bins = bin_of(ns)
         for b, kept in self._kept[group].items():
             hit = values[bins == b]
             if hit.size:
                 kept.append(hit)
+        for b, (lo, counts) in self._counted[group].items():
+            hit = ns[bins == b].astype(np.int64) - lo
+            if hit.size:
+                counts += np.bincount(hit, minlength=counts.size)[:counts.size]
 
     def histogram(self, group: Hashable) -> tuple[np.ndarray, np.ndarray]:
         """Pass 1's bins of ``group`` that hold values: (upper edge of each bin in the values' unit,
@@ -107,7 +123,8 @@ class TwoPassQuantiles:
     @property
     def kept(self) -> int:
         """Values held by pass 2 (the memory it needed)."""
-        return sum(a.size for per in self._kept.values() for parts in per.values() for a in parts)
+        return (sum(a.size for per in self._kept.values() for parts in per.values() for a in parts)
+                + sum(c.size for per in self._counted.values() for _, c in per.values()))
 
     def percentile(self, group: Hashable, q: float, digits: int = 4) -> float | None:
         """The ``q``-th percentile of ``group`` (numpy's linear method), rounded; None when empty."""
@@ -132,8 +149,34 @@ class TwoPassQuantiles:
     def _value(self, group: Hashable, cum: np.ndarray, rank: int) -> float:
         b = int(np.searchsorted(cum, rank, side="right"))
         below = int(cum[b - 1]) if b else 0
+        if b in self._counted[group]:
+            lo, counts = self._counted[group][b]
+            return (lo + int(np.searchsorted(np.cumsum(counts), rank - below, side="right"))) / self.scale
         values = np.sort(np.concatenate(self._kept[group][b]))
         return float(values[rank - below])
+
+
+def _bin_ns(b: int) -> tuple[int, int]:
+    """The smallest and largest integer ns value of bin ``b`` (bin_of's inverse)."""
+    mag = abs(b - _SIDE)
+    if mag == 0:
+        return 0, 0
+    pos = _SIDE + mag  # the positive bin of the same magnitude
+
+    def inside(v: int) -> bool:
+        return int(bin_of(np.array([v]))[0]) == pos
+
+    lo = max(1, math.floor(2.0 ** ((mag - 1) / BINS_PER_OCTAVE)))
+    hi = max(lo, math.ceil(2.0 ** (mag / BINS_PER_OCTAVE)))
+    while lo > 1 and inside(lo - 1):  # float edges: settle on the exact ones (a step or two)
+        lo -= 1
+    while not inside(lo):
+        lo += 1
+    while inside(hi + 1):
+        hi += 1
+    while not inside(hi):
+        hi -= 1
+    return (lo, hi) if b > _SIDE else (-hi, -lo)
 
 
 def _ranks(n: int, q: float) -> tuple[int, int]:

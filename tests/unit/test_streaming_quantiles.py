@@ -70,3 +70,21 @@ def test_histogram_edges_bound_the_values() -> None:
         i = int(np.searchsorted(edges, v, side="right"))
         assert edges[i] > v and (i == 0 or edges[i - 1] <= v) and edges[i] < v * 1.011
     assert tp.histogram("none")[0].size == 0
+
+
+def test_a_crowded_bin_is_counted_per_ns_and_stays_exact(monkeypatch) -> None:
+    from experiments.framework import streaming
+
+    monkeypatch.setattr(streaming, "KEEP_MAX", 100)  # so the test's bins count instead of keep
+    rng = np.random.default_rng(9)
+    ns = np.concatenate([1_000_000 + rng.integers(-3000, 3000, 50_000), -rng.integers(1, 500, 300)])
+    values = ns / 1e6  # ms on a 1 ns grid, as delays from ns timestamps are
+    tp = TwoPassQuantiles(QS)
+    for part in np.array_split(values, 5):
+        tp.count("g", part)
+    tp.plan()
+    for part in np.array_split(values, 5):
+        tp.gather("g", part)
+    assert tp._counted["g"] and tp.kept < values.size  # counters, not values
+    for q in QS:
+        assert tp.percentile("g", q) == percentile(values, q), q
