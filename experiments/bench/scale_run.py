@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 import sys
 import time
 import traceback
@@ -12,9 +11,7 @@ from typing import Any
 
 from experiments.bench import scale
 from experiments.framework.definition import Experiment
-from experiments.framework.results import base_metadata, mark_complete, write_json
-from topologies.errors import UserError
-from topologies.ownership import hand_over_at_exit
+from experiments.framework.results import base_metadata, mark_complete, new_bench_dir, write_json
 from topologies.paths import REPO_ROOT
 
 
@@ -123,13 +120,7 @@ def metadata(base: dict[str, Any], sizes: tuple[int, ...], duration_s: float, st
 
 
 def main(sizes: tuple[int, ...], duration_s: float, results: Path) -> int:
-    run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(2)
-    out = results / "bench_scale" / run_id
-    try:
-        out.mkdir(parents=True)
-        hand_over_at_exit(out, results)
-    except OSError as exc:
-        raise UserError(f"--results {results}: not a writable folder ({exc.strerror})") from exc
+    run_id, out = new_bench_dir(results, "bench_scale")
     rows: list[dict[str, Any]] = []
     started, base = time.time(), base_metadata()
     for n in sizes:

@@ -1,5 +1,6 @@
-"""``factorysat bench links|leo|scale``: the link engine's fidelity (experiments/bench/links.py), orbit
-schedule speed (bench/leo.py) and the whole emulator's error as the factory grows (bench/scale.py)."""
+"""``factorysat bench links|leo|scale|analysis``: the link engine's fidelity (experiments/bench/links.py),
+orbit schedule speed (bench/leo.py), the whole emulator's error as the factory grows (bench/scale.py)
+and a run's analysis memory as the run gets longer (bench/analysis.py)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ TCP_CC_RE = re.compile(r"[a-z][a-z0-9_]{0,14}")  # the kernel's TCP_CA_NAME_MAX 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("bench", help="benchmarks (links: link engine fidelity)",
                               description="Measure the emulator against its goals.")
-    p.add_argument("what", choices=("links", "leo", "scale"),
+    p.add_argument("what", choices=("links", "leo", "scale", "analysis"),
                    help="links: link-engine fidelity (root); leo: orbit schedule generation speed; "
-                        "scale: whole-emulator error at 10..500 UEs (root)")
+                        "scale: whole-emulator error at 10..500 UEs (root); analysis: peak memory of "
+                        "a run's analysis at 1 min .. 1 h of the 124-UE factory (synthetic records)")
     p.add_argument("--backend", choices=("all", *REGISTRY), default="all",
                    help="link backend(s) to measure (default: every backend available here)")
     p.add_argument("--quick", action="store_true", help="shorter runs (10 updates instead of 60)")
@@ -36,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sizes", help="scale: comma-separated UE counts (default: experiments/bench/"
                                    "scale.py SIZES, 10 to 500)")
     p.add_argument("--duration-s", type=float, default=20.0, help="scale: traffic seconds per size")
+    p.add_argument("--durations-s", help="analysis: comma-separated run lengths (default 60,600,3600)")
     p.set_defaults(func=run)
 
 
@@ -51,6 +54,22 @@ def run(args: argparse.Namespace) -> int:
         from experiments.bench import leo as bench_leo
 
         return bench_leo.main([])
+    if args.what == "analysis":
+        from experiments.bench import analysis as bench_analysis
+
+        words = (args.durations_s or ",".join(f"{d:g}" for d in bench_analysis.DURATIONS_S)).split(",")
+        try:
+            durations = tuple(float(w) for w in words)
+            for i, d in enumerate(durations):
+                check_number(f"--durations-s[{i}]", d, min=1.0, max=3600.0)
+        except ValueError:
+            print(f"factorysat bench: --durations-s {args.durations_s!r}; allowed: comma-separated "
+                  "seconds 1..3600, e.g. 60,3600", file=sys.stderr)
+            return 2
+        except UserError as exc:
+            print(f"factorysat bench: {exc}", file=sys.stderr)
+            return 2
+        return bench_analysis.main(durations, args.results)
     if os.geteuid() != 0:
         print("factorysat bench: needs root (network namespaces); use sudo", file=sys.stderr)
         return 2

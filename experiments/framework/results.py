@@ -53,6 +53,18 @@ def new_run_dir(experiment: str, results_root: Path | None = None) -> tuple[str,
     return run_id, path
 
 
+def new_bench_dir(results_root: Path, bench: str) -> tuple[str, Path]:
+    """``(run_id, results_root/<bench>/<run_id>)`` for a benchmark's output, created."""
+    run_id = dt.datetime.now().strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(2)
+    out = results_root / bench / run_id
+    try:
+        out.mkdir(parents=True)
+        hand_over_at_exit(out, results_root)
+    except OSError as exc:
+        raise UserError(f"--results {results_root}: not a writable folder ({exc.strerror})") from exc
+    return run_id, out
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (temp file, fsync, rename) so readers never see half a file."""
     _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str) + "\n"))
