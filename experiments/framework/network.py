@@ -27,7 +27,7 @@ from controllers.policy import HostSpec, SlicePolicy, SliceSpec, SwitchSpec
 from experiments.framework.results import write_json
 from topologies.errors import RunFailed
 from topologies.factory import FactoryTopo
-from topologies.hosts import FactoryHost
+from topologies.hosts import FactoryHost, static_arp
 from topologies.links import LinkEngine, select_backend
 from topologies.links.backend import check_settings, direction_params_in
 from topologies.links.backends import REGISTRY
@@ -140,7 +140,7 @@ class EmulatedNetwork:
         # Mininet starts one shell per node during build(); their pids exist only from then on.
         for node in (*self.net.hosts, *self.net.switches):
             self.manifest.add_process(f"shell:{node.name}", node.pid)
-        self.net.staticArp()
+        static_arp(self.net.hosts)
 
         policy_path = self.run_dir / "controller_policy.json"
         write_json(policy_path, self.controller_policy().to_dict())
