@@ -45,6 +45,21 @@ static const struct field FIELDS[13] = {  /* the 13 numbers of P... in wire orde
 
 static struct { unsigned long long requests, errors, too_long, rows; } cnt;
 
+const long long LATE_EDGE_NS[LATE_BUCKETS - 1] = {10000, 20000, 50000, 100000, 200000, 500000, 1000000,
+                                                   2000000, 5000000, 10000000, 20000000, 50000000, 100000000};
+
+void print_dir(const char *name, const struct dir *d) {
+    printf("\"%s\":{\"rx\":%llu,\"tx\":%llu,\"dropped_loss\":%llu,\"dropped_queue\":%llu,"
+           "\"dropped_down\":%llu,\"dropped_error\":%llu,\"dropped_mem\":%llu,\"rx_bytes\":%llu,"
+           "\"tx_bytes\":%llu,\"queued\":%d,\"late_sum_ns\":%llu,\"late_max_ns\":%llu,"
+           "\"late_over_50us\":%llu,\"dropped_unwired\":%llu,\"xn_forwarded\":%llu,\"late_hist\":[",
+           name, d->rx, d->tx, d->drop_loss, d->drop_queue, d->drop_down, d->drop_err, d->drop_mem, d->rx_bytes,
+           d->tx_bytes, d->qn, d->late_sum_ns, d->late_max_ns, d->late_over_50us, d->drop_unwired, d->xn_forwarded);
+    for (int i = 0; i < LATE_BUCKETS; i++) printf(i ? ",%llu" : "%llu", d->late_hist[i]);
+    printf("]}");
+}
+
+
 /* the line being read: at most LINE_MAX_BYTES kept, a longer one only flagged */
 static char line[LINE_MAX_BYTES + 1]; static size_t line_len; static int line_long;
 

@@ -9,7 +9,7 @@
  * the packet's arrival time, so schedule changes happen in the data path with no control lag.
  *
  * Control: one command per line on stdin, one reply line on stdout (control.c; the protocol is in
- * ../relayproc.py; ../pyrelay.py is the Python twin). Build: gcc -O2 -Wall -o relay relay.c control.c -lm
+ * ../relayproc.py; ../pyrelay.py is the Python twin). Build: gcc -O2 -Wall -o relay relay.c control.c cell.c iface.c -lm
  */
 #include "relay.h"
 #include <arpa/inet.h>
@@ -253,39 +253,6 @@ static void read_socket(struct dir *d) {
     }
 }
 
-/* ---- interfaces ---- */
-static int if_setup(const char *name, int *ifindex) {
-    int s = socket(AF_INET, SOCK_DGRAM, 0);
-    struct ifreq ifr; memset(&ifr, 0, sizeof ifr); strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
-    if (ioctl(s, SIOCGIFINDEX, &ifr) < 0) { close(s); return -1; }
-    *ifindex = ifr.ifr_ifindex;
-    /* offloads off: tx checksum, TSO, GSO, GRO (legacy ethtool ioctls; errors ignored) */
-    int cmds[] = {ETHTOOL_STXCSUM, ETHTOOL_STSO, ETHTOOL_SGSO, ETHTOOL_SGRO};
-    for (unsigned i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
-        struct ethtool_value ev = {.cmd = cmds[i], .data = 0};
-        ifr.ifr_data = (void *)&ev; ioctl(s, SIOCETHTOOL, &ifr);
-    }
-    memset(&ifr.ifr_ifru, 0, sizeof ifr.ifr_ifru);
-    if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0) { ifr.ifr_flags |= IFF_UP; ioctl(s, SIOCSIFFLAGS, &ifr); }
-    close(s);
-    return 0;
-}
-
-static int open_pkt_socket(int ifindex) {
-    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK, 0);
-    if (fd < 0) return -1;
-    int one = 1, big = 8 << 20;
-    setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one);
-    setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one);
-    setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big);
-    struct sockaddr_ll sll; memset(&sll, 0, sizeof sll);
-    sll.sll_family = AF_PACKET; sll.sll_protocol = htons(ETH_P_ALL); sll.sll_ifindex = ifindex;
-    if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0) { close(fd); return -1; }
-    return fd;
-}
-
 /* ---- links ---- */
 struct link *links_table(int *n) { *n = nlinks; return links; }
 
@@ -349,20 +316,6 @@ void link_del(struct link *L) {
 
 void dir_set_schedule(struct dir *d, struct row *rows, int n) {
     free(d->sched); d->sched = rows; d->nsched = n; d->sidx = 0;
-}
-
-const long long LATE_EDGE_NS[LATE_BUCKETS - 1] = {10000, 20000, 50000, 100000, 200000, 500000, 1000000,
-                                                   2000000, 5000000, 10000000, 20000000, 50000000, 100000000};
-
-void print_dir(const char *name, const struct dir *d) {
-    printf("\"%s\":{\"rx\":%llu,\"tx\":%llu,\"dropped_loss\":%llu,\"dropped_queue\":%llu,"
-           "\"dropped_down\":%llu,\"dropped_error\":%llu,\"dropped_mem\":%llu,\"rx_bytes\":%llu,"
-           "\"tx_bytes\":%llu,\"queued\":%d,\"late_sum_ns\":%llu,\"late_max_ns\":%llu,"
-           "\"late_over_50us\":%llu,\"dropped_unwired\":%llu,\"xn_forwarded\":%llu,\"late_hist\":[",
-           name, d->rx, d->tx, d->drop_loss, d->drop_queue, d->drop_down, d->drop_err, d->drop_mem, d->rx_bytes,
-           d->tx_bytes, d->qn, d->late_sum_ns, d->late_max_ns, d->late_over_50us, d->drop_unwired, d->xn_forwarded);
-    for (int i = 0; i < LATE_BUCKETS; i++) printf(i ? ",%llu" : "%llu", d->late_hist[i]);
-    printf("]}");
 }
 
 /* Wake-up overshoot of timed sleeps in this VM varies (tens of us); wake early by its recent p99

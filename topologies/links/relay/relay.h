@@ -68,7 +68,11 @@ struct link *links_table(int *n);  /* every link slot (used or not) and how many
 const char *link_add(int id, const char *a, const char *b);
 void link_del(struct link *L);
 void dir_set_schedule(struct dir *d, struct row *rows, int n); /* takes ownership of rows */
-void print_dir(const char *name, const struct dir *d);
+void print_dir(const char *name, const struct dir *d); /* control.c: one direction's counters (JSON) */
+
+/* iface.c: interfaces (-1 on failure) */
+int if_setup(const char *name, int *ifindex);  /* index, offloads off, up */
+int open_pkt_socket(int ifindex);              /* non-blocking AF_PACKET socket with rx timestamps */
 /* A packet arriving at direction d at t_arr (CLOCK_MONOTONIC ns): the model (loss, serialiser, delay). */
 void dir_enqueue(struct dir *d, const unsigned char *data, int len, ns_t t_arr);
 
