@@ -25,7 +25,7 @@ MAX_LINKS = 4096
 INSIDE = "-"                   # a link end with no interface: inside the relay (relay/cell.c)
 MAC_RE = re.compile(rb"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 # Departure lateness histogram of the data path (stats key ``late_hist``): bucket i counts departures
-# at most LATE_EDGES_NS[i] late, the last bucket those beyond. relay/relay.h holds the same edges.
+# at most LATE_EDGES_NS[i] late, the last bucket those beyond. relay/control.c holds the same edges.
 LATE_EDGES_NS = (10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000, 2_000_000, 5_000_000,
                  10_000_000, 20_000_000, 50_000_000, 100_000_000)
 
