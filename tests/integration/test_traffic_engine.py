@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from linkbed import two_hosts  # same folder: on sys.path under pytest
 
-from experiments.kinds.slices.packetstream import RECORD_DTYPE
 from experiments.kinds.slices.counts import planned_packets
 from experiments.kinds.slices.engine import TrafficEngine, engine_binary
+from experiments.kinds.slices.packetstream import RECORD_DTYPE
 from topologies.links import DirectionParams
 from topologies.manifest import Manifest
 
