@@ -24,6 +24,7 @@ unit: setup
 
 bench: setup
 	$(ASROOT) $(PY) -m experiments bench links
+	$(ASROOT) $(PY) -m experiments bench engine
 	$(ASROOT) $(PY) -m experiments bench scale
 	$(PY) -m experiments bench analysis
 	$(PY) -m experiments bench leo

@@ -1,6 +1,7 @@
-"""``factorysat bench links|leo|scale|analysis``: the link engine's fidelity (experiments/bench/links.py),
-orbit schedule speed (bench/leo.py), the whole emulator's error as the factory grows (bench/scale.py)
-and a run's analysis memory as the run gets longer (bench/analysis.py)."""
+"""``factorysat bench links|leo|scale|analysis|engine``: the link engine's fidelity
+(experiments/bench/links.py), orbit schedule speed (bench/leo.py), the whole emulator's error as the
+factory grows (bench/scale.py), a run's analysis memory as the run gets longer (bench/analysis.py)
+and the C traffic engine's throughput per CPU core (bench/engine.py)."""
 
 from __future__ import annotations
 
@@ -24,10 +25,11 @@ TCP_CC_RE = re.compile(r"[a-z][a-z0-9_]{0,14}")  # the kernel's TCP_CA_NAME_MAX 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("bench", help="benchmarks (links: link engine fidelity)",
                               description="Measure the emulator against its goals.")
-    p.add_argument("what", choices=("links", "leo", "scale", "analysis"),
+    p.add_argument("what", choices=("links", "leo", "scale", "analysis", "engine"),
                    help="links: link-engine fidelity (root); leo: orbit schedule generation speed; "
                         "scale: whole-emulator error at 10..500 UEs (root); analysis: peak memory of "
-                        "a run's analysis at 1 min .. 1 h of the 124-UE factory (synthetic records)")
+                        "a run's analysis at 1 min .. 1 h of the 124-UE factory (synthetic records); "
+                        "engine: the C traffic engine's packets per CPU second (root)")
     p.add_argument("--backend", choices=("all", *REGISTRY), default="all",
                    help="link backend(s) to measure (default: every backend available here)")
     p.add_argument("--quick", action="store_true", help="shorter runs (10 updates instead of 60)")
@@ -73,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         print("factorysat bench: needs root (network namespaces); use sudo", file=sys.stderr)
         return 2
+    if args.what == "engine":
+        from experiments.bench import engine as bench_engine
+
+        return bench_engine.main(args.results)
     if args.what == "scale":
         from experiments.bench import scale_run
         from experiments.bench.scale import SIZES

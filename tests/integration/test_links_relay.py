@@ -178,7 +178,8 @@ def test_relay_link_to_a_root_namespace_switch() -> None:
         h1 = net.addHost("h1", ip="10.0.0.1/24")
         h2 = net.addHost("h2", ip="10.0.0.2/24")
         manifest.add("ovs_bridge", f"s{tag}")
-        sw = net.addSwitch(f"s{tag}", cls=OVSSwitch, datapath="user", failMode="standalone")
+        # a dpid given: Mininet derives one only from digits in the name, and a random tag may have none
+        sw = net.addSwitch(f"s{tag}", cls=OVSSwitch, datapath="user", failMode="standalone", dpid="1")
         net.addLink(h1, sw, cls=engine.link_class, link_name="up", uplink=DirectionParams(delay_ms=5),
                     downlink=DirectionParams(delay_ms=5), txo=False)
         net.addLink(h2, sw, cls=engine.link_class, link_name="plain", txo=False)
