@@ -185,7 +185,7 @@ def test_netem_schedule_replayer_death_is_reported(tmp_path: Path, monkeypatch: 
 def test_controller_readiness_timeout_scales_and_is_a_run_failure() -> None:
     from controllers.launcher import ControllerDied, ControllerNotReady, ready_timeout_s
 
-    assert ready_timeout_s(5, 20) == 30 + 5 + 5
+    assert ready_timeout_s(5, 20) == 90 + 5 + 5
     assert ready_timeout_s(6, 130) > 60  # 124 UEs: ~130 ports
     assert ready_timeout_s(100, 10_000) == 600
     assert issubclass(ControllerNotReady, RunFailed) and issubclass(ControllerNotReady, TimeoutError)
