@@ -66,6 +66,11 @@ class TwoPassQuantiles:
             hist = self._hist.setdefault(group, np.zeros(_NBINS, dtype=np.int64))
             hist += np.bincount(bins, minlength=_NBINS)
 
+    @property
+    def groups(self) -> list[Hashable]:
+        """The groups counted so far, in the order they first came."""
+        return list(self._hist)
+
     def n(self, group: Hashable) -> int:
         hist = self._hist.get(group)
         return int(hist.sum()) if hist is not None else 0
@@ -128,10 +133,10 @@ class TwoPassQuantiles:
 
     def percentile(self, group: Hashable, q: float, digits: int = 4) -> float | None:
         """The ``q``-th percentile of ``group`` (numpy's linear method), rounded; None when empty."""
+        if q not in self.qs:
+            raise ValueError(f"percentile {q} was not planned; planned: {self.qs}")
         hist = self._hist.get(group)
-        if hist is None or q not in self.qs:
-            if q not in self.qs:
-                raise ValueError(f"percentile {q} was not planned; planned: {self.qs}")
+        if hist is None:
             return None
         cum = np.cumsum(hist)
         lo_rank, hi_rank = _ranks(int(cum[-1]), q)

@@ -263,7 +263,8 @@ class LinkEngine:
 
     def move_ue(self, radio_link: str, cell: str) -> None:
         """Move the UE of ``radio_link`` to ``cell`` while the run goes on (its queued packets move
-        with it; downlink packets queued for it in the old cell are dropped: ``dropped_unwired``)."""
+        with it; downlink frames that reach the old cell are forwarded to the new one, as over Xn:
+        relay/cell.c, ``xn_forwarded``)."""
         link = self._link(radio_link)
         if link.cell is None or link.inside != (False, True):
             raise ValueError(f"link {radio_link!r} is not a UE's radio link in a cell")

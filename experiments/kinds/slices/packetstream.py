@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from experiments.agents.traffic import RECORD
 from experiments.framework.fidelity import send_lateness_ms
 from experiments.framework.results import StoredTable, write_parquet_chunks
+from experiments.framework.stalls import flag
 from experiments.framework.stats import share_pct
 from experiments.framework.streaming import TwoPassQuantiles
 from topologies.hoststall import StallRecord
@@ -103,7 +104,13 @@ class PacketChunks:
         self._dest = flows["destination"].astype(str).to_numpy()
         self._seen = np.zeros(int(self._offset[-1]), dtype=bool)  # one byte per scheduled packet
         self._received = np.zeros(len(ids), dtype=np.int64)
-        self.counts = PacketCounts()
+        self._duplicates = self._phantoms = 0
+
+    @property
+    def counts(self) -> PacketCounts:
+        """What the chunks so far held: duplicates, phantoms, new packets per flow."""
+        return PacketCounts(self._duplicates, self._phantoms,
+                            {int(f): int(n) for f, n in zip(self._ids, self._received, strict=True)})
 
     def add(self, dest: str, records: np.ndarray) -> pd.DataFrame:
         """One chunk of ``dest``'s receiver file -> its new, valid packets, tidied and flagged."""
@@ -117,18 +124,17 @@ class PacketChunks:
         else:  # no flows: every record is a phantom
             safe = np.zeros(len(flow), dtype=np.int64)
             valid = np.zeros(len(flow), dtype=bool)
-        self.counts.phantoms += int((~valid).sum())
+        self._phantoms += int((~valid).sum())
         pos = (self._offset[safe] + seq)[valid]
         first = np.zeros(pos.size, dtype=bool)
         first[np.unique(pos, return_index=True)[1]] = True   # first of each (flow, seq) in the chunk
         new = first & ~self._seen[pos]
-        self.counts.duplicates += int(pos.size - new.sum())
+        self._duplicates += int(pos.size - new.sum())
         self._seen[pos[new]] = True
         keep = np.flatnonzero(valid)[new]
         self._received += np.bincount(safe[keep], minlength=len(self._ids))
-        self.counts.received = {int(f): int(n) for f, n in zip(self._ids, self._received, strict=True)}
         frame = pd.DataFrame({n: records[n][keep] for n in RECORD_FIELDS})
-        return flag_chunk(tidy_records(frame, self.flows), self.record)
+        return flag(tidy_records(frame, self.flows), self.record)
 
     def files(self, raw_dir: Path) -> Iterator[pd.DataFrame]:
         """Every receiver file of ``raw_dir`` (``recv-<dest>.bin``), chunk by chunk; at least one
@@ -141,13 +147,6 @@ class PacketChunks:
                 yielded = True
         if not yielded:
             yield self.add("", np.zeros(0, dtype=RECORD_DTYPE))
-
-
-def flag_chunk(packets: pd.DataFrame, record: StallRecord | None) -> pd.DataFrame:
-    """``packets`` with ``host_stall`` (experiments/framework/stalls.flag, for a chunk)."""
-    from experiments.framework.stalls import flag
-
-    return flag(packets, record)
 
 
 class SliceFigures:
@@ -171,9 +170,7 @@ class SliceFigures:
         for name, group in chunk.groupby("slice", sort=False, observed=True):
             c = self.n.setdefault(str(name), {"received": 0, "host_stall": 0, "timed": 0, "on_time": 0,
                                               "dscp": {}, "owd_max": None})
-            flagged = group["host_stall"].to_numpy(dtype=bool) if "host_stall" in group else \
-                np.zeros(len(group), dtype=bool)
-            timed = group if self.include else group[~flagged]
+            flagged, timed = self._timing(group)
             c["received"] += len(group)
             c["host_stall"] += int(flagged.sum())
             c["timed"] += len(timed)
@@ -196,23 +193,24 @@ class SliceFigures:
     def gather(self, chunk: pd.DataFrame) -> None:
         """Pass 2 over the same chunks."""
         for name, group in chunk.groupby("slice", sort=False, observed=True):
-            flagged = group["host_stall"].to_numpy(dtype=bool) if "host_stall" in group else \
-                np.zeros(len(group), dtype=bool)
-            timed = group if self.include else group[~flagged]
+            flagged, timed = self._timing(group)
             self.owd.gather(str(name), timed["owd_ms"].to_numpy(dtype=np.float64))
             late = self._lateness(group[~flagged])
             self.late.gather(str(name), late)
             self.late.gather(ALL, late)
 
-    def run(self, chunks: Iterable[pd.DataFrame] | None = None, path: Path | None = None) -> SliceFigures:
-        """Both passes: over in-memory ``chunks`` (a list), or over the row groups of ``path``."""
-        source = (lambda: iter(chunks)) if chunks is not None else (lambda: parquet_chunks(path))
-        for chunk in source():
-            self.count(chunk)
+    def second_pass(self, chunks: Iterable[pd.DataFrame]) -> SliceFigures:
+        """Plan, then gather over the chunks pass 1 counted (the same ones, again)."""
         self.plan()
-        for chunk in source():
+        for chunk in chunks:
             self.gather(chunk)
         return self
+
+    def run(self, chunks: list[pd.DataFrame]) -> SliceFigures:
+        """Both passes over in-memory chunks."""
+        for chunk in chunks:
+            self.count(chunk)
+        return self.second_pass(chunks)
 
     def slice_row(self, name: str, sent: int, expected_dscp: int, bound_ms: float) -> dict[str, Any]:
         """The summary.json figures of one slice (analysis.slice_summary's keys)."""
@@ -240,6 +238,12 @@ class SliceFigures:
     def received(self) -> int:
         return sum(c["received"] for c in self.n.values())
 
+    def _timing(self, group: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+        """A slice's packets in a chunk: which a host stall touched, and those its timing counts."""
+        flagged = group["host_stall"].to_numpy(dtype=bool) if "host_stall" in group else \
+            np.zeros(len(group), dtype=bool)
+        return flagged, group if self.include else group[~flagged]
+
     def _lateness(self, packets: pd.DataFrame) -> np.ndarray:
         if self.start_ns is None or packets.empty:
             return np.zeros(0)
@@ -259,9 +263,7 @@ def store_packets(raw_dir: Path, flows: pd.DataFrame, record: StallRecord | None
             yield chunk
 
     stored = write_parquet_chunks(out, counted())
-    figures.plan()
-    for chunk in parquet_chunks(stored.path):
-        figures.gather(chunk)
+    figures.second_pass(parquet_chunks(stored.path))
     return stored, chunks.counts, figures
 
 
@@ -273,23 +275,21 @@ def owd_histograms(chunks: Iterable[pd.DataFrame], exclude_stalls: bool
     """Per slice, binned one-way delays of a stored packets table's chunks (``parquet_chunks(path,
     HIST_COLUMNS)``; figures.owd_cdf draws them) and how many packets a host stall touched were
     left out."""
-    owd, left_out, slices = TwoPassQuantiles(()), 0, set()
+    owd, left_out = TwoPassQuantiles(()), 0
     for chunk in chunks:
         flagged = chunk["host_stall"].to_numpy(dtype=bool) if exclude_stalls else np.zeros(len(chunk), bool)
         left_out += int(flagged.sum())
         for name, group in chunk[~flagged].groupby("slice", sort=False, observed=True):
             owd.count(str(name), group["owd_ms"].to_numpy(dtype=float))
-            slices.add(str(name))
-    return {name: owd.histogram(name) for name in slices}, left_out
+    return {str(name): owd.histogram(name) for name in owd.groups}, left_out
 
 
 PASS_COLUMNS = ["slice", "flow_id", "seq", "send_ns", "owd_ms", "on_time", "dscp", "host_stall"]
 
 
-def parquet_chunks(path: Path | None, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+def parquet_chunks(path: Path, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
     """A Parquet table's row groups, one DataFrame at a time (only ``columns``; default: what the
     per-slice figures read)."""
-    assert path is not None
     if not path.exists():  # named as a missing file (pyarrow's own error does not carry the name)
         raise FileNotFoundError(2, "No such file", str(path))
     table = pq.ParquetFile(path)  # opened now: a damaged file fails here, not later

@@ -186,9 +186,6 @@ class RelayBackend(LinkBackend):
         """UE radio link ``ue`` (end b inside) joins ``cell`` (leaving its cell first: a move)."""
         self._relay().command(f"join {ue.link_id} {cell.link_id} {mac}")
 
-    def cell_leave(self, ue: RelayLink) -> None:
-        self._relay().command(f"leave {ue.link_id}")
-
     def detach(self, link: RelayLink) -> None:
         if self.relay is not None and self.relay.alive():
             self.relay.command(f"del {link.link_id}")
