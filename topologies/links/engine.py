@@ -6,10 +6,9 @@ validation, delay compensation (the backend's own latency and the switch hop, th
 packets is the backend's (:class:`topologies.links.backend.LinkBackend`, chosen from
 :data:`topologies.links.backends.REGISTRY`).
 
-Cells (gNBs, :mod:`topologies.links.cells`) always run in a relay, whatever the backend: their UEs
-share one capacity, which netem cannot do. With the relay backend they share its process; with
-another backend the engine starts a relay for the cells alone. A cell's radio and backhaul links
-end inside that relay; every other link stays on the engine's backend.
+Cells (gNBs, :mod:`topologies.links.cells`) are the engine's second strategy,
+:class:`topologies.links.cellplane.CellPlane`: it serves them in a relay, whatever the backend,
+and the engine hands it every link whose ``cell`` is set.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from topologies.errors import RunFailed
 from topologies.links.backend import BackendContext, BackendLink, Endpoint, LinkBackend, Setting
 from topologies.links.backends import REGISTRY, metadata_keys, select_backend
 from topologies.links.backends.relay import RelayBackend
+from topologies.links.cellplane import CellPlane
 from topologies.links.commands import tool_versions
 from topologies.links.compensation import compensate
 from topologies.links.direction import DIRECTIONS, DOWNLINK, UPLINK, check_direction
@@ -76,9 +76,7 @@ class LinkEngine:
         self._started = False
         self._link_class: type | None = None
         self._cell_class: type | None = None
-        self._ctx = ctx
-        self.cell_backend: RelayBackend | None = None  # the relay serving cells (see the docstring)
-        self._cells: dict[str, str] = {}               # cell name -> the link name of its capacity
+        self.cell_plane = CellPlane(self, ctx, self._links)  # the cells (see the docstring)
 
     # --- life cycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -90,8 +88,7 @@ class LinkEngine:
 
     def stop(self) -> None:
         """Stop schedules and the backend, remove what it created. Idempotent."""
-        if self.cell_backend is not None and self.cell_backend is not self.backend:
-            self.cell_backend.stop()
+        self.cell_plane.stop()
         self.backend.stop()
         self._started = False
 
@@ -99,13 +96,11 @@ class LinkEngine:
         """The backend's process or thread that died mid-run (relay, tc batch, replayer), or None."""
         if not self._started:
             return None
-        cells = self.cell_backend.failed() if self.cell_backend not in (None, self.backend) else None
-        return cells or self.backend.failed()
+        return self.cell_plane.failed() or self.backend.failed()
 
     def data_path_pids(self) -> list[int]:
         """Processes of the data path (relays), for CPU accounting."""
-        extra = self.cell_backend.data_path_pids() if self.cell_backend not in (None, self.backend) else []
-        return [*self.backend.data_path_pids(), *extra]
+        return [*self.backend.data_path_pids(), *self.cell_plane.data_path_pids()]
 
     @property
     def link_class(self) -> type:
@@ -122,6 +117,11 @@ class LinkEngine:
             from topologies.links.cells import make_cell_class  # imports Mininet: only when used
             self._cell_class = make_cell_class(self)
         return self._cell_class
+
+    @property
+    def cell_backend(self) -> RelayBackend | None:
+        """The relay serving cells: the backend itself if it is the relay, else the cells' own."""
+        return self.cell_plane.relay
 
     @property
     def calibration(self) -> dict[str, Any]:
@@ -198,8 +198,7 @@ class LinkEngine:
             "calibration": self.calibration,
             "seed": self.seed,
             "links": len(self._links),
-            "cells": {"served_by": "relay" if self._cells else None, "links": dict(self._cells),
-                      "calibration": self.cell_backend.calibration() if self.cell_backend else None},
+            "cells": self.cell_plane.metadata(),
             "switch_hop_ms_compensated": self.switch_hop_ms,
             # link -> direction -> worst part of the charged switch latency a delay could not absorb
             "switch_hop_shortfall_ms": {k: dict(v) for k, v in self.shortfall_ms.items() if any(v.values())},
@@ -216,68 +215,36 @@ class LinkEngine:
         (it joins the cell; ``ue_mac``: the UE's address, which the cell delivers to), node1 for
         the cell's backhaul."""
         hops = {d: 0 for d in DIRECTIONS} | {check_direction(d): n for d, n in (switch_hops or {}).items()}
-        if cell is not None and (cell not in self._cells or cell_end not in (1, 2)):
-            raise ValueError(f"link {name!r}: cell {cell!r} end {cell_end}; known cells: "
-                             f"{', '.join(sorted(self._cells)) or 'none'}, ends 1 or 2")
-        if cell is not None and cell_end == 2 and not ue_mac:
-            raise ValueError(f"link {name!r}: a UE's radio link needs ue_mac")
+        fields = self.cell_plane.link_fields(name, cell, cell_end, ue_mac)  # checked by the cell plane
         with self._lock:
             if name in self._links:
                 raise ValueError(f"link_name {name!r} is already used in this engine")
             self._links[name] = _Link(name=name, emulated=emulated or cell is not None, switch_hops=hops,
-                                      backend=self.backend if cell is None else self.cell_backend,
-                                      cell=cell, inside=(cell_end == 1, cell_end == 2), ue_mac=ue_mac)
+                                      **fields)
 
     def make_intf_pair(self, name: str, end1: Endpoint, end2: Endpoint,
                        options: Mapping[str, Any] | None = None) -> None:
         """Have the backend create an emulated link's interfaces (node1's end first)."""
         link = self._link(name)
-        if link.cell is None:
+        if link.cell is not None:  # a cell's link: made in the cells' relay
+            link.backend_link = self.cell_plane.make_inside_link(link, end1, end2, options)
+        else:
             link.backend_link = self.backend.make_intf_pair(name, end1, end2, dict(options or {}))
-            return
-        if options:
-            raise ValueError(f"link {name!r}: a cell's links take no backend_options")
-        assert self.cell_backend is not None
-        link.backend_link = self.cell_backend.make_inside_link(
-            name, None if link.inside[0] else end1, None if link.inside[1] else end2)
 
-    # --- cells ----------------------------------------------------------------------------------
+    # --- cells (the cell plane's: see its module) -----------------------------------------------
     def add_cell(self, cell: str, uplink: DirectionParams, downlink: DirectionParams) -> str:
         """Create cell ``cell`` (its UEs share ``uplink`` / ``downlink``); the name of its link."""
-        if cell in self._cells:
-            raise ValueError(f"cell {cell!r} exists already in this engine")
-        if self.cell_backend is None:
-            if isinstance(self.backend, RelayBackend):
-                self.cell_backend = self.backend
-            else:  # netem cannot share a capacity: cells get a relay of their own
-                self.cell_backend = RelayBackend(self._ctx)
-                self.cell_backend.start()
-        name = f"cell_{cell}"
-        self._cells[cell] = name
-        self.add_link(name, emulated=True, cell=cell, cell_end=1)
-        link = self._links[name]
-        link.inside = (True, True)
-        link.backend_link = self.cell_backend.make_inside_link(name, None, None)
-        self.attach(name, uplink, downlink)
-        return name
+        return self.cell_plane.add_cell(cell, uplink, downlink)
 
     def move_ue(self, radio_link: str, cell: str) -> None:
         """Move the UE of ``radio_link`` to ``cell`` while the run goes on (its queued packets move
         with it; downlink frames that reach the old cell are forwarded to the new one, as over Xn:
         relay/cell.c, ``xn_forwarded``)."""
-        link = self._link(radio_link)
-        if link.cell is None or link.inside != (False, True):
-            raise ValueError(f"link {radio_link!r} is not a UE's radio link in a cell")
-        if cell not in self._cells:
-            raise ValueError(f"cell {cell!r}: allowed {', '.join(sorted(self._cells))}")
-        assert self.cell_backend is not None
-        self.cell_backend.cell_join(link.backend_link, self._links[self._cells[cell]].backend_link,
-                                    str(link.ue_mac))
-        link.cell = cell
+        self.cell_plane.move_ue(self._link(radio_link), cell)
 
     def cell_of(self, radio_link: str) -> str | None:
         """The cell a UE's radio link is in now (None: not a cell's radio link)."""
-        return self._link(radio_link).cell
+        return self.cell_plane.cell_of(self._link(radio_link))
 
     def offloads(self, name: str, uplink: DirectionParams, downlink: DirectionParams,
                  txo: bool) -> tuple[str, ...]:
@@ -291,13 +258,7 @@ class LinkEngine:
         link.params = {UPLINK: uplink, DOWNLINK: downlink}
         settings = [self._setting(link, d, link.params[d]) for d in DIRECTIONS]
         link.backend.attach(link.backend_link, *settings)
-        if link.cell is not None and link.inside != (True, True):
-            assert self.cell_backend is not None
-            cell = self._links[self._cells[link.cell]].backend_link
-            if link.inside[1]:  # a UE's radio link
-                self.cell_backend.cell_join(link.backend_link, cell, str(link.ue_mac))
-            else:               # the cell's backhaul
-                self.cell_backend.cell_backhaul(cell, link.backend_link)
+        self.cell_plane.attached(link)  # a UE joins its cell, a backhaul becomes its cell's
 
     def remove_link(self, name: str) -> None:
         """Stop emulating link ``name`` and forget it (before its interfaces are deleted)."""
