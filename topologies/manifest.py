@@ -5,7 +5,9 @@ Each run owns one JSON file ``<tag>.json`` under ``STATE_ROOT`` (``/var/lib/fact
 recorded *before* its object is created, after checking that no object of that name exists (a clash
 fails the run, :class:`NameClash`); the object is then tagged with the run id where it lives
 (:mod:`topologies.runobjects`). An object is removed only if both hold: the manifest records it and
-it carries this run's tag. Processes are recorded by pid and kernel start time. The manifest keeps
+it carries this run's tag. Processes are recorded by pid and kernel start time; so are threads of
+other processes whose scheduling the run changed (kind ``sched``, :mod:`topologies.schedprio`),
+which removal puts back as they were. The manifest keeps
 the boot id: after a reboot its owner is known dead, its processes, namespaces and links are known
 gone, and only its bridges are left to remove. Files are written whole (temporary file, then
 rename), so no reader ever sees a half-written manifest; :meth:`Manifest.load` validates owner,
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from topologies import runobjects
+from topologies import runobjects, schedprio
 from topologies.errors import UserError
 from topologies.manifest_check import (
     EMPTY_GRACE_S,
@@ -81,6 +83,8 @@ class Step:
     def __str__(self) -> str:
         e = self.entry
         what = f"{e['kind']} {e['name']}" + (f" (pid {e['pid']})" if e["kind"] == "process" else "")
+        if e["kind"] == "sched":
+            what = f"real-time priority of {e['name']} (back to policy {e['policy']})"
         return f"{what}: {self.why}" if self.why else what
 
 
@@ -160,7 +164,7 @@ class Manifest:
         name exists already (it is not this run's: the run must not create, use or remove it)."""
         if kind not in KINDS:
             raise ValueError(f"manifest kind {kind!r}; allowed: {', '.join(KINDS)}")
-        if kind != "process":
+        if kind not in ("process", "sched"):  # a sched entry names a thread that exists
             if any(e["kind"] == kind and e["name"] == name for e in self.entries):
                 return  # already recorded (several parts of a run may record the same object)
             if runobjects.exists(kind, name):
@@ -200,6 +204,9 @@ class Manifest:
                 steps.append(Step(entry, "gone", "gone with the reboot (manifest of an earlier boot)"))
                 continue
             try:
+                if kind == "sched":
+                    steps.append(Step(entry, *schedprio.restore_step(entry)))
+                    continue
                 if kind == "process":
                     start = entry.get("start")
                     alive = start is not None and proc_start_time(entry["pid"]) == start
@@ -234,6 +241,8 @@ class Manifest:
                 try:
                     if entry["kind"] == "process":
                         stop_process(entry["pid"], entry.get("start"))
+                    elif entry["kind"] == "sched":
+                        schedprio.restore(entry)
                     else:
                         runobjects.delete(entry["kind"], entry["name"])
                 except Exception as exc:  # keep going: remove as much as possible

@@ -21,7 +21,7 @@ from topologies.errors import UserError
 from topologies.runobjects import boot_id, proc_start_time
 
 FORMAT = 2
-KINDS = ("process", "ovs_bridge", "netns", "link")
+KINDS = ("process", "sched", "ovs_bridge", "netns", "link")  # also the removal order
 EMPTY_GRACE_S = 60.0  # an empty manifest older than this has no writer (writes take microseconds)
 
 # Run tags: "fs" + 2 characters for runs (experiments/framework/network.py; up to 6 for scratch
@@ -128,6 +128,8 @@ def _entry_problem(entry: Any, prefix: str) -> str | None:
         if entry["start"] is not None and not _is_int(entry["start"]):
             return f"start {entry['start']!r}; allowed: an integer or null"
         return None
+    if kind == "sched":
+        return _sched_problem(entry)
     if set(entry) != {"kind", "name"}:
         return f"{kind} keys {sorted(entry)}; allowed: kind, name"
     if kind == "netns":
@@ -136,6 +138,26 @@ def _entry_problem(entry: Any, prefix: str) -> str | None:
         ok = (isinstance(name, str) and len(name) <= IFNAME_MAX
               and re.fullmatch(rf"{prefix}[A-Za-z0-9]+(-eth[0-9]+)?", name))
     return None if ok else f"{kind} name {name!r}; allowed: this run's names ({prefix}...)"
+
+
+_SCHED_KEYS = {"kind", "name", "pid", "start", "policy", "priority", "set_priority"}
+_RESTORABLE = (0, 3, 5)  # SCHED_OTHER, SCHED_BATCH, SCHED_IDLE: what a thread may be put back to
+
+
+def _sched_problem(entry: dict[str, Any]) -> str | None:
+    """A thread whose scheduling the run changed (topologies/schedprio.py)."""
+    if set(entry) != _SCHED_KEYS:
+        return f"sched keys {sorted(entry)}; allowed: {', '.join(sorted(_SCHED_KEYS))}"
+    if not isinstance(entry["name"], str) or not _PROC_RE.fullmatch(entry["name"]):
+        return f"sched name {entry['name']!r}; allowed: 1-80 letters, digits, '_.:-'"
+    if not _is_int(entry["pid"]) or entry["pid"] < 2 or not _is_int(entry["start"]):
+        return f"sched pid {entry['pid']!r} / start {entry['start']!r}; allowed: integers, pid >= 2"
+    if entry["policy"] not in _RESTORABLE or entry["priority"] != 0:
+        return (f"sched policy {entry['policy']!r} priority {entry['priority']!r}; allowed: policy "
+                f"{', '.join(map(str, _RESTORABLE))} with priority 0")
+    if not _is_int(entry["set_priority"]) or not 1 <= entry["set_priority"] <= 98:
+        return f"sched set_priority {entry['set_priority']!r}; allowed: 1..98"
+    return None
 
 
 def _is_int(value: Any) -> bool:

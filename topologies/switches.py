@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -174,3 +175,43 @@ def switch_class(datapath: str, run_id: str | None = None) -> functools.partial:
     tags its bridges and ports (Manifest.run_id)."""
     return functools.partial(FactoryOVSSwitch, datapath=datapath, protocols="OpenFlow13",
                              failMode="secure", run_id=run_id)
+
+
+_SS_PACKET = re.compile(r"\*:(\S+)\s.*?users:\(\(\"ovs-vswitchd\".*?skmem:\(([^)]*)\)")
+
+
+def ovs_socket_drops(bridges: list[str]) -> dict[str, int]:
+    """Per port of ``bridges``: packets the kernel dropped at ``ovs-vswitchd``'s receive socket
+    on that port because the socket's buffer was full (the daemon did not read in time).
+
+    Only the userspace datapath reads ports through AF_PACKET sockets; its drops show in no OVS
+    counter (``ovs-ofctl dump-ports`` stays 0), but the kernel counts them per socket (``ss -0 -m``,
+    the ``d`` field of ``skmem``). With the kernel datapath there are no such sockets: {}. A bridge
+    or an ``ss`` that does not answer is left out."""
+    ports: set[str] = set()
+    for bridge in bridges:
+        try:
+            proc = subprocess.run(["ovs-vsctl", f"--timeout={OVS_TIMEOUT_S}", "list-ports", bridge],
+                                  capture_output=True, text=True, timeout=OVS_TIMEOUT_S + 5)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if proc.returncode == 0:
+            ports.update(proc.stdout.split())
+    if not ports:
+        return {}
+    try:
+        proc = subprocess.run(["ss", "-H", "-0", "-m", "-p"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    return parse_socket_drops(proc.stdout, ports) if proc.returncode == 0 else {}
+
+
+def parse_socket_drops(ss_output: str, ports: set[str]) -> dict[str, int]:
+    """``{port: drops}`` from ``ss -H -0 -m -p`` output, for ``ovs-vswitchd``'s sockets on ``ports``."""
+    drops: dict[str, int] = {}
+    for match in _SS_PACKET.finditer(ss_output):
+        port = match[1]
+        fields = dict(re.findall(r"([a-z]+)(\d+)", match[2]))
+        if port in ports and "d" in fields:
+            drops[port] = drops.get(port, 0) + int(fields["d"])
+    return drops

@@ -142,7 +142,14 @@ def measure(run_dir: Path, scenario: Scenario) -> dict[str, Any]:
         "host_stall_flagged_pct": share_pct(int(stalled.sum()), len(err)),
         "host_stalls_per_min": summary["host_stalls"].get("stalls_per_min"),
         "emulator_loss_pct": share_pct(emulator_lost, total["scheduled_pkts"]),
+        # of which measured at the userspace switch's receive sockets (ovs-vswitchd fell behind)
+        "switch_socket_loss_pct": share_pct(total["emulator_detail"].get("switch_socket_drops", 0),
+                                            total["scheduled_pkts"]),
+        "unattributed_loss_pct": share_pct(max(0, total["unattributed_loss_pkts"]), total["scheduled_pkts"]),
         "fidelity_held": summary["fidelity"]["held"],
+        # % of one CPU per component while the traffic ran (experiments/framework/cpuuse.py)
+        **{f"traffic_cpu_pct_{k.replace(' ', '_')}": v
+           for k, v in (metadata.get("cpu_during_traffic") or {}).get("cpu_pct", {}).items()},
         "fidelity_error_ms_p999_est": summary["fidelity"]["error_ms_p999_est"],
         "run_dir": str(run_dir),
     }

@@ -40,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sizes", help="scale: comma-separated UE counts (default: experiments/bench/"
                                    "scale.py SIZES, 10 to 500)")
     p.add_argument("--duration-s", type=float, default=20.0, help="scale: traffic seconds per size")
+    p.add_argument("--ovs-realtime", choices=("on", "off", "both"), default="on",
+                   help="scale: userspace OVS's packet thread at real-time priority; both: each size "
+                        "twice, side by side (goals from 'on')")
     p.add_argument("--durations-s", help="analysis: comma-separated run lengths (default 60,600,3600)")
     p.set_defaults(func=run)
 
@@ -97,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
         except UserError as exc:
             print(f"factorysat bench: {exc}", file=sys.stderr)
             return 2
-        return scale_run.main(sizes, args.duration_s, args.results)
+        modes = {"on": (True,), "off": (False,), "both": (True, False)}[args.ovs_realtime]
+        return scale_run.main(sizes, args.duration_s, args.results, modes)
     from tqdm import tqdm
 
     from experiments.bench import links as bl

@@ -54,6 +54,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--include-host-stalls", action="store_true",
                    help="keep packets a host stall touched in the delay and deadline figures "
                         "(default: left out and counted apart; README 'Host stalls')")
+    p.add_argument("--ovs-realtime", choices=("on", "off"),
+                   help="with the userspace OVS datapath, run ovs-vswitchd's packet thread at "
+                        "real-time priority for the run, restored after (default: on; README "
+                        "'Factory scale')")
     p.set_defaults(func=run)
 
 
@@ -77,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
             duration_s=args.duration_s, link_backend=args.link_backend,
             ovs_datapath=args.ovs_datapath, seed=args.seed, scenario_path=args.scenario,
             results_root=args.results, progress=not args.quiet,
-            include_host_stalls=args.include_host_stalls))
+            include_host_stalls=args.include_host_stalls,
+            ovs_realtime=None if args.ovs_realtime is None else args.ovs_realtime == "on"))
     except ConfigError as exc:
         print(f"factorysat run: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG

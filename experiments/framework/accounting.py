@@ -18,11 +18,14 @@ an offload target) and in total:
                             limit), receive-socket drops (buffer overflow), packets sent that never
                             reached the first emulated link (lost in the sender's host) and, in the
                             total only, drops counted on switch ports (``ovs-ofctl dump-ports``)
+                            and at the userspace switch's receive sockets (``ss -0 -m``: the
+                            daemon did not read a port in time; its own counters miss these)
 ``in_flight_at_stop_pkts``  packets the relay still held when the receivers had stopped (the drain
                             rule counts them as lost)
 ``unattributed_loss_pkts``  lost - modelled - emulator - in flight: lost packets no counter explains
-                            (e.g. dropped inside OVS). Negative when counters saw more drops than the
-                            group lost (other packets on the same links: ARP/IPv6, probes)
+                            (e.g. dropped inside OVS after reading). Negative when counters saw
+                            more drops than the group lost (other packets on the same links:
+                            ARP/IPv6, probes)
 ``shared_link_drops_pkts``  drops on links this group shares with other groups: not attributed to
                             it (per-link counters cannot say whose packet it was), possibly part of
                             its unattributed loss
@@ -130,13 +133,15 @@ def _hop_counters(link_counters: Mapping[str, Any]) -> dict[Hop, Mapping[str, An
 
 def account(streams: list[Stream], link_counters: Mapping[str, Any] | None,
             receiver_drops: Mapping[str, int | None] | None = None,
-            switch_port_drops: int = 0) -> dict[str, dict[str, Any]]:
+            switch_port_drops: int = 0, switch_socket_drops: Mapping[str, int] | None = None
+            ) -> dict[str, dict[str, Any]]:
     """Per group (and ``"total"``): the loss split of the module docstring.
 
     ``link_counters``: :meth:`topologies.links.engine.LinkEngine.counters` (None: no counters, all
     link loss unattributed); ``receiver_drops``: kernel drops per receiving socket;
-    ``switch_port_drops``: drops the switches counted on their ports during the traffic (emulator
-    loss in the total only: a port's drops cannot be told apart by flow).
+    ``switch_port_drops``: drops the switches counted on their ports during the traffic;
+    ``switch_socket_drops``: per port, drops at the userspace switch's receive sockets (both
+    emulator loss in the total only: a port's drops cannot be told apart by flow).
     """
     hops = _hop_counters(link_counters or {})
     receiver_drops = receiver_drops or {}
@@ -144,9 +149,12 @@ def account(streams: list[Stream], link_counters: Mapping[str, Any] | None,
     out = {g: _account_group([s for s in streams if s.group == g], streams, hops, receiver_drops)
            for g in groups}
     total = _account_group(streams, streams, hops, receiver_drops)
-    total["emulator_loss_pkts"] += switch_port_drops
-    total["unattributed_loss_pkts"] -= switch_port_drops
+    sockets = dict(switch_socket_drops or {})
+    total["emulator_loss_pkts"] += switch_port_drops + sum(sockets.values())
+    total["unattributed_loss_pkts"] -= switch_port_drops + sum(sockets.values())
     total["emulator_detail"]["switch_port_drops"] = switch_port_drops
+    total["emulator_detail"]["switch_socket_drops"] = sum(sockets.values())
+    total["emulator_detail"]["switch_socket_drops_by_port"] = sockets
     total["counters_available"] = bool(hops)
     out["total"] = total
     return out
@@ -252,3 +260,13 @@ def switch_port_drop_delta(ovs_counters: Mapping[str, Any] | None) -> int:
             old = before.get(bridge, {}).get(port, {})
             total += sum(max(0, v - old.get(k, 0)) for k, v in counters.items())
     return total
+
+
+def switch_socket_drop_delta(ovs_counters: Mapping[str, Any] | None) -> dict[str, int]:
+    """Per switch port, packets dropped at the userspace ``ovs-vswitchd``'s receive socket between
+    ``before`` and ``after`` (``ovs_counters["socket_drops"]``, see
+    :func:`topologies.switches.ovs_socket_drops`); ports with none are left out."""
+    sockets = (ovs_counters or {}).get("socket_drops") or {}
+    before = sockets.get("before", {})
+    delta = {port: n - before.get(port, 0) for port, n in sockets.get("after", {}).items()}
+    return {port: n for port, n in sorted(delta.items()) if n > 0}

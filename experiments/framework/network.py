@@ -24,6 +24,7 @@ from mininet.node import RemoteController
 from controllers.apps import DEFAULT_APPS
 from controllers.launcher import ControllerProcess, ready_timeout_s
 from controllers.policy import HostSpec, SlicePolicy, SliceSpec, SwitchSpec
+from experiments.framework.cpuuse import ovs_vswitchd_pid
 from experiments.framework.results import write_json
 from topologies.errors import RunFailed
 from topologies.factory import FactoryTopo
@@ -32,13 +33,15 @@ from topologies.links import LinkEngine, select_backend
 from topologies.links.backend import check_settings, direction_params_in
 from topologies.links.backends import REGISTRY
 from topologies.links.cells import is_cell
-from topologies.links.ovs_calibrate import measure_switch_hop_ms
+from topologies.links.ovs_calibrate import SwitchHopMeter
 from topologies.manifest import STATE_ROOT, Manifest
 from topologies.scenario import LinkPair, Scenario
+from topologies.schedprio import OVS_RT_PRIO, main_thread_ids, raise_to_fifo
 from topologies.switches import OvsNotRunning, ovs_running, select_datapath, switch_class
 from topologies.validate import ConfigError
 
 log = logging.getLogger(__name__)
+OVS_REALTIME_DEFAULT = True  # chosen by its measured effect: README "Factory scale"
 _TAG_CHARS = string.ascii_lowercase + string.digits
 
 
@@ -68,8 +71,11 @@ class EmulatedNetwork:
     def __init__(self, scenario: Scenario, link_backend: str | None = None,
                  ovs_datapath: str | None = None,
                  initial_links: dict[str, LinkPair] | None = None,
-                 controller_apps: Sequence[str] = DEFAULT_APPS) -> None:
+                 controller_apps: Sequence[str] = DEFAULT_APPS, ovs_realtime: bool | None = None) -> None:
         self.scenario = scenario
+        # userspace datapath only: its packet thread gets SCHED_FIFO for the run (schedprio.py)
+        self.ovs_realtime = OVS_REALTIME_DEFAULT if ovs_realtime is None else ovs_realtime
+        self.ovs_priority: list[dict[str, Any]] = []  # what was changed, per thread (metadata.json)
         self.controller_apps = controller_apps
         self.initial_links = initial_links
         self.run_dir = Path()
@@ -93,6 +99,7 @@ class EmulatedNetwork:
         self.net: Mininet | None = None
         self.topo: FactoryTopo | None = None
         self.switch_hop: dict[str, Any] | None = None
+        self.hop_meter: SwitchHopMeter | None = None
 
     # --- bring-up ----------------------------------------------------------------------------
     def start(self, run_dir: Path) -> None:
@@ -113,7 +120,8 @@ class EmulatedNetwork:
         self.engine.start()
         # Per-switch latency of this machine's OVS datapath, charged to each link direction that
         # enters a switch (topologies/links/ovs_calibrate.py), so path delays match the scenario.
-        self.switch_hop = measure_switch_hop_ms(self.datapath, self.tag, self.manifest, logs)
+        self.hop_meter = SwitchHopMeter(self.datapath, self.tag, self.manifest, logs)  # kept: load probe
+        self.switch_hop = self.hop_meter.calibrate()
         self.engine.switch_hop_ms = self.switch_hop["switch_hop_ms_p50"]
 
         self.topo = FactoryTopo(scenario=self.scenario, switch_prefix=self.prefix,
@@ -156,6 +164,10 @@ class EmulatedNetwork:
         ports = sum(len(s.intfList()) for s in bridges)
         self.controller.wait_ready({int(s.dpid, 16): s.name for s in bridges},
                                    timeout_s=ready_timeout_s(len(bridges), ports))
+        ovs_pid = ovs_vswitchd_pid()
+        if self.ovs_realtime and self.datapath == "user" and ovs_pid is not None:
+            self.ovs_priority = raise_to_fifo(self.manifest, "ovs-vswitchd", main_thread_ids(ovs_pid),
+                                              OVS_RT_PRIO)
 
     def controller_policy(self) -> SlicePolicy:
         """The slice policy the controller apps read (see controllers/policy.py)."""
@@ -201,9 +213,19 @@ class EmulatedNetwork:
         assert self.net is not None
         return self.net.get(name)
 
+    def start_load_probe(self, duration_s: float) -> None:
+        """Probe an OVS hop while the traffic runs (ovs_calibrate.SwitchHopMeter)."""
+        if self.hop_meter is not None:
+            self.hop_meter.start_under_load(duration_s)
+
+    def stop_load_probe(self) -> dict[str, Any] | None:
+        """The OVS hop under the run's load (metadata.json ``ovs_switch_hop_under_load``)."""
+        return self.hop_meter.stop_under_load() if self.hop_meter is not None else None
+
     def metadata(self) -> dict[str, Any]:
         return {"link_backend": self.backend, "ovs_datapath": self.datapath, "run_tag": self.prefix,
                 "ovs_switch_hop": self.switch_hop,
+                "ovs_realtime": {"requested": self.ovs_realtime, "threads": self.ovs_priority},
                 "link_engine": self.engine.metadata() if self.engine else None,
                 "controller_port": self.controller.port if self.controller else None,
                 "controller_apps": list(self.controller.apps) if self.controller else None}
@@ -212,7 +234,8 @@ class EmulatedNetwork:
     def stop(self) -> list[str]:
         """Remove everything this run created (idempotent); return what could not be removed."""
         problems: list[str] = []
-        for step in (self._stop_net, self._stop_controller, self._stop_engine):
+        for step in (self._restore_priorities, self._close_hop_meter, self._stop_net, self._stop_controller,
+                     self._stop_engine):
             try:
                 step()
             except Exception as exc:  # keep tearing down
@@ -221,6 +244,18 @@ class EmulatedNetwork:
         if self.manifest is not None:
             problems += self.manifest.remove_all()
         return problems
+
+    def _restore_priorities(self) -> None:
+        """Give ovs-vswitchd's threads back the scheduling they had (first: OVS stays ours)."""
+        for entry in [e for e in (self.manifest.entries if self.manifest else []) if e["kind"] == "sched"]:
+            problem = self.manifest.remove("sched", entry["name"])
+            if problem:
+                raise RuntimeError(problem)
+
+    def _close_hop_meter(self) -> None:
+        meter, self.hop_meter = self.hop_meter, None
+        if meter is not None:
+            meter.close()
 
     def _stop_net(self) -> None:
         net, self.net = self.net, None

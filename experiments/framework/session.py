@@ -55,6 +55,7 @@ class RunOptions:
     results_root: Path | None = None
     progress: bool = True
     include_host_stalls: bool = False  # keep packets a host stall touched in delay figures
+    ovs_realtime: bool | None = None  # userspace OVS's packet thread real-time (None: the default)
     scenario: Scenario | None = None  # an in-memory scenario (benchmarks); overrides scenario_path
 
 
@@ -150,7 +151,8 @@ class RunSession:
         self.leo = build_leo_schedules(scenario, self.duration_s + experiment.drain_s + SCHEDULE_SLACK_S)
         self.network = EmulatedNetwork(scenario, options.link_backend, options.ovs_datapath,
                                        self.leo.initial() if self.leo else None,
-                                       controller_apps=experiment.controller_apps)
+                                       controller_apps=experiment.controller_apps,
+                                       ovs_realtime=options.ovs_realtime)
         self.run_id = ""
         self.run_dir = Path()
         self.metadata: dict[str, Any] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -77,6 +78,24 @@ def test_demo_run_is_complete_and_leaves_nothing(tmp_path) -> None:
     assert {"radio", "bh", "leo"} <= set(fid["relay_late_ms"]) or meta["link_backend"] == "netem"
     assert set(fid["per_slice"]) == {"urllc", "embb", "mmtc"} and fid["error_ms_p999_est"] >= 0
     assert fid["send_late_ms_p99"] is not None
+    # the OVS hop in the estimate was probed while the traffic ran (a scratch bridge of the same daemon)
+    assert fid["ovs_hop_source"] == "under the run's load" and meta["ovs_switch_hop_under_load"]["probes"] > 0
+    assert fid["ovs_hop_ms_p999"] >= fid["ovs_hop_ms_p99"] >= 0
+    # where the CPUs went while the traffic ran, per component
+    cpu = meta["cpu_during_traffic"]["cpu_pct"]
+    assert cpu["relay"] is not None or meta["link_backend"] == "netem"
+    assert cpu["machine"] > 0
+    # userspace OVS's packet thread was real-time for the run (recorded), and is back as it was
+    rt = meta["ovs_realtime"]
+    assert rt["requested"] is True
+    if meta["ovs_datapath"] == "user":
+        assert [t["to"] for t in rt["threads"]] in ([[os.SCHED_FIFO, 9]], [None])
+        for thread in rt["threads"]:
+            if thread["to"] is not None and Path(f"/proc/{thread['tid']}").exists():
+                assert [os.sched_getscheduler(thread["tid"]),
+                        os.sched_getparam(thread["tid"]).sched_priority] == thread["from"]
+    else:
+        assert rt["threads"] == []  # the kernel datapath: ovs-vswitchd is not on the packet path
     # the host-stall sentinel watched the whole run; its packets are flagged in packets.parquet
     stalls = summary["host_stalls"]
     assert stalls["detected"] and stalls["sentinel_complete"] and stalls["sentinel_realtime"]
@@ -130,8 +149,12 @@ def test_interrupted_run_leaves_nothing_after_clean(tmp_path, sig) -> None:
     children = _children_of(proc.pid)
     assert children, "the run should have started host and traffic processes"
     run_dir = next(tmp_path.glob("demo/*"))
-    run_tag = json.loads((run_dir / "metadata.json").read_text())["run_tag"]
+    meta = json.loads((run_dir / "metadata.json").read_text())
+    run_tag = meta["run_tag"]
     assert any(_ours(snapshot(), run_tag).values())  # the check below can see this run's objects
+    raised = [t for t in meta["ovs_realtime"]["threads"] if t["to"] is not None]
+    for thread in raised:  # ovs-vswitchd's packet thread is real-time while the run goes on
+        assert os.sched_getscheduler(thread["tid"]) == os.SCHED_FIFO
     proc.send_signal(sig)
     proc.communicate(timeout=60)
     if sig == signal.SIGKILL:
@@ -144,3 +167,6 @@ def test_interrupted_run_leaves_nothing_after_clean(tmp_path, sig) -> None:
     alive = {pid for pid in children if _running(pid)}
     assert not alive, f"processes still running after {sig!r}: {alive}"
     assert not (run_dir / "COMPLETE").exists()  # visibly incomplete
+    for thread in raised:  # given back by the run's teardown, or by `clean` after a SIGKILL
+        assert [os.sched_getscheduler(thread["tid"]),
+                os.sched_getparam(thread["tid"]).sched_priority] == thread["from"]

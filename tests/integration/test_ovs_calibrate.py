@@ -109,3 +109,27 @@ def test_kernel_datapath_refused_before_creating_anything(run: tuple[str, Manife
     with pytest.raises(ValueError, match="kernel"):
         oc.measure_switch_hop_ms("kernel", tag, manifest, tmp_path / "logs")
     assert manifest.entries == []
+
+
+def test_hop_under_load_probed_on_the_kept_bridge_then_removed(run: tuple[str, Manifest],
+                                                               tmp_path: Path) -> None:
+    tag, manifest = run
+    meter = oc.SwitchHopMeter("user", tag, manifest, tmp_path / "logs")
+    try:
+        with pytest.raises(RuntimeError, match="calibrate"):
+            meter.start_under_load(1.0)
+        idle = meter.calibrate(probes=50)
+        assert oc.object_names(tag)["bridge"] in _bridges()      # kept for the run
+        meter.start_under_load(1.0)
+        assert sum(e["kind"] == "process" for e in manifest.entries) == 2   # its probe pair, recorded
+        load = meter.stop_under_load()
+        assert load is not None and load["rate_hz"] == oc.LOAD_PROBE_HZ
+        assert load["probes"] >= 0.9 * oc.LOAD_PROBE_HZ - oc.WARMUP_PACKETS  # 1 s of probes, minus warm-up
+        assert load["switch_hop_ms_p999"] >= load["switch_hop_ms_p99"] >= load["switch_hop_ms_p50"]
+        assert abs(load["switch_hop_ms_p50"] - idle["switch_hop_ms_p50"]) < 2  # same bridge, same order
+        assert meter.stop_under_load() is None                   # one probe per start
+        meter.start_under_load(30.0)                             # a run cut short: close() stops it
+    finally:
+        meter.close()
+    meter.close()                                                # idempotent
+    _assert_nothing_left(tag, manifest, tmp_path / "logs")

@@ -62,21 +62,37 @@ def test_relay_lateness_by_link_kind_and_path_bound() -> None:
 def test_held_and_its_causes() -> None:
     stalls = {"stalls": 2, "stall_total_ms": 3.0, "packets_flagged_pct": 0.1}
     ok = fidelity.assess({"urllc": {"p99": 0.05, "p999": 0.2}}, {"urllc": 10.0}, {"p99": 0.0, "p999": 0.0},
-                         {}, 0.0, 0, stalls)
+                         {}, {"p99": 0.0, "p999": 0.0}, 0, stalls)
     assert ok["held"] and ok["causes"] == [] and ok["held_limit_ms"] == pytest.approx(0.5)
     assert "-> held" in fidelity.line(ok)
     # a 2 ms bound: the limit is 5 % of it (0.1 ms); emulator drops break it as well
     bad = fidelity.assess({"urllc": {"p99": 0.05, "p999": 0.2}, "mmtc": {"p99": None, "p999": None}},
                           {"urllc": 2.0, "mmtc": 100.0}, {"p99": 0.15, "p999": 0.15},
-                          {"radio": {"departures": 9, "p99": 0.01, "p999": 0.02}}, 0.03, 4, stalls)
+                          {"radio": {"departures": 9, "p99": 0.01, "p999": 0.02}},
+                          {"p99": 0.03, "p999": 0.05}, 4, stalls, ovs_source="under the run's load")
     assert not bad["held"] and bad["held_limit_ms"] == pytest.approx(0.1)
     assert "p99.9 0.2 ms > 0.1 ms" in bad["causes"][0] and "sender lateness" in bad["causes"][0]
     assert bad["causes"][1].startswith("4 packets dropped by the emulator")
+    assert bad["ovs_hop_ms_p999"] == 0.05
+    assert "OVS switch hops (under the run's load)" in bad["estimate_covers"]
     assert "NOT held" in fidelity.line(bad)
 
 
 def test_nothing_received_is_not_held_and_does_not_crash() -> None:
     empty = fidelity.assess({"urllc": {"p99": None, "p999": None}}, {"urllc": 10.0},
-                            {"p99": None, "p999": None}, {}, 0.0, 1000, {})
+                            {"p99": None, "p999": None}, {}, {"p99": 0.0, "p999": 0.0}, 1000, {})
     assert not empty["held"] and empty["error_ms_p999_est"] is None
     assert empty["causes"][0] == "no packet to estimate the error from"
+
+
+def test_ovs_extra_from_the_load_probe_else_the_idle_calibration() -> None:
+    idle = {"switch_hop_ms_p50": 0.1, "switch_hop_ms_mean": 0.12, "switch_hop_ms_p99": 0.3}
+    extra, source = fidelity.ovs_extra_ms(idle, None)
+    assert extra == {"p99": pytest.approx(0.18), "p999": pytest.approx(0.18)} and source == "idle calibration"
+    load = {"probes": 4000, "switch_hop_ms_p50": 0.15, "switch_hop_ms_p99": 1.1,
+            "switch_hop_ms_p999": 4.1}
+    extra, source = fidelity.ovs_extra_ms(idle, load)  # beyond the compensated hop (the idle p50)
+    assert extra == {"p99": pytest.approx(1.0), "p999": pytest.approx(4.0)}
+    assert source == "under the run's load"
+    nothing = {"probes": 0, "switch_hop_ms_p50": None, "switch_hop_ms_p99": None, "switch_hop_ms_p999": None}
+    assert fidelity.ovs_extra_ms(idle, nothing)[1] == "idle calibration"

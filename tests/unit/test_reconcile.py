@@ -324,3 +324,26 @@ def test_switch_port_drops_parsed_and_counted_without_the_local_port(monkeypatch
     assert t["emulator_detail"]["switch_port_drops"] == 5
     plain = account(_streams(), _counters())["total"]
     assert t["unattributed_loss_pkts"] == plain["unattributed_loss_pkts"] - 5
+
+
+def test_userspace_switch_socket_drops_parsed_and_counted() -> None:
+    from experiments.framework.accounting import switch_socket_drop_delta
+    from topologies.switches import parse_socket_drops
+
+    ss = ('p_raw 0 0 *:upf-eth1 * users:(("ovs-vswitchd",pid=7,fd=40)) '
+          'skmem:(r0,rb212992,t0,tb212992,f0,w0,o176,bl0,d94)\n'
+          'p_raw 0 0 *:upf-eth2 * users:(("ovs-vswitchd",pid=7,fd=41)) skmem:(r0,rb212992,t0,d3)\n'
+          'p_raw 0 0 *:other-eth0 * users:(("ovs-vswitchd",pid=7,fd=42)) skmem:(r0,d50)\n'
+          'p_raw 0 0 *:upf-eth2 * users:(("tcpdump",pid=9,fd=3)) skmem:(r0,d77)\n'
+          'p_raw 0 0 [0]:* * users:(("ovs-vswitchd",pid=7,fd=44)) skmem:(r0,d8)\n')
+    after = parse_socket_drops(ss, {"upf-eth1", "upf-eth2"})
+    assert after == {"upf-eth1": 94, "upf-eth2": 3}  # other bridges' ports and other programs left out
+    delta = switch_socket_drop_delta({"socket_drops": {"before": {"upf-eth1": 4, "upf-eth2": 3},
+                                                       "after": after}})
+    assert delta == {"upf-eth1": 90}
+    assert switch_socket_drop_delta({"before": {}, "after": {}}) == {}  # a file from before this change
+    t = account(_streams(), _counters(), switch_socket_drops=delta)["total"]
+    plain = account(_streams(), _counters())["total"]
+    assert t["emulator_detail"]["switch_socket_drops_by_port"] == {"upf-eth1": 90}
+    assert t["emulator_loss_pkts"] == plain["emulator_loss_pkts"] + 90
+    assert t["unattributed_loss_pkts"] == plain["unattributed_loss_pkts"] - 90

@@ -14,6 +14,10 @@ compiler exists) sends paced packets at ~1 kHz from A to B over each path in tur
 is the sender's CLOCK_REALTIME to the receiver's kernel timestamp. The switch hop is the bridge
 path minus the direct path: p50 - p50, mean - mean, and (stated as such) p99 of the bridge path
 minus p50 of the direct path.
+
+A run keeps the scratch bridge (:class:`SwitchHopMeter`) and probes its bridge path again at
+200 Hz while its traffic flows: the same daemon (with the userspace datapath, the same polling
+thread) under the run's load, which the run's fidelity estimate uses instead of the idle figure.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import secrets
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +42,7 @@ from topologies.switches import select_datapath
 
 PROBE_INTERVAL_S = 0.001      # ~1 kHz, the rate the relay calibration uses too
 WARMUP_PACKETS = 20           # first packets per path carry ARP-free but upcall/cache warm-up costs
+LOAD_PROBE_HZ = 200           # during a run: a probe every 5 ms (negligible load next to the run's)
 PROBE_SIZE_B = 100
 RECV_GRACE_S = 0.02           # after the last send: >> any one-way delay measured here (< 1 ms)
 MAX_IFNAME = 15               # IFNAMSIZ - 1
@@ -89,38 +95,93 @@ def measure_switch_hop_ms(datapath: str, tag: str, manifest: Manifest, log_dir: 
     :func:`summarize` plus ``datapath``, ``probes``, ``received`` (per path), ``probe_tool``
     (``c`` or ``python``), ``run_time_s`` and ``method``.
     """
-    t0 = time.monotonic()
-    datapath = select_datapath(datapath)
-    if probes < 10:
-        raise ValueError(f"probes must be >= 10; got {probes}")
-    names = object_names(tag)
-    log_dir = Path(log_dir)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    created: list[tuple[str, str]] = []      # (kind, name) in creation order
+    meter = SwitchHopMeter(datapath, tag, manifest, log_dir)
     try:
-        _build(datapath, names, manifest, created)
-        samples = {path: _probe_path(path, names, log_dir, tag, probes, manifest) for path in _PORTS}
+        return meter.calibrate(probes)
     finally:
-        problems = _teardown(manifest, created)
-    if problems:
-        raise RuntimeError("OVS calibration could not remove: " + "; ".join(problems))
-    for path, values in samples.items():
-        if values.size < probes // 2:
-            raise RuntimeError(f"OVS calibration: only {values.size} of {probes} probes arrived "
-                               f"over the {path} path")
-    result: dict[str, Any] = {"datapath": datapath, "probes": probes}
-    result.update(summarize(samples["bridge"], samples["direct"]))
-    result["received"] = {path: int(v.size) for path, v in samples.items()}
-    result["probe_tool"] = "python" if probe_argv(fast=True)[0] == sys.executable else "c"
-    result["method"] = (
-        f"{probes} UDP probes ({PROBE_SIZE_B} B, after {WARMUP_PACKETS} warm-up) at "
-        f"{1 / PROBE_INTERVAL_S:.0f} Hz between two scratch namespaces, through one "
-        f"{'netdev' if datapath == 'user' else 'system'} OVS bridge (NORMAL flow) and over a direct "
-        "veth pair, one path after the other; one-way delay = sender CLOCK_REALTIME to receiver "
-        "kernel timestamp; switch_hop = bridge minus direct (p50 - p50, mean - mean; "
-        "switch_hop_ms_p99 = bridge p99 - direct p50)")
-    result["run_time_s"] = round(time.monotonic() - t0, 3)
-    return result
+        meter.close()
+
+
+class SwitchHopMeter:
+    """The calibration's scratch bridge, kept for a run: :meth:`calibrate` at start-up (idle), then
+    :meth:`start_under_load` / :meth:`stop_under_load` probe the same bridge path while the run's
+    traffic flows. The scratch bridge lives in the same ``ovs-vswitchd`` as the run's bridges (and,
+    with the userspace datapath, is polled by the same thread), so its hop under the run's load is
+    the run's. :meth:`close` removes everything (also recorded in the manifest for ``clean``)."""
+
+    def __init__(self, datapath: str, tag: str, manifest: Manifest, log_dir: Path) -> None:
+        self.datapath = select_datapath(datapath)
+        self.tag, self.manifest = tag, manifest
+        self.names = object_names(tag)
+        self.log_dir = Path(log_dir)
+        self.created: list[tuple[str, str]] = []      # (kind, name) in creation order
+        self.idle: dict[str, Any] | None = None
+        self._load: tuple[_Probe, float] | None = None  # the probe running under load, its wait
+
+    def calibrate(self, probes: int = 300) -> dict[str, Any]:
+        """Build the scratch objects (once) and measure both paths, idle: see measure_switch_hop_ms."""
+        t0 = time.monotonic()
+        if probes < 10:
+            raise ValueError(f"probes must be >= 10; got {probes}")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if not self.created:
+            _build(self.datapath, self.names, self.manifest, self.created)
+        samples = {path: _probe_path(path, self.names, self.log_dir, self.tag, probes, self.manifest)
+                   for path in _PORTS}
+        for path, values in samples.items():
+            if values.size < probes // 2:
+                raise RuntimeError(f"OVS calibration: only {values.size} of {probes} probes arrived "
+                                   f"over the {path} path")
+        result: dict[str, Any] = {"datapath": self.datapath, "probes": probes}
+        result.update(summarize(samples["bridge"], samples["direct"]))
+        result["received"] = {path: int(v.size) for path, v in samples.items()}
+        result["probe_tool"] = "python" if probe_argv(fast=True)[0] == sys.executable else "c"
+        result["method"] = (
+            f"{probes} UDP probes ({PROBE_SIZE_B} B, after {WARMUP_PACKETS} warm-up) at "
+            f"{1 / PROBE_INTERVAL_S:.0f} Hz between two scratch namespaces, through one "
+            f"{'netdev' if self.datapath == 'user' else 'system'} OVS bridge (NORMAL flow) and over a "
+            "direct veth pair, one path after the other; one-way delay = sender CLOCK_REALTIME to "
+            "receiver kernel timestamp; switch_hop = bridge minus direct (p50 - p50, mean - mean; "
+            "switch_hop_ms_p99 = bridge p99 - direct p50)")
+        result["run_time_s"] = round(time.monotonic() - t0, 3)
+        self.idle = result
+        return result
+
+    def start_under_load(self, duration_s: float) -> None:
+        """Probe the bridge path at LOAD_PROBE_HZ for ``duration_s`` (after :meth:`calibrate`)."""
+        if self.idle is None:
+            raise RuntimeError("calibrate() first: the load probe needs the scratch bridge and the "
+                               "idle direct path")
+        count = WARMUP_PACKETS + max(1, int(duration_s * LOAD_PROBE_HZ))
+        probe = _start_probe("bridge", self.names, self.log_dir, self.tag, count, 1 / LOAD_PROBE_HZ,
+                             self.manifest)
+        self._load = (probe, count / LOAD_PROBE_HZ + 10)
+
+    def stop_under_load(self) -> dict[str, Any] | None:
+        """The switch hop under the run's load (None if no load probe ran): ``switch_hop_ms_p50|p99|
+        p999`` = bridge path quantile minus the idle direct path's p50, ``probes`` received."""
+        if self._load is None or self.idle is None:
+            return None
+        probe, wait_s = self._load
+        self._load = None
+        bridge = _finish_probe(probe, self.manifest, wait_s)
+        if bridge.size == 0:
+            return {"probes": 0, "switch_hop_ms_p50": None, "switch_hop_ms_p99": None,
+                    "switch_hop_ms_p999": None}
+        direct = float(self.idle["direct_ms_p50"])
+        return {"probes": int(bridge.size), "rate_hz": LOAD_PROBE_HZ,
+                **{f"switch_hop_ms_{k}": round(float(np.percentile(bridge, q)) - direct, 4)
+                   for k, q in (("p50", 50), ("p99", 99), ("p999", 99.9))}}
+
+    def close(self) -> None:
+        """Stop a load probe still running and remove every scratch object. Idempotent."""
+        if self._load is not None:
+            probe, self._load = self._load[0], None
+            _finish_probe(probe, self.manifest, 0.0)
+        problems = _teardown(self.manifest, self.created)
+        self.created = []
+        if problems:
+            raise RuntimeError("OVS calibration could not remove: " + "; ".join(problems))
 
 
 # --- set-up and tear-down ----------------------------------------------------------------------
@@ -189,49 +250,82 @@ def _mac(index: int) -> str:
 
 
 # --- probing -----------------------------------------------------------------------------------
-def _probe_path(path: str, n: dict[str, str], log_dir: Path, tag: str, probes: int,
-                manifest: Manifest) -> np.ndarray:
-    """One-way delays (ms) of ``probes`` UDP probes A -> B over ``path`` (warm-up dropped)."""
+@dataclass
+class _Probe:
+    """A running probe pair over one path (receiver in B, sender in A) and where its rows go."""
+
+    procs: list[tuple[str, subprocess.Popen]]
+    out: Path
+    errlog_path: Path
+    errlog: Any
+    send: subprocess.Popen | None = None
+
+
+def _start_probe(path: str, n: dict[str, str], log_dir: Path, tag: str, count: int, interval_s: float,
+                 manifest: Manifest) -> _Probe:
+    """Start a receiver, then a sender of ``count`` probes every ``interval_s`` over ``path``."""
     tool = probe_argv(fast=True)
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     out = log_dir / f"ovscal-{tag}-{path}-{secrets.token_hex(3)}.npy"
     ready = Path(str(out) + ".ready")
     port, dst = _PORTS[path], _ADDR[path][1]
-    count = probes + WARMUP_PACKETS
     errlog_path = log_dir / f"ovs_calibrate-{tag}.log"
-    errlog = errlog_path.open("ab")
-    procs: list[tuple[str, subprocess.Popen]] = []
+    probe = _Probe([], out, errlog_path, errlog_path.open("ab"))
     try:
         # Stopped by SIGTERM once the sender is done (or after 1 s of silence / 5 s before the first).
-        recv = _spawn(manifest, procs, f"ovscal-recv-{tag}-{path}",
+        recv = _spawn(manifest, probe.procs, f"ovscal-recv-{tag}-{path}",
                       ["ip", "netns", "exec", n["ns_b"], *tool, "recv", str(port), "1", str(out), "5"],
-                      env, errlog)
+                      env, probe.errlog)
         deadline = time.monotonic() + 5
         while not ready.exists():
             if time.monotonic() > deadline or recv.poll() is not None:
-                raise RuntimeError(f"OVS calibration: probe receiver did not start (see {errlog.name})")
+                raise RuntimeError(f"OVS calibration: probe receiver did not start (see {errlog_path.name})")
             time.sleep(0.002)
-        send = _spawn(manifest, procs, f"ovscal-send-{tag}-{path}",
-                      ["ip", "netns", "exec", n["ns_a"], *tool, "send", dst, str(port),
-                       str(1 / PROBE_INTERVAL_S), str(count), str(PROBE_SIZE_B)], env, errlog)
-        send.wait(timeout=count * PROBE_INTERVAL_S + 10)
-        time.sleep(RECV_GRACE_S)
-        recv.terminate()                     # the receiver saves what it got on SIGTERM
-        recv.wait(timeout=10)
-        rows = np.load(out)
+        probe.send = _spawn(manifest, probe.procs, f"ovscal-send-{tag}-{path}",
+                            ["ip", "netns", "exec", n["ns_a"], *tool, "send", dst, str(port),
+                             str(1 / interval_s), str(count), str(PROBE_SIZE_B)], env, probe.errlog)
+    except BaseException:
+        _finish_probe(probe, manifest, 0.0)
+        raise
+    return probe
+
+
+def _finish_probe(probe: _Probe, manifest: Manifest, wait_s: float) -> np.ndarray:
+    """Wait up to ``wait_s`` for the sender, stop the receiver; one-way delays (ms) of the probes
+    after the warm-up. Every probe process is gone and unrecorded on return, also on error."""
+    rows = np.zeros((0, 3), dtype=np.int64)
+    try:
+        if probe.send is not None:
+            try:
+                probe.send.wait(timeout=wait_s)
+            except subprocess.TimeoutExpired:
+                pass  # stopped early (a run cut short): what arrived so far counts
+            time.sleep(RECV_GRACE_S)
+            recv = probe.procs[0][1]
+            recv.terminate()                     # the receiver saves what it got on SIGTERM
+            recv.wait(timeout=10)
+            rows = np.load(probe.out)
     finally:
-        for name, proc in procs:
+        for name, proc in probe.procs:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
             manifest.discard("process", name)
-        errlog.close()
-        if errlog_path.stat().st_size == 0:
-            errlog_path.unlink()
-        out.unlink(missing_ok=True)
-        ready.unlink(missing_ok=True)
+        probe.errlog.close()
+        if probe.errlog_path.stat().st_size == 0:
+            probe.errlog_path.unlink()
+        probe.out.unlink(missing_ok=True)
+        Path(str(probe.out) + ".ready").unlink(missing_ok=True)
     rows = rows[rows[:, 0] >= WARMUP_PACKETS] if rows.size else rows.reshape(0, 3)
     return owd_ms(rows)
+
+
+def _probe_path(path: str, n: dict[str, str], log_dir: Path, tag: str, probes: int,
+                manifest: Manifest) -> np.ndarray:
+    """One-way delays (ms) of ``probes`` UDP probes A -> B over ``path`` (warm-up dropped)."""
+    count = probes + WARMUP_PACKETS
+    probe = _start_probe(path, n, log_dir, tag, count, PROBE_INTERVAL_S, manifest)
+    return _finish_probe(probe, manifest, count * PROBE_INTERVAL_S + 10)
 
 
 def _spawn(manifest: Manifest, procs: list, name: str, argv: list[str], env: dict, errlog: Any
@@ -240,4 +334,3 @@ def _spawn(manifest: Manifest, procs: list, name: str, argv: list[str], env: dic
     procs.append((name, proc))
     manifest.add_process(name, proc.pid)     # `ip netns exec` execs the probe: same pid
     return proc
-

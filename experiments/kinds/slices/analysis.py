@@ -139,6 +139,11 @@ def format_table(summary: dict[str, dict]) -> str:
         lines.append("(modelled: loss/down/bottleneck queue the scenario asked for; emulator: send errors, "
                      "socket and relay drops; shared: drops on links other slices use too; total "
                      "includes probes)")
+        by_port = total.get("emulator_detail", {}).get("switch_socket_drops_by_port") or {}
+        if by_port:
+            lines.append(f"warning: {sum(by_port.values())} packets were dropped at the userspace switch's "
+                         "receive sockets (ovs-vswitchd fell behind under CPU load): "
+                         + ", ".join(f"{port} {n}" for port, n in by_port.items()))
         if total["unattributed_loss_pkts"] > 0:
             lines.append(f"warning: {total['unattributed_loss_pkts']} lost packets are explained by no "
                          "counter (dropped inside a switch or a host's stack, e.g. under CPU load): "

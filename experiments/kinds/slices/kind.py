@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from experiments.framework import accounting, fidelity, stalls
+from experiments.framework.cpuuse import CpuMeter
 from experiments.framework.kind import Kind
 from experiments.framework.plotting import save
 from experiments.framework.session import RunSession
@@ -56,10 +57,15 @@ class SlicesKind(Kind):
                 session.metadata["traffic_engine"]["realtime"] = traffic.engine.realtime
             start_ns = session.start_clock()
             traffic.start_senders(start_ns, session.duration_s)
+            meter = CpuMeter(traffic.cpu_components())
+            meter.start()
+            session.network.start_load_probe(session.duration_s)
             session.progress(start_ns)
             traffic.wait_senders(timeout_s=session.duration_s + experiment.drain_s + 30)
+            session.metadata["ovs_switch_hop_under_load"] = session.network.stop_load_probe()
             if not experiment.probes:  # probe clients already waited out the drain
                 time.sleep(experiment.drain_s)
+            session.metadata["cpu_during_traffic"] = meter.stop()
             traffic.stop_receivers()
         finally:
             traffic.kill_all()
@@ -88,10 +94,10 @@ class SlicesKind(Kind):
         streams = counts.streams(flows, received, links, probe_dir)
         problems += accounting.check_link_counters(streams, link_counters)
         ovs_path = raw / OVS_COUNTERS_FILE
-        port_drops = accounting.switch_port_drop_delta(
-            json.loads(ovs_path.read_text()) if ovs_path.exists() else None)
+        ovs_counters = json.loads(ovs_path.read_text()) if ovs_path.exists() else None
         self._counts = {"loss": accounting.account(streams, link_counters, counts.socket_drops(receivers),
-                                                   port_drops),
+                                                   accounting.switch_port_drop_delta(ovs_counters),
+                                                   accounting.switch_socket_drop_delta(ovs_counters)),
                         "link_counters": link_counters,
                         "reconciliation": accounting.reconciliation(problems, checks),
                         "source": self._counters_source}
@@ -130,8 +136,8 @@ class SlicesKind(Kind):
         assert self._counts is not None
         assert self._figures is not None
         flows, counters, late = tables["flows"], self._counts["link_counters"], self._figures.late
-        hop = session.metadata.get("ovs_switch_hop") or {}
-        ovs_extra = max(0.0, (hop.get("switch_hop_ms_p99") or 0.0) - (hop.get("switch_hop_ms_mean") or 0.0))
+        ovs_extra, ovs_source = fidelity.ovs_extra_ms(session.metadata.get("ovs_switch_hop") or {},
+                                                      session.metadata.get("ovs_switch_hop_under_load"))
         links = accounting.session_links(session)
         per_slice, bounds = {}, {}
         for name, group in flows.groupby("slice", sort=False):
@@ -139,7 +145,7 @@ class SlicesKind(Kind):
             bounds[str(name)] = float(group["latency_bound_ms"].iloc[0])
             per_slice[str(name)] = {
                 q_name: fidelity.path_estimate(late.percentile(str(name), 100 * q), paths, counters,
-                                               ovs_extra, q)
+                                               ovs_extra[q_name], q)
                 for q_name, q in (("p99", 0.99), ("p999", 0.999))}
         send_late = {"p99": late.percentile(packetstream.ALL, 99),
                      "p999": late.percentile(packetstream.ALL, 99.9)}
@@ -148,7 +154,7 @@ class SlicesKind(Kind):
         engine = (session.metadata.get("traffic_engine") or {}).get("implementation")
         sender = {"c": "C traffic engine", "python": "Python sender processes"}.get(engine, "senders")
         return fidelity.assess(per_slice, bounds, send_late, fidelity.relay_lateness(counters), ovs_extra,
-                               dropped, summary["host_stalls"], sender)
+                               dropped, summary["host_stalls"], sender, ovs_source)
 
     def reconcile(self, tables: dict[str, pd.DataFrame], session: RunSession, params: Any) -> list[str]:
         if self._counts is None:

@@ -13,14 +13,16 @@ from typing import Any
 import pandas as pd
 
 from experiments.framework.agent_procs import kill_agents, start_agent, stop_agent, wait_ready
+from experiments.framework.cpuuse import ovs_vswitchd_pid
 from experiments.framework.results import write_json
 from experiments.kinds.slices.engine import TrafficEngine, engine_binary
 from topologies.scenario import Scenario
+from topologies.switches import ovs_socket_drops
 
 RECEIVER_PORT = 5001
 ECHO_PORT = 5002
 LINK_COUNTERS_FILE = "link_counters.json"  # in raw/: every link's counters when the receivers stopped
-OVS_COUNTERS_FILE = "ovs_counters.json"  # in raw/: switch port drops before senders start, after stop
+OVS_COUNTERS_FILE = "ovs_counters.json"  # in raw/: switch port and receive-socket drops, before/after
 _DUMP_PORT = re.compile(r"port\s+(\S+?):\s*rx pkts=\S+, bytes=\S+, drop=(\S+), errs=(\S+),.*?\n"
                         r"\s*tx pkts=\S+, bytes=\S+, drop=(\S+), errs=(\S+),", re.S)
 
@@ -95,6 +97,7 @@ class TrafficRun:
         self.senders: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}  # sender/receiver name -> its log file
         self.ovs_before: dict[str, dict[str, dict[str, int]]] = {}  # switch port drops at start
+        self.ovs_sockets_before: dict[str, int] = {}  # userspace OVS receive-socket drops at start
         self.engine_binary = engine_binary()  # None: Python agents for the flows too
         self.engine: TrafficEngine | None = None
 
@@ -133,6 +136,7 @@ class TrafficRun:
             waits.append((f"echo server on {target}", proc, ready))
         wait_ready(waits, timeout_s)
         self.ovs_before = ovs_port_counters(self._bridges())  # before the clock starts: no traffic yet
+        self.ovs_sockets_before = ovs_socket_drops(self._bridges())
 
     def _bridges(self) -> list[str]:
         bridges = getattr(self.network, "bridges", None)  # the run's OVS bridges (cells are none)
@@ -191,7 +195,19 @@ class TrafficRun:
             write_json(self.raw_dir / LINK_COUNTERS_FILE, engine.counters())
         if self.ovs_before:
             write_json(self.raw_dir / OVS_COUNTERS_FILE,
-                       {"before": self.ovs_before, "after": ovs_port_counters(self._bridges())})
+                       {"before": self.ovs_before, "after": ovs_port_counters(self._bridges()),
+                        "socket_drops": {"before": self.ovs_sockets_before,
+                                         "after": ovs_socket_drops(self._bridges())}})
+
+    def cpu_components(self) -> dict[str, list[int | None]]:
+        """The processes of each emulator component, for :class:`CpuMeter` (metadata.json)."""
+        engine = getattr(self.network, "engine", None)
+        controller = getattr(self.network, "controller", None)
+        return {"relay": list(engine.data_path_pids()) if engine is not None else [],
+                "traffic engine": [self.engine.proc.pid] if self.engine is not None else [],
+                "python agents": [p.pid for p in (*self.senders.values(), *self.receivers.values())],
+                "ovs-vswitchd": [ovs_vswitchd_pid()],
+                "controller": [controller.pid] if controller is not None else []}
 
     def kill_all(self) -> None:
         engine = [self.engine.proc] if self.engine is not None else []

@@ -1,0 +1,110 @@
+"""Real-time priority for a process the run did not start: recorded first, restored only if still ours."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from experiments.cli import clean as clean_cli
+from topologies import manifest as mf
+from topologies import schedprio
+
+
+@pytest.fixture(autouse=True)
+def state_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "state"
+    monkeypatch.setattr(mf, "STATE_ROOT", root)
+    return root
+
+
+@pytest.fixture
+def sleeper() -> Iterator[int]:
+    """A process standing in for ovs-vswitchd (SCHED_OTHER, priority 0)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+def _sched(pid: int) -> tuple[int, int]:
+    return schedprio.thread_sched(pid)
+
+
+def test_raised_thread_is_recorded_first_and_restored_at_removal(sleeper: int) -> None:
+    m = mf.Manifest.create("fsra")
+    done = schedprio.raise_to_fifo(m, "ovs-vswitchd", schedprio.main_thread_ids(sleeper), 9)
+    assert done == [{"tid": sleeper, "from": [os.SCHED_OTHER, 0], "to": [os.SCHED_FIFO, 9], "why": ""}]
+    assert _sched(sleeper) == (os.SCHED_FIFO, 9)
+    on_disk = mf.Manifest.load(m.path).entries  # validated as `clean` would read it
+    assert on_disk == [{"kind": "sched", "name": f"ovs-vswitchd:{sleeper}", "pid": sleeper,
+                        "start": mf.proc_start_time(sleeper), "policy": os.SCHED_OTHER, "priority": 0,
+                        "set_priority": 9}]
+    assert m.remove_all() == []
+    assert _sched(sleeper) == (os.SCHED_OTHER, 0)
+    assert not m.path.exists()
+
+
+def test_thread_changed_by_someone_else_since_is_left_alone(sleeper: int) -> None:
+    m = mf.Manifest.create("fsrb")
+    schedprio.raise_to_fifo(m, "ovs-vswitchd", [sleeper], 9)
+    os.sched_setscheduler(sleeper, os.SCHED_FIFO, os.sched_param(30))  # an administrator's choice
+    assert m.remove_all() == []
+    assert _sched(sleeper) == (os.SCHED_FIFO, 30)
+    assert any("changed since the run set it" in note for note in m.notes)
+
+
+def test_thread_already_real_time_is_not_touched_nor_recorded(sleeper: int) -> None:
+    os.sched_setscheduler(sleeper, os.SCHED_RR, os.sched_param(5))
+    m = mf.Manifest.create("fsrc")
+    done = schedprio.raise_to_fifo(m, "ovs-vswitchd", [sleeper], 9)
+    assert done[0]["to"] is None and "already real-time" in done[0]["why"]
+    assert _sched(sleeper) == (os.SCHED_RR, 5)
+    assert m.entries == []
+
+
+def test_clean_restores_the_priority_a_killed_run_left(state_root: Path, sleeper: int) -> None:
+    m = mf.Manifest.create("fsrd")
+    schedprio.raise_to_fifo(m, "ovs-vswitchd", [sleeper], 9)
+    data = json.loads(m.path.read_text())  # as a killed run leaves it: its owner is dead
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    data["owner_pid"] = int(dead.stdout)
+    m.path.write_text(json.dumps(data))
+    assert clean_cli.clean(argparse.Namespace(dry_run=False, orphans=False)) == 0
+    assert _sched(sleeper) == (os.SCHED_OTHER, 0)
+    assert not m.path.exists()
+
+
+def test_gone_thread_is_dropped_without_touching_a_reused_pid(sleeper: int) -> None:
+    m = mf.Manifest.create("fsre")
+    stale = {"kind": "sched", "name": f"x:{sleeper}", "pid": sleeper, "start": 1, "policy": 0,
+             "priority": 0, "set_priority": 9}
+    assert [s.action for s in m.plan([stale])] == ["gone"]
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"policy": 1}, "sched policy 1"),             # would "restore" a thread to real time
+    ({"priority": 5}, "priority 5"),
+    ({"set_priority": 99}, "set_priority 99"),
+    ({"pid": 1}, "sched pid 1"),
+    ({"name": "x; rm"}, "sched name"),
+    ({"extra": 1}, "sched keys"),
+])
+def test_bad_sched_entries_are_rejected(state_root: Path, change: dict, problem: str) -> None:
+    entry = {"kind": "sched", "name": "ovs-vswitchd:4242", "pid": 4242, "start": 99, "policy": 0,
+             "priority": 0, "set_priority": 9} | change
+    state_root.mkdir(parents=True, exist_ok=True)
+    path = state_root / "fsrf.json"
+    path.write_text(json.dumps({"format": 2, "tag": "fsrf", "run_id": "fsrf-0badc0de",
+                                "boot_id": mf.boot_id(), "owner_pid": 4242, "owner_start": 1,
+                                "entries": [entry]}))
+    path.chmod(0o644)
+    with pytest.raises(mf.ManifestError, match=problem.replace("[", r"\[")):
+        mf.Manifest.load(path)
