@@ -12,6 +12,7 @@ import functools
 import logging
 import secrets
 import string
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,7 +37,13 @@ from topologies.links.cells import is_cell
 from topologies.links.ovs_calibrate import SwitchHopMeter
 from topologies.manifest import STATE_ROOT, Manifest
 from topologies.scenario import LinkPair, Scenario
-from topologies.schedprio import OVS_RT_PRIO, main_thread_ids, raise_to_fifo
+from topologies.schedprio import (
+    OVS_RT_PRIO,
+    SaturationGuard,
+    idle_and_total_ticks,
+    main_thread_ids,
+    raise_to_fifo,
+)
 from topologies.switches import OvsNotRunning, ovs_running, select_datapath, switch_class
 from topologies.validate import ConfigError
 
@@ -76,6 +83,8 @@ class EmulatedNetwork:
         # userspace datapath only: its packet thread gets SCHED_FIFO for the run (schedprio.py)
         self.ovs_realtime = OVS_REALTIME_DEFAULT if ovs_realtime is None else ovs_realtime
         self.ovs_priority: list[dict[str, Any]] = []  # what was changed, per thread (metadata.json)
+        self.ovs_realtime_dropped: dict[str, Any] | None = None  # when and why it was given back
+        self._guard = SaturationGuard()
         self.controller_apps = controller_apps
         self.initial_links = initial_links
         self.run_dir = Path()
@@ -225,7 +234,7 @@ class EmulatedNetwork:
     def metadata(self) -> dict[str, Any]:
         return {"link_backend": self.backend, "ovs_datapath": self.datapath, "run_tag": self.prefix,
                 "ovs_switch_hop": self.switch_hop,
-                "ovs_realtime": {"requested": self.ovs_realtime, "threads": self.ovs_priority},
+                "ovs_realtime": self.realtime_state(),
                 "link_engine": self.engine.metadata() if self.engine else None,
                 "controller_port": self.controller.port if self.controller else None,
                 "controller_apps": list(self.controller.apps) if self.controller else None}
@@ -251,6 +260,28 @@ class EmulatedNetwork:
             problem = self.manifest.remove("sched", entry["name"])
             if problem:
                 raise RuntimeError(problem)
+
+    def guard_realtime(self, t_s: float) -> None:
+        """Call often while the traffic runs (``t_s``: seconds since it started): once the machine
+        is saturated, ovs-vswitchd's thread gets its normal priority back (schedprio.SaturationGuard)."""
+        ticks = idle_and_total_ticks()
+        if self.ovs_realtime_dropped is not None or ticks is None or not any(
+                e["kind"] == "sched" for e in (self.manifest.entries if self.manifest else [])):
+            return
+        if self._guard.saturated(time.monotonic(), *ticks):
+            self._restore_priorities()
+            self.ovs_realtime_dropped = {
+                "at_s": round(t_s, 1),
+                "why": f"machine saturated (idle <= {100 * self._guard.idle_share:g} % for "
+                       f"{self._guard.window_s:g} s): a real-time OVS would starve the traffic engine"}
+            log.warning("ovs-vswitchd back to normal priority %.1f s into the traffic: %s", t_s,
+                        self.ovs_realtime_dropped["why"])
+
+    def realtime_state(self) -> dict[str, Any]:
+        """metadata.json ``ovs_realtime``: requested, what was changed per thread, whether and when
+        it was given back mid-run."""
+        return {"requested": self.ovs_realtime, "threads": self.ovs_priority,
+                "dropped": self.ovs_realtime_dropped}
 
     def _close_hop_meter(self) -> None:
         meter, self.hop_meter = self.hop_meter, None

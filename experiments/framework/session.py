@@ -321,11 +321,13 @@ class RunSession:
             while (now := time.time_ns()) < end_ns:
                 if self.watchdog is not None:
                     self.watchdog.raise_if_failed()
+                self.network.guard_realtime((now - start_ns) / 1e9)
                 done = min(total, int(max(0.0, (now - start_ns) / 1e9)))
                 if done != bar.n:
                     bar.update(done - bar.n)
                 time.sleep(0.2)
             bar.update(total - bar.n)
+        self.metadata["ovs_realtime"] = self.network.realtime_state()
 
     def complete(self) -> None:
         """Write the completion marker; call after every table and figure is written."""

@@ -108,3 +108,24 @@ def test_bad_sched_entries_are_rejected(state_root: Path, change: dict, problem:
     path.chmod(0o644)
     with pytest.raises(mf.ManifestError, match=problem.replace("[", r"\[")):
         mf.Manifest.load(path)
+
+
+def test_saturation_guard_trips_only_after_a_whole_window_without_idle_time() -> None:
+    guard = schedprio.SaturationGuard(window_s=3.0, idle_share=0.03)
+    # 2 CPUs, 100 ticks/s each: 200 total ticks per second; idle ticks counted over all CPUs
+    assert not guard.saturated(0.0, 1000, 10000)
+    assert not guard.saturated(1.0, 1002, 10200)   # 1 % idle, but the window is not covered yet
+    assert not guard.saturated(2.0, 1004, 10400)
+    assert guard.saturated(3.0, 1006, 10600)       # 6 idle of 600 ticks over 3 s: saturated
+    busy_then_idle = schedprio.SaturationGuard(window_s=3.0, idle_share=0.03)
+    for t, idle in ((0.0, 0), (1.0, 2), (2.0, 4), (3.0, 104)):   # one second half idle
+        tripped = busy_then_idle.saturated(t, idle, int(t * 200))
+    assert not tripped
+    steady = schedprio.SaturationGuard(window_s=3.0, idle_share=0.03)
+    results = [steady.saturated(t / 5, int(t * 40 * 0.5), int(t * 40)) for t in range(40)]  # 50 % idle
+    assert not any(results)
+
+
+def test_idle_and_total_ticks_read_from_proc_stat() -> None:
+    idle, total = schedprio.idle_and_total_ticks()
+    assert 0 <= idle <= total
