@@ -132,8 +132,12 @@ def measure(run_dir: Path, scenario: Scenario) -> dict[str, Any]:
     clean = err[~stalled]
     total = summary["loss_accounting"]["total"]
     emulator_lost = total["emulator_loss_pkts"] + max(0, total["unattributed_loss_pkts"])
+    sends = sorted((run_dir / "raw").glob("send-*.json"))  # the C engine writes realtime_at_end
+    engine_rt_end = json.loads(sends[0].read_text()).get("realtime_at_end") if sends else None
     return {
         "bringup_s": metadata.get("bringup_s"),
+        "engine_realtime_at_end": engine_rt_end,
+        "ovs_realtime_dropped": (metadata.get("ovs_realtime") or {}).get("dropped"),
         "packets_measured": int(len(clean)),
         "err_ms_p50": percentile(clean, 50), "err_ms_p99": percentile(clean, 99),
         "err_ms_p999": percentile(clean, 99.9),
@@ -147,6 +151,7 @@ def measure(run_dir: Path, scenario: Scenario) -> dict[str, Any]:
                                             total["scheduled_pkts"]),
         "unattributed_loss_pct": share_pct(max(0, total["unattributed_loss_pkts"]), total["scheduled_pkts"]),
         "fidelity_held": summary["fidelity"]["held"],
+        "send_late_ms_p99": summary["fidelity"]["send_late_ms_p99"],  # the traffic engine's lateness
         # % of one CPU per component while the traffic ran (experiments/framework/cpuuse.py)
         **{f"traffic_cpu_pct_{k.replace(' ', '_')}": v
            for k, v in (metadata.get("cpu_during_traffic") or {}).get("cpu_pct", {}).items()},

@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 from netstate import snapshot, wait_for_traffic
 
+from topologies.schedprio import OVS_RT_PRIO
+
 pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
 
@@ -89,7 +91,7 @@ def test_demo_run_is_complete_and_leaves_nothing(tmp_path) -> None:
     rt = meta["ovs_realtime"]
     assert rt["requested"] is True
     if meta["ovs_datapath"] == "user":
-        assert [t["to"] for t in rt["threads"]] in ([[os.SCHED_FIFO, 9]], [None])
+        assert [t["to"] for t in rt["threads"]] in ([[os.SCHED_FIFO, OVS_RT_PRIO]], [None])
         for thread in rt["threads"]:
             if thread["to"] is not None and Path(f"/proc/{thread['tid']}").exists():
                 assert [os.sched_getscheduler(thread["tid"]),
