@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from experiments.framework.cpuuse import machine_ticks, ovs_vswitchd_pid, process_ticks
 from experiments.framework.stats import percentile, share_pct
 from topologies.scenario import Scenario, parse_scenario
 
@@ -108,14 +109,10 @@ def memory_available_mb() -> float:
 
 def cpu_ticks(pid: int | None = None) -> int | None:
     """Busy CPU ticks of the machine (all CPUs) or of one process; None if unreadable."""
-    try:
-        if pid is None:
-            fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-            return sum(fields) - fields[3] - fields[4]  # minus idle and iowait
-        words = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(words[11]) + int(words[12])  # utime + stime
-    except (OSError, ValueError, IndexError):
-        return None
+    if pid is None:
+        return machine_ticks()
+    ticks = process_ticks(pid)
+    return None if ticks is None else sum(ticks)
 
 
 def measure(run_dir: Path, scenario: Scenario) -> dict[str, Any]:
@@ -161,10 +158,7 @@ def measure(run_dir: Path, scenario: Scenario) -> dict[str, Any]:
 
 
 def ovs_pid() -> int | None:
-    try:
-        return int(Path("/var/run/openvswitch/ovs-vswitchd.pid").read_text().strip())
-    except (OSError, ValueError):
-        return None
+    return ovs_vswitchd_pid()
 
 
 def cpu_shares(before: dict[str, int | None], after: dict[str, int | None], wall_s: float) -> dict[str, Any]:
