@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture
+def state_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run manifests go to a scratch state folder (``topologies.manifest.STATE_ROOT``)."""
+    root = tmp_path / "state"
+    monkeypatch.setattr("topologies.manifest.STATE_ROOT", root)
+    return root
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -24,7 +23,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from experiments.framework.cpuuse import machine_ticks, ovs_vswitchd_pid, process_ticks
 from experiments.framework.stats import percentile, share_pct
 from topologies.scenario import Scenario, parse_scenario
 
@@ -107,14 +105,6 @@ def memory_available_mb() -> float:
     return math.inf
 
 
-def cpu_ticks(pid: int | None = None) -> int | None:
-    """Busy CPU ticks of the machine (all CPUs) or of one process; None if unreadable."""
-    if pid is None:
-        return machine_ticks()
-    ticks = process_ticks(pid)
-    return None if ticks is None else sum(ticks)
-
-
 def measure(run_dir: Path, scenario: Scenario) -> dict[str, Any]:
     """Error of the edge-bound flows against the scenario's model, plus the run's own figures."""
     import json
@@ -155,21 +145,6 @@ def measure(run_dir: Path, scenario: Scenario) -> dict[str, Any]:
         "fidelity_error_ms_p999_est": summary["fidelity"]["error_ms_p999_est"],
         "run_dir": str(run_dir),
     }
-
-
-def ovs_pid() -> int | None:
-    return ovs_vswitchd_pid()
-
-
-def cpu_shares(before: dict[str, int | None], after: dict[str, int | None], wall_s: float) -> dict[str, Any]:
-    """CPU use over a run (bring-up included), % of one CPU: whole machine and ovs-vswitchd."""
-    hz = os.sysconf("SC_CLK_TCK")
-    out: dict[str, Any] = {}
-    for key in ("machine", "ovs-vswitchd"):
-        a, b = before.get(key), after.get(key)
-        known = a is not None and b is not None
-        out[f"cpu_pct_{key}"] = round(100.0 * (b - a) / hz / wall_s, 1) if known else None
-    return out
 
 
 def goals_of(sizes: list[dict[str, Any]]) -> dict[str, Any]:

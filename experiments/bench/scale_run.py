@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from experiments.bench import scale
+from experiments.framework.cpuuse import CpuMeter
 from experiments.framework.definition import Experiment
 from experiments.framework.results import base_metadata, mark_complete, new_bench_dir, write_json
+from experiments.framework.watchdog import ovs_daemon_pid
 from topologies.paths import REPO_ROOT
 
 
@@ -38,7 +40,8 @@ def run_size(n_ues: int, duration_s: float, out: Path, ovs_realtime: bool = True
     why = scale.size_ok(scenario, python_agents=engine_binary() is None)
     if why is not None:
         return {**row, "started": False, "failure": why}
-    before = {"machine": scale.cpu_ticks(), "ovs-vswitchd": scale.cpu_ticks(scale.ovs_pid())}
+    whole_run = CpuMeter({"ovs-vswitchd": [ovs_daemon_pid("ovs-vswitchd")]})  # bring-up included
+    whole_run.start()
     t0 = time.monotonic()
     try:
         result = run_experiment(experiment(n_ues, duration_s),
@@ -53,9 +56,9 @@ def run_size(n_ues: int, duration_s: float, out: Path, ovs_realtime: bool = True
         tail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         return {**row, "started": bool(started), "failure": tail, "run_dir": str(run_dir)}
     wall = time.monotonic() - t0
-    after = {"machine": scale.cpu_ticks(), "ovs-vswitchd": scale.cpu_ticks(scale.ovs_pid())}
+    cpu = whole_run.stop()["cpu_pct"]
     return {**row, "started": True, **scale.measure(result.run_dir, scenario),
-            **scale.cpu_shares(before, after, wall), "wall_s": round(wall, 1)}
+            **{f"cpu_pct_{key}": cpu[key] for key in ("machine", "ovs-vswitchd")}, "wall_s": round(wall, 1)}
 
 
 def print_table(sizes: list[dict[str, Any]], goals: dict[str, Any]) -> None:

@@ -17,16 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from topologies.manifest import proc_start_time
-
-OVS_PIDFILE = Path("/var/run/openvswitch/ovs-vswitchd.pid")
-
-
-def ovs_vswitchd_pid(pidfile: Path = OVS_PIDFILE) -> int | None:
-    """The running ovs-vswitchd's pid (from its pidfile), or None."""
-    try:
-        return int(pidfile.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
+from topologies.schedprio import idle_and_total_ticks
 
 
 def process_ticks(pid: int) -> tuple[int, int] | None:
@@ -40,11 +31,8 @@ def process_ticks(pid: int) -> tuple[int, int] | None:
 
 def machine_ticks() -> int | None:
     """Busy clock ticks of all CPUs (``/proc/stat``: everything but idle and iowait)."""
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError):
-        return None
-    return sum(fields) - fields[3] - fields[4]
+    ticks = idle_and_total_ticks()
+    return None if ticks is None else ticks[1] - ticks[0]
 
 
 class CpuMeter:

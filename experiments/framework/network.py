@@ -25,8 +25,8 @@ from mininet.node import RemoteController
 from controllers.apps import DEFAULT_APPS
 from controllers.launcher import ControllerProcess, ready_timeout_s
 from controllers.policy import HostSpec, SlicePolicy, SliceSpec, SwitchSpec
-from experiments.framework.cpuuse import ovs_vswitchd_pid
 from experiments.framework.results import write_json
+from experiments.framework.watchdog import ovs_daemon_pid
 from topologies.errors import RunFailed
 from topologies.factory import FactoryTopo
 from topologies.hosts import FactoryHost, static_arp
@@ -173,7 +173,7 @@ class EmulatedNetwork:
         ports = sum(len(s.intfList()) for s in bridges)
         self.controller.wait_ready({int(s.dpid, 16): s.name for s in bridges},
                                    timeout_s=ready_timeout_s(len(bridges), ports))
-        ovs_pid = ovs_vswitchd_pid()
+        ovs_pid = ovs_daemon_pid("ovs-vswitchd")
         if self.ovs_realtime and self.datapath == "user" and ovs_pid is not None:
             self.ovs_priority = raise_to_fifo(self.manifest, "ovs-vswitchd", main_thread_ids(ovs_pid),
                                               OVS_RT_PRIO)
@@ -264,11 +264,11 @@ class EmulatedNetwork:
     def guard_realtime(self, t_s: float) -> None:
         """Call often while the traffic runs (``t_s``: seconds since it started): once the machine
         is saturated, ovs-vswitchd's thread gets its normal priority back (schedprio.SaturationGuard)."""
-        ticks = idle_and_total_ticks()
-        if self.ovs_realtime_dropped is not None or ticks is None or not any(
+        if self.ovs_realtime_dropped is not None or not any(
                 e["kind"] == "sched" for e in (self.manifest.entries if self.manifest else [])):
-            return
-        if self._guard.saturated(time.monotonic(), *ticks):
+            return  # OVS is not real-time (any more): nothing to guard
+        ticks = idle_and_total_ticks()
+        if ticks is not None and self._guard.saturated(time.monotonic(), *ticks):
             self._restore_priorities()
             self.ovs_realtime_dropped = {
                 "at_s": round(t_s, 1),

@@ -72,13 +72,20 @@ def pid_check(name: str, pid: int, log_path: Path | None) -> Check | None:
     return check
 
 
+def ovs_daemon_pid(daemon: str, run_dir: Path = OVS_RUN_DIR) -> int | None:
+    """The pid in OVS daemon ``daemon``'s pidfile (e.g. ``ovs-vswitchd``), or None if unreadable."""
+    try:
+        return int((run_dir / f"{daemon}.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def ovs_daemon_checks(run_dir: Path = OVS_RUN_DIR) -> dict[str, Check]:
     """Checks for the running OVS daemons (pids from their pidfiles): watched, never signalled."""
     checks = {}
     for daemon in OVS_DAEMONS:
-        try:
-            pid = int((run_dir / f"{daemon}.pid").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
+        pid = ovs_daemon_pid(daemon, run_dir)
+        if pid is None:
             log.warning("not watching %s: no readable pidfile in %s", daemon, run_dir)
             continue
         check = pid_check(daemon, pid, OVS_LOG_DIR / f"{daemon}.log")

@@ -17,12 +17,7 @@ from experiments.cli import clean as clean_cli
 from topologies import manifest as mf
 from topologies import runobjects
 
-
-@pytest.fixture(autouse=True)
-def state_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "state"
-    monkeypatch.setattr(mf, "STATE_ROOT", root)
-    return root
+pytestmark = pytest.mark.usefixtures("state_root")  # tests/conftest.py: a scratch state folder
 
 
 @pytest.fixture

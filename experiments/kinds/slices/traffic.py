@@ -13,8 +13,8 @@ from typing import Any
 import pandas as pd
 
 from experiments.framework.agent_procs import kill_agents, start_agent, stop_agent, wait_ready
-from experiments.framework.cpuuse import ovs_vswitchd_pid
 from experiments.framework.results import write_json
+from experiments.framework.watchdog import ovs_daemon_pid
 from experiments.kinds.slices.engine import TrafficEngine, engine_binary
 from topologies.scenario import Scenario
 from topologies.switches import ovs_socket_drops
@@ -206,7 +206,7 @@ class TrafficRun:
         return {"relay": list(engine.data_path_pids()) if engine is not None else [],
                 "traffic engine": [self.engine.proc.pid] if self.engine is not None else [],
                 "python agents": [p.pid for p in (*self.senders.values(), *self.receivers.values())],
-                "ovs-vswitchd": [ovs_vswitchd_pid()],
+                "ovs-vswitchd": [ovs_daemon_pid("ovs-vswitchd")],
                 "controller": [controller.pid] if controller is not None else []}
 
     def kill_all(self) -> None:
