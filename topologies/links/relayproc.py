@@ -65,8 +65,9 @@ from topologies.paths import REPO_ROOT
 
 RELAY_DIR = Path(__file__).resolve().parent / "relay"
 # C files of a tool (default: relay/<name>.c): sources compiled together, and headers they include
-TOOL_SOURCES = {"relay": ("relay.c", "control.c", "cell.c", "iface.c")}
-TOOL_HEADERS = {"relay": ("relay.h",)}
+TOOL_SOURCES = {"relay": ("relay.c", "control.c", "cell.c", "nrcell.c", "iface.c"),
+                "nrsim": ("nrsim.c", "nrcell.c")}
+TOOL_HEADERS = {"relay": ("relay.h",), "nrsim": ("relay.h",)}
 COMMAND_TIMEOUT_S = 5.0   # default wait for one reply
 ROW_TIMEOUT_S = 200e-6    # more per schedule row (the Python relay checks some 25 000 rows/s)
 START_TIMEOUT_S = 15.0    # for the relay's "ok relay ready"

@@ -61,6 +61,7 @@ const char *cell_join(struct link *ue, struct link *cell, const unsigned char ma
     cell->members[cell->nmembers++] = ue;
     ue->cell = cell; memcpy(ue->mac, mac, 6);
     ue->d[UPLINK].next = &cell->d[UPLINK];
+    nr_joined(ue, mono_ns());      /* and so do its buffers in an NR cell (nrcell.c) */
     return NULL;
 }
 
@@ -80,6 +81,24 @@ void cell_unwire(struct link *L) {
     if (L->n3_of) { L->n3_of->n3 = NULL; L->n3_of->d[UPLINK].next = NULL; L->n3_of = NULL; }
 }
 
+/* A downlink frame entering cell L at t: an NR cell schedules a frame for one of its UEs (nrcell.c);
+ * everything else goes through the cell's downlink direction (by address, below). */
+static void enter_downlink(struct link *L, const unsigned char *data, int len, ns_t t) {
+    if (nr_on(L) && len >= 6 && !(data[0] & 1))
+        for (int i = 0; i < L->nmembers; i++)
+            if (!memcmp(L->members[i]->mac, data, 6)) { nr_arrive(L, L->members[i], DOWNLINK, data, len, t); return; }
+    dir_enqueue(&L->d[DOWNLINK], data, len, t);
+}
+
+void nr_deliver(struct link *cell, struct link *ue, int dir, const unsigned char *data, int len, ns_t arr, ns_t dep) {
+    struct dir *d = &cell->d[dir];
+    (void)ue; (void)arr;
+    d->rx++; d->rx_bytes += len;
+    if (dep == -1) d->drop_loss++;        /* every HARQ transmission failed */
+    else if (dep < 0) d->drop_queue++;    /* the UE's buffer was full (or moved into a fixed cell) */
+    else dir_insert_at(d, data, len, dep);
+}
+
 int cell_forward(struct dir *d, const unsigned char *data, int len, ns_t dep) {
     struct link *L = d->owner;
     if (d == &L->d[DOWNLINK] && is_cell(L)) {
@@ -97,7 +116,7 @@ int cell_forward(struct dir *d, const unsigned char *data, int len, ns_t dep) {
             for (int i = 0; i < n; i++) {
                 struct link *ue = &all[i];
                 if (ue->used && ue->cell && ue->cell != L && !memcmp(ue->mac, data, 6)) {
-                    dir_enqueue(&ue->cell->d[DOWNLINK], data, len, dep);
+                    enter_downlink(ue->cell, data, len, dep);
                     d->xn_forwarded++;
                     return 1;
                 }
@@ -106,6 +125,9 @@ int cell_forward(struct dir *d, const unsigned char *data, int len, ns_t dep) {
         return hit;
     }
     if (!d->next) return 0;
-    dir_enqueue(d->next, data, len, dep);
+    struct link *N = d->next->owner;
+    if (is_cell(N) && d->next == &N->d[DOWNLINK]) enter_downlink(N, data, len, dep); /* from the backhaul */
+    else if (nr_on(N) && d->next == &N->d[UPLINK] && L->cell == N) nr_arrive(N, L, UPLINK, data, len, dep);
+    else dir_enqueue(d->next, data, len, dep);
     return 1;
 }

@@ -245,6 +245,28 @@ static void cell_request(const char *c, char **w, int nw) {
     if (e) err("%s", e); else ok("");
 }
 
+/* ---- NR cells (nrcell.c): nr CELL grid|timing|slice|on ... | nrue ID SLICE | nrstats CELL ---- */
+static void nr_request(const char *c, char **w, int nw) {
+    unsigned long long v, sl; struct link *L; const char *e;
+    int stats = !strcmp(c, "nrstats"), ue = !strcmp(c, "nrue");
+    if (nw < 2 || (stats && nw != 2) || (ue && nw != 3) || (!stats && !ue && nw < 3)) {
+        err(stats ? "usage: nrstats CELL" : ue ? "usage: nrue ID SLICE" : "usage: nr CELL grid|timing|slice|on ...");
+        return;
+    }
+    if (parse_uint(w[1], MAX_ID, &v)) { err("%s: got %.32s; allowed an integer 0..%llu", ue ? "ID" : "CELL", w[1], MAX_ID); return; }
+    if (!(L = find_link((int)v))) { err("no link %d", (int)v); return; }
+    if (stats) {
+        if (!nr_on(L)) { err("link %d is not an NR cell", (int)v); return; }
+        fputs("ok ", stdout); nr_print_stats(L); end_reply(0);
+        return;
+    }
+    if (ue) {
+        if (parse_uint(w[2], NR_MAX_SLICES - 1, &sl)) { err("SLICE: got %.32s; allowed an integer 0..%d", w[2], NR_MAX_SLICES - 1); return; }
+        e = nr_ue_slice(L, (int)sl);
+    } else e = nr_config(L, w + 2, nw - 2);
+    if (e) err("%s", e); else ok("");
+}
+
 /* ---- one request line; -1 after quit ---- */
 static int request(char *s, size_t n, int too_long) {
     char *w[MAX_WORDS]; int nw, id, dir = -1; unsigned long long v; struct link *L;
@@ -289,6 +311,7 @@ static int request(char *s, size_t n, int too_long) {
             print_dir(DIR_NAME[DOWNLINK], &L->d[DOWNLINK]); putchar('}'); end_reply(0);
         }
     } else if (!strcmp(c, "cell") || !strcmp(c, "join") || !strcmp(c, "leave")) cell_request(c, w, nw);
+    else if (!strcmp(c, "nr") || !strcmp(c, "nrue") || !strcmp(c, "nrstats")) nr_request(c, w, nw);
     else err("unknown command %.32s", c);
     return 0;
 }

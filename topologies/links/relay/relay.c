@@ -9,7 +9,7 @@
  * the packet's arrival time, so schedule changes happen in the data path with no control lag.
  *
  * Control: one command per line on stdin, one reply line on stdout (control.c; the protocol is in
- * ../relayproc.py; ../pyrelay.py is the Python twin). Build: gcc -O2 -Wall -o relay relay.c control.c cell.c iface.c -lm
+ * ../relayproc.py; ../pyrelay.py is the Python twin). Build: gcc -O2 -Wall -o relay relay.c control.c cell.c nrcell.c iface.c -lm
  */
 #include "relay.h"
 #include <arpa/inet.h>
@@ -176,6 +176,27 @@ void dir_enqueue(struct dir *d, const unsigned char *data, int len, ns_t t_arr) 
     if (d->heap_pos < 0) heap_push(d);
 }
 
+void dir_insert_at(struct dir *d, const unsigned char *data, int len, ns_t dep) {
+    struct pkt *k = malloc(sizeof *k + len);
+    if (!k) { d->drop_err++; return; }
+    k->dep = dep; k->len = len; memcpy(k->data, data, len);
+    mem_bytes += len;
+    if (!d->tail || d->tail->dep <= dep) {
+        k->next = NULL;
+        if (d->tail) d->tail->next = k; else d->head = k;
+        d->tail = k;
+    } else if (d->head->dep > dep) { k->next = d->head; d->head = k; }
+    else {
+        struct pkt *p = d->head;
+        while (p->next && p->next->dep <= dep) p = p->next;
+        k->next = p->next; p->next = k;
+    }
+    heap_remove(d);
+    heap_push(d);
+}
+
+double rng_uniform(void) { return urand(); }
+
 static void flush_dir(struct dir *d, ns_t now) {
     struct mmsghdr mm[BATCH]; struct iovec iov[BATCH]; struct pkt *ks[BATCH];
     while (d->head && d->head->dep <= now) {
@@ -307,6 +328,7 @@ const char *link_add(int id, const char *a, const char *b) {
 }
 
 void link_del(struct link *L) {
+    nr_free(L);
     cell_unwire(L);
     free_dir(&L->d[UPLINK]); free_dir(&L->d[DOWNLINK]);
     if (L->fda >= 0) close(L->fda);
@@ -357,11 +379,14 @@ int main(int argc, char **argv) {
     struct epoll_event ev[64];
     for (;;) {
         ns_t now = mono_ns();
+        nr_run(now);
         flush_due(now);
         int n;
-        if (heapn == 0) n = epoll_wait(epfd, ev, 64, -1);
+        ns_t next = nr_next_wake();
+        if (heapn > 0 && heap[0]->head->dep < next) next = heap[0]->head->dep;
+        if (next == INT64_MAX) n = epoll_wait(epfd, ev, 64, -1);
         else {
-            ns_t wake_at = heap[0]->head->dep - early_ns, wait = wake_at - now;
+            ns_t wake_at = next - early_ns, wait = wake_at - now;
             if (wait > 0) {
                 struct timespec ts = {wait / 1000000000LL, wait % 1000000000LL};
                 n = epoll_pwait2(epfd, ev, 64, &ts, NULL);

@@ -57,6 +57,8 @@ struct link {
     unsigned char mac[6];      /* a UE radio link: its UE's address (the cell's downlink delivers by it) */
     struct link *n3, *n3_of;   /* a cell: its backhaul link; a backhaul link: its cell */
     struct link **members; int nmembers, cap_members; /* a cell: its UE radio links */
+    struct nrcell *nr;         /* a cell with the NR slot model (nrcell.c), else NULL */
+    struct nr_ue *nru;         /* a UE radio link in an NR cell: its MAC state (nrcell.c) */
 };
 
 /* relay.c: links and data path */
@@ -83,6 +85,27 @@ void cell_leave(struct link *ue);
 void cell_unwire(struct link *L);       /* before L is deleted: nothing may lead into it */
 /* A packet leaving d (out_fd < 0) at dep into what d is wired to; 0: nothing is (dropped_unwired). */
 int cell_forward(struct dir *d, const unsigned char *data, int len, ns_t dep);
+
+/* relay.c: a packet put into direction d (towards the inside) to leave at dep, kept in dep order
+ * (not FIFO): the NR cell's output (nrcell.c). */
+void dir_insert_at(struct dir *d, const unsigned char *data, int len, ns_t dep);
+double rng_uniform(void);  /* [0, 1) from the relay's seeded generator */
+
+/* nrcell.c: the NR slot-level cell model (its own comment says what it models) */
+#define NR_MAX_SLICES 8
+/* "nr CELL WHAT ..." after CELL: configure cell L (NULL on success, else a static error text). */
+const char *nr_config(struct link *L, char **w, int nw);
+const char *nr_ue_slice(struct link *ue, int slice);  /* the UE's slice index in its NR cell */
+int nr_on(const struct link *cell);                   /* cell has the NR model switched on */
+void nr_arrive(struct link *cell, struct link *ue, int dir, const unsigned char *data, int len, ns_t t);
+void nr_run(ns_t now);          /* every NR cell: process the slots that have started by now */
+ns_t nr_next_wake(void);        /* start of the next slot an NR cell has work in, or INT64_MAX */
+void nr_joined(struct link *ue, ns_t t); /* after ue->cell changed: its buffers go with it */
+void nr_free(struct link *L);   /* L (a cell or a UE link) is being deleted */
+void nr_print_stats(const struct link *cell); /* JSON object of the cell's per-slice counters */
+/* nrcell.c calls this for every packet it is done with: delivered at dep, or dropped: dep -1 all
+ * HARQ transmissions failed, -2 the buffer was full, -3 moved into a cell without the model. */
+void nr_deliver(struct link *cell, struct link *ue, int dir, const unsigned char *data, int len, ns_t arr, ns_t dep);
 
 /* control.c: the stdin/stdout control channel */
 int ctl_input(void);         /* read what stdin has, answer every complete line; -1: quit or EOF */
