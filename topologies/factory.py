@@ -61,12 +61,15 @@ class FactoryTopo(Topo):
             # cell_link / cell_capacity: the cell's own data path, when the runner makes the gNB a
             # cell inside the link engine's relay (topologies/links/cells.py); an OVS gNB ignores them
             gnb = self._switch(cell.name, "gnb", cell_link=f"cell_{cell.name}",
-                               cell_capacity=(cell.capacity.uplink, cell.capacity.downlink))
+                               cell_capacity=(cell.capacity.uplink, cell.capacity.downlink),
+                               nr_plan=scenario.nr_plan(cell.name))
             self._link(gnb, upf, f"bh_{cell.name}", cell.backhaul)
         for ue in scenario.ues:
             host = self._host(ue.name, role="ue", kind=ue.kind, slice=ue.slice, cell=ue.cell)
             gnb = self.switch_name(ue.cell)
-            self._link(host, gnb, f"radio_{ue.name}", scenario.slice(ue.slice).radio)
+            # an NR cell's air interface is its model (relay/nrcell.c): the radio link is transparent
+            nr = scenario.cell(ue.cell).nr is not None
+            self._link(host, gnb, f"radio_{ue.name}", LinkPair() if nr else scenario.slice(ue.slice).radio)
         edge = self._host(scenario.core.edge, role="edge")
         self._link(upf, edge, "edge", scenario.core.edge_link)
         ut = self._switch(scenario.leo.terminal, "ut")

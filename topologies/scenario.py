@@ -17,6 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from topologies.links import BACKENDS, DirectionParams
+from topologies.nr.config import (
+    DEFAULT_SLICE_RAN,
+    RADIO_MODELS,
+    NrCell,
+    NrPlan,
+    SliceRan,
+    check_shares,
+    parse_nr_cell,
+    parse_slice_ran,
+)
 from topologies.switches import DATAPATHS
 from topologies.validate import ConfigError, Table, read_toml_file
 
@@ -46,7 +56,8 @@ class Slice:
     dscp: int
     latency_bound_ms: float
     reliability_target_pct: float
-    radio: LinkPair
+    radio: LinkPair               # the fixed radio model's per-slice air interface
+    ran: SliceRan = DEFAULT_SLICE_RAN  # the slice's share of every NR cell (topologies/nr)
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,10 @@ class Cell:
     # What the cell's UEs share, per direction (rate_mbps, queue limits; delay/loss apply too):
     # served inside the relay, after each UE's own radio link (topologies/links/cells.py).
     capacity: LinkPair = LinkPair()
+    # "nr": the slot-level NR model in the relay (topologies/nr, relay/nrcell.c), whose parameters
+    # are ``nr``; "fixed": each slice's typed-in radio table, for calibration and ablation.
+    radio_model: str = "fixed"
+    nr: NrCell | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +170,17 @@ class Scenario:
     def slice(self, name: str) -> Slice:
         return next(s for s in self.slices if s.name == name)
 
+    def cell(self, name: str) -> Cell:
+        return next(c for c in self.cells if c.name == name)
+
+    def nr_plan(self, cell_name: str) -> NrPlan | None:
+        """What cell ``cell_name``'s NR model runs (its parameters, every slice's share), or None
+        for a cell with the fixed radio model."""
+        cell = self.cell(cell_name)
+        if cell.nr is None:
+            return None
+        return NrPlan(cell.nr, tuple((s.name, s.ran) for s in self.slices))
+
     def servers(self) -> tuple[str, ...]:
         return (self.core.edge, self.cloud.name)
 
@@ -207,6 +233,8 @@ def parse_scenario(raw: dict, source: str = "<dict>", base_dir: Path | None = No
         raise ConfigError("slices", [], "at least one [[slices]] table")
     if not cells:
         raise ConfigError("cells", [], "at least one [[cells]] table")
+    if any(c.nr is not None for c in cells):
+        check_shares([(s.name, s.ran) for s in slices])
     if not groups:
         raise ConfigError("ue_groups", [], "at least one [[ue_groups]] table (a run needs a UE)")
     total = sum(g.count for g in groups)
@@ -233,12 +261,28 @@ def _slice(t: Table) -> Slice:
                                       why="one hour, the longest run"),
             reliability_target_pct=t.number("reliability_target_pct", 99.9, min=0, max=100),
             radio=_link_pair(t, "radio"),
+            ran=parse_slice_ran(t.table("ran")) if t.has("ran") else _absent(t, "ran", DEFAULT_SLICE_RAN),
         )
 
 
 def _cell(t: Table) -> Cell:
     with t:
-        return Cell(_name(t, "name"), _link_pair(t, "backhaul"), _link_pair(t, "capacity"))
+        name, backhaul, capacity = _name(t, "name"), _link_pair(t, "backhaul"), _link_pair(t, "capacity")
+        model = t.str("radio_model", "fixed", choices=RADIO_MODELS)
+        if model != "nr":
+            if t.has("nr"):
+                raise ConfigError(t.key("nr"), t.get("nr"), 'only with radio_model = "nr"')
+            return Cell(name, backhaul, capacity, model, None)
+        if not (capacity.uplink.is_transparent() and capacity.downlink.is_transparent()):
+            raise ConfigError(t.key("capacity"), t.get("capacity"),
+                              'no capacity table with radio_model = "nr" (the NR model gives the capacity)')
+        nr = parse_nr_cell(t.table("nr") if t.has("nr") else Table({}, t.key("nr")))
+        return Cell(name, backhaul, capacity, model, nr)
+
+
+def _absent(t: Table, key: str, default: Any) -> Any:
+    t.get(key, None)  # the table knows the key was looked for
+    return default
 
 
 def _ue_group(t: Table, slices: tuple[Slice, ...], cells: tuple[Cell, ...],

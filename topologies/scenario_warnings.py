@@ -8,7 +8,9 @@ run carries out faithfully although the result is probably not what was meant:
 * more load offered to a link direction than its ``rate_mbps`` (its queue fills and drops);
 * a fixed one-way delay on a UE's path that already exceeds its slice's ``latency_bound_ms`` (no
   packet can be on time);
-* UEs on a slice whose radio is not set (a transparent, 0 ms air interface).
+* UEs on a slice whose radio is not set (a transparent, 0 ms air interface), in a cell with the
+  fixed radio model;
+* more uplink load offered to an NR cell than its average capacity (TS 38.306 formula).
 
 Each line starts with the key path it is about, as errors do. ``scenario`` arguments are
 :class:`topologies.scenario.Scenario` objects (not imported: scenario.py imports this module);
@@ -63,9 +65,10 @@ def uplink_path(scenario: Scenario, group: UeGroup) -> list[tuple[str, Direction
     """
     si = next(i for i, s in enumerate(scenario.slices) if s.name == group.slice)
     ci = next(i for i, c in enumerate(scenario.cells) if c.name == group.cell)
-    hops = [(f"slices[{si}].radio.uplink", scenario.slices[si].radio.uplink),
-            (f"cells[{ci}].capacity.uplink", scenario.cells[ci].capacity.uplink),  # shared by its UEs
-            (f"cells[{ci}].backhaul.uplink", scenario.cells[ci].backhaul.uplink)]
+    radio = [] if scenario.cells[ci].nr is not None else [  # an NR cell's delay is its model's
+        (f"slices[{si}].radio.uplink", scenario.slices[si].radio.uplink),
+        (f"cells[{ci}].capacity.uplink", scenario.cells[ci].capacity.uplink)]  # shared by its UEs
+    hops = [*radio, (f"cells[{ci}].backhaul.uplink", scenario.cells[ci].backhaul.uplink)]
     if group.traffic.destination == scenario.core.edge:
         hops.append(("core.edge_link.uplink", scenario.core.edge_link.uplink))
     elif scenario.leo.orbit is None:
@@ -81,7 +84,8 @@ def wire_mbps(group: UeGroup) -> float:
 
 
 def _radio_warnings(scenario: Scenario) -> list[str]:
-    used = {g.slice for g in scenario.ue_groups}
+    used = {g.slice for g in scenario.ue_groups
+            if next(c for c in scenario.cells if c.name == g.cell).nr is None}
     return [f"slices[{i}].radio: not set although UEs use slice {s.name!r}: their air interface "
             "is transparent (0 ms, no loss, no rate limit)"
             for i, s in enumerate(scenario.slices)
@@ -93,15 +97,20 @@ def _load_warnings(scenario: Scenario) -> list[str]:
     offered: dict[str, float] = {}  # rate key -> offered Mbit/s
     rates: dict[str, float] = {}
     for group in scenario.ue_groups:
-        for i, (path, p) in enumerate(uplink_path(scenario, group)):
+        for path, p in uplink_path(scenario, group):
             if p.rate_mbps is None:
                 continue
             key = f"{path}.rate_mbps"
-            if i == 0:  # every UE has its own radio link
+            if path.startswith("slices["):  # every UE has its own radio link
                 offered[key] = max(offered.get(key, 0.0), wire_mbps(group))
             else:
                 offered[key] = offered.get(key, 0.0) + wire_mbps(group) * group.count
             rates[key] = p.rate_mbps
+    for ci, cell in enumerate(scenario.cells):  # an NR cell's average uplink capacity
+        if cell.nr is not None:
+            key = f"cells[{ci}].nr (uplink capacity)"
+            offered[key] = sum(wire_mbps(g) * g.count for g in scenario.ue_groups if g.cell == cell.name)
+            rates[key] = cell.nr.capacity_mbps("uplink")
     orbit = scenario.leo.orbit
     if orbit is not None:  # the LEO uplink's rate varies around its median
         key = "leo.orbit.rates.uplink_median_mbps"

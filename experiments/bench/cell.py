@@ -9,7 +9,8 @@ Bench cell: three slices as the default scenario's (urllc: 10 % dedicated PRBs, 
 configured grant where the profile offers it; embb: priority 5; mmtc: priority 1), one UE per slice
 sending 100 B packets up and down 15-25 ms apart (unloaded); loaded adds cameras
 in the embb slice offering 90 % of the cell's uplink capacity in 1200 B packets.
-Output: results/bench_cell/<run_id>/ summary.json, metadata.json, cell_delay_cdf.png/.pdf, COMPLETE.
+Output: results/bench_cell/<run_id>/ summary.json, metadata.json, delays.npz (every delay, for
+redrawing), cell_delay_cdf.png/.pdf, COMPLETE.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ CAMERA_BYTES = 1200
 LOAD_SHARE = 0.9
 
 
-def arrivals(duration_s: float, cameras: int, camera_mbps: float, seed: int) -> list[tuple[int, int, str, int]]:
+def arrivals(duration_s: float, cameras: int, camera_mbps: float,
+             seed: int) -> list[tuple[int, int, str, int]]:
     """Probes of UEs 1..3 (one per slice) both ways, and ``cameras`` uplink camera UEs (4..)."""
     rng = np.random.default_rng(seed)
     out: list[tuple[int, int, str, int]] = []
@@ -137,6 +139,16 @@ def figure(raw: dict[str, dict[str, dict[str, np.ndarray]]], out: Path) -> list[
     return paths
 
 
+def redraw(run_dir: Path) -> list[Path]:
+    """The figure again from a run's delays.npz."""
+    raw: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    with np.load(run_dir / "delays.npz") as stored:
+        for name in stored.files:
+            prof, load, key = name.split("|")
+            raw.setdefault(prof, {}).setdefault(load, {})[key] = stored[name]
+    return figure(raw, run_dir)
+
+
 def main(results_root: Path, duration_s: float = 60.0, seed: int = 1) -> int:
     started, base = time.time(), base_metadata()
     run_id, out = new_bench_dir(results_root, "bench_cell")
@@ -157,6 +169,8 @@ def main(results_root: Path, duration_s: float = 60.0, seed: int = 1) -> int:
                                        "profiles": {p: PROFILES[p] for p in PROFILES},
                                        "elapsed_s": round(time.time() - started, 2)})
     write_json(out / "summary.json", summary)
+    np.savez_compressed(out / "delays.npz", **{f"{p}|{load}|{key}": x for p, loads in raw.items()
+                                                for load, per in loads.items() for key, x in per.items()})
     figure(raw, out)
     mark_complete(out)
     print(render(summary))

@@ -1,7 +1,8 @@
-"""``factorysat bench links|leo|scale|analysis|engine``: the link engine's fidelity
+"""``factorysat bench links|leo|scale|analysis|engine|cell``: the link engine's fidelity
 (experiments/bench/links.py), orbit schedule speed (bench/leo.py), the whole emulator's error as the
 factory grows (bench/scale.py), a run's analysis memory as the run gets longer (bench/analysis.py)
-and the C traffic engine's throughput per CPU core (bench/engine.py)."""
+the C traffic engine's throughput per CPU core (bench/engine.py) and the NR cell model against
+its calibration targets (bench/cell.py)."""
 
 from __future__ import annotations
 
@@ -25,11 +26,13 @@ TCP_CC_RE = re.compile(r"[a-z][a-z0-9_]{0,14}")  # the kernel's TCP_CA_NAME_MAX 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("bench", help="benchmarks (links: link engine fidelity)",
                               description="Measure the emulator against its goals.")
-    p.add_argument("what", choices=("links", "leo", "scale", "analysis", "engine"),
+    p.add_argument("what", choices=("links", "leo", "scale", "analysis", "engine", "cell"),
                    help="links: link-engine fidelity (root); leo: orbit schedule generation speed; "
                         "scale: whole-emulator error at 10..500 UEs (root); analysis: peak memory of "
                         "a run's analysis at 1 min .. 1 h of the 124-UE factory (synthetic records); "
-                        "engine: the C traffic engine's packets per CPU second (root)")
+                        "engine: the C traffic engine's packets per CPU second (root); "
+                        "cell: the NR cell model per profile, slice and direction against its "
+                        "calibration targets, unloaded and loaded")
     p.add_argument("--backend", choices=("all", *REGISTRY), default="all",
                    help="link backend(s) to measure (default: every backend available here)")
     p.add_argument("--quick", action="store_true", help="shorter runs (10 updates instead of 60)")
@@ -39,7 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--results", type=Path, default=Path("results"), help="results root")
     p.add_argument("--sizes", help="scale: comma-separated UE counts (default: experiments/bench/"
                                    "scale.py SIZES, 10 to 500)")
-    p.add_argument("--duration-s", type=float, default=20.0, help="scale: traffic seconds per size")
+    p.add_argument("--duration-s", type=float, default=None,
+                   help="scale: traffic seconds per size (default 20); cell: seconds of packets per "
+                        "profile and load (default 60)")
     p.add_argument("--ovs-realtime", choices=("on", "off", "both"), default="on",
                    help="scale: userspace OVS's packet thread at real-time priority; both: each size "
                         "twice, side by side (goals from 'on')")
@@ -59,6 +64,16 @@ def run(args: argparse.Namespace) -> int:
         from experiments.bench import leo as bench_leo
 
         return bench_leo.main([])
+    if args.what == "cell":
+        from experiments.bench import cell as bench_cell
+
+        duration_s = 60.0 if args.duration_s is None else args.duration_s
+        try:
+            check_number("--duration-s", duration_s, min=1.0, max=3600.0)
+        except UserError as exc:
+            print(f"factorysat bench: {exc}", file=sys.stderr)
+            return 2
+        return bench_cell.main(args.results, duration_s, args.seed)
     if args.what == "analysis":
         from experiments.bench import analysis as bench_analysis
 
@@ -96,12 +111,13 @@ def run(args: argparse.Namespace) -> int:
             for i, n in enumerate(sizes):
                 check_int(f"--sizes[{i}]", n, min=6, max=2000, why="a scaled factory has 4 sensors and "
                           "at least one AGV and camera; 2000 bounds the run's processes")
-            check_number("--duration-s", args.duration_s, min=1.0, max=3600.0)
+            duration_s = 20.0 if args.duration_s is None else args.duration_s
+            check_number("--duration-s", duration_s, min=1.0, max=3600.0)
         except UserError as exc:
             print(f"factorysat bench: {exc}", file=sys.stderr)
             return 2
         modes = {"on": (True,), "off": (False,), "both": (True, False)}[args.ovs_realtime]
-        return scale_run.main(sizes, args.duration_s, args.results, modes)
+        return scale_run.main(sizes, duration_s, args.results, modes)
     from tqdm import tqdm
 
     from experiments.bench import links as bl
@@ -164,11 +180,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def draw_figures(run_dir: Path) -> list[Path]:
-    """Redraw a ``bench links`` or ``bench scale`` run's figure from its summary.json (for
+    """Redraw a ``bench links``, ``scale`` or ``cell`` run's figure from its stored results (for
     ``factorysat figures``)."""
     import json
 
     summary = json.loads((run_dir / "summary.json").read_text())
+    if "profiles" in summary:
+        from experiments.bench import cell as bench_cell
+
+        return bench_cell.redraw(run_dir)
     if "sizes" in summary:
         from experiments.bench import scale_run
 

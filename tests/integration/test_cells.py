@@ -9,18 +9,14 @@ The bed: ue1 on cell gnb1, cells gnb1 and gnb2 with backhauls to a host ``upf`` 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from linkbed import SCRATCH, probe  # same folder: on sys.path under pytest
+from linkbed import cell_bed, probe  # same folder: on sys.path under pytest
 
-from topologies.links import DirectionParams, LinkEngine
-from topologies.manifest import Manifest
+from topologies.links import LinkEngine
 
 pytestmark = pytest.mark.root
 
@@ -31,51 +27,13 @@ def _need_root() -> None:
         pytest.skip("needs root (network namespaces)")
 
 
-@contextlib.contextmanager
-def cell_bed(relay_impl: str) -> Iterator[tuple]:
-    """Yields (engine, ue1, srv); everything recorded in a manifest and removed afterwards."""
-    from mininet.net import Mininet
-
-    tag = "c" + secrets.token_hex(3)
-    manifest = Manifest.create(tag)
-    engine = LinkEngine("relay", tag, manifest, SCRATCH / tag, seed=3, relay_impl=relay_impl)
-    net = Mininet(topo=None, build=False, controller=None)
-    try:
-        engine.start()
-        ue1 = net.addHost("ue1", ip="10.0.0.1/24", mac="02:00:00:00:00:01")
-        srv = net.addHost("srv", ip="10.0.0.9/24", mac="02:00:00:00:00:09")
-        upf = net.addHost("upf")
-        cells = [net.addSwitch(f"{tag}g{i}", cls=engine.cell_class, dpid=f"{i:016x}", scenario_name=f"gnb{i}",
-                               cell_capacity=(DirectionParams(rate_mbps=50), DirectionParams(rate_mbps=50)))
-                 for i in (1, 2)]
-        net.addLink(ue1, cells[0], cls=engine.link_class, link_name="radio_ue1",
-                    uplink=DirectionParams(delay_ms=1.0), downlink=DirectionParams(delay_ms=1.0), txo=False)
-        for i, cell in enumerate(cells, 1):
-            bh = DirectionParams(delay_ms=0.2)
-            net.addLink(cell, upf, cls=engine.link_class, link_name=f"bh_gnb{i}", uplink=bh, downlink=bh,
-                        txo=False)
-        net.addLink(upf, srv, cls=engine.link_class, link_name="n6", txo=False)  # a plain veth pair
-        net.build()
-        upf.cmd("ip link add br0 type bridge && ip link set br0 up")
-        for intf in upf.intfList():
-            if intf.name != "lo":
-                upf.cmd(f"ip link set {intf.name} master br0")
-        net.staticArp()
-        yield engine, ue1, srv
-    finally:
-        net.stop()
-        engine.stop()
-        failures = manifest.remove_all()
-        assert not failures, failures
-
-
 def _tx(engine: LinkEngine, link: str, direction: str) -> int:
     return engine.stats(link)[direction]["tx"]
 
 
 @pytest.mark.parametrize("relay_impl", ["c", "python"])
 def test_a_ue_moved_between_cells_mid_run_keeps_sending_and_receiving(relay_impl: str) -> None:
-    with cell_bed(relay_impl) as (engine, ue1, srv):
+    with cell_bed(relay_impl) as (engine, ue1, srv, _hosts):
         assert engine.cell_of("radio_ue1") == "gnb1"
         # uplink, moved to gnb2 half-way: every packet arrives, in order, through both backhauls
         moved = lambda: (time.sleep(1.0), engine.move_ue("radio_ue1", "gnb2"))  # noqa: E731
@@ -101,7 +59,7 @@ def test_a_ue_moved_between_cells_mid_run_keeps_sending_and_receiving(relay_impl
 
 
 def test_moves_are_checked() -> None:
-    with cell_bed("c") as (engine, _ue1, _srv):
+    with cell_bed("c") as (engine, _ue1, _srv, _hosts):
         with pytest.raises(ValueError, match="gnb1, gnb2"):
             engine.move_ue("radio_ue1", "gnb9")
         with pytest.raises(ValueError, match="not a UE's radio link"):

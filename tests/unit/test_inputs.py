@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import tomllib
 from dataclasses import replace
 from importlib import resources
@@ -283,8 +284,17 @@ def test_the_default_scenario_and_experiments_have_no_warnings() -> None:
         assert load_experiment(name).check(scenario) == ()
 
 
-def fixed(raw: dict) -> dict:
+def fixed_radio(raw: dict) -> dict:
+    """``raw`` with every cell on the fixed radio model (the slices' typed-in radio tables)."""
     raw = copy.deepcopy(raw)
+    for cell in raw["cells"]:
+        cell.pop("nr", None)
+        cell["radio_model"] = "fixed"
+    return raw
+
+
+def fixed(raw: dict) -> dict:
+    raw = fixed_radio(raw)
     raw["leo"] = {"uplink": {"delay_ms": 15.0, "rate_mbps": 15.0}, "downlink": {"delay_ms": 15.0}}
     raw["cloud"]["terrestrial"] = {"uplink": {"delay_ms": 5.0}, "downlink": {"delay_ms": 5.0}}
     return raw
@@ -307,6 +317,7 @@ def test_warnings_for_settings_that_work_oddly(raw: dict) -> None:
 
 
 def test_a_cells_capacity_is_shared_by_its_ues(raw: dict) -> None:
+    raw = fixed_radio(raw)
     raw["cells"][0]["capacity"] = {"uplink": {"rate_mbps": 10.0}}  # 2 cameras x 8 Mbit/s + 2 AGVs
     scenario = parse_scenario(raw)
     assert scenario.cells[0].capacity.uplink.rate_mbps == 10.0
@@ -338,3 +349,56 @@ def test_experiment_warnings_drain_and_weather(raw: dict, tmp_path: Path) -> Non
     (warning,) = Experiment.from_file(path).check(parse_scenario(raw))
     assert warning.startswith("leo.orbit.weather.start_s: 100 s, not before the end of the 5 s run")
     assert Experiment.from_file(path).check(parse_scenario(raw), duration_s=200.0) == ()
+
+
+# --- NR cells (topologies/nr) -------------------------------------------------------------------
+def test_default_cells_run_the_nr_model_with_their_profile_and_overrides(raw: dict) -> None:
+    scenario = parse_scenario(raw)
+    cell = scenario.cells[0]
+    assert cell.radio_model == "nr" and cell.nr.profile == "low_latency"
+    assert cell.nr.bandwidth_mhz == 100.0 and cell.nr.prb_count == 273  # override; TS 38.101-1
+    assert cell.nr.tdd_pattern == "DDSU" and cell.nr.configured_grant  # from the profile
+    plan = scenario.nr_plan("gnb1")
+    assert [n for n, _ in plan.slices] == ["urllc", "embb", "mmtc"]
+    assert plan.wire_lines()[2].startswith("slice 0 27 27 273 10 ")  # 10 % of 273 PRBs dedicated
+    assert scenario.slice("urllc").ran.uplink_grant == "configured"
+
+
+@pytest.mark.parametrize(("edit", "path", "allowed"), [
+    (lambda r: r["cells"][0].update(radio_model="analog"), r"cells\[0\]\.radio_model", "nr"),
+    (lambda r: r["cells"][0]["nr"].update(profile="fast"), r"cells\[0\]\.nr\.profile", "commercial"),
+    (lambda r: r["cells"][0]["nr"].update(tdd_pattern="DDXU"), r"cells\[0\]\.nr\.tdd_pattern", "D, S, U"),
+    (lambda r: r["cells"][0]["nr"].update(special_slot_symbols=[10, 2, 3]),
+     r"cells\[0\]\.nr\.special_slot_symbols", "summing to 14"),
+    (lambda r: r["cells"][0]["nr"].update(bandwidth_mhz=33.0), r"cells\[0\]\.nr\.bandwidth_mhz",
+     "TS 38.101"),
+    (lambda r: r["cells"][0]["nr"].update(sr_period_slots=3),
+     r"cells\[0\]\.nr\.sr_period_slots", "TS 38.331"),
+    (lambda r: r["cells"][0]["nr"].update(sr_offset_slots=0), r"cells\[0\]\.nr\.sr_offset_slots",
+     "uplink symbols"),
+    (lambda r: r["cells"][0]["nr"].update(numerology=2, k1_slots=2, k2_slots=1), r"cells\[0\]\.nr\.k2_slots",
+     "at least 2: N2 is 23 symbols"),
+    (lambda r: r["cells"][0]["nr"].update(layers_dl=9), r"cells\[0\]\.nr\.layers_dl", "9|8"),
+    (lambda r: r["cells"][0].update(capacity={"uplink": {"rate_mbps": 5}}), r"cells\[0\]\.capacity",
+     "NR model gives the capacity"),
+    (lambda r: r["cells"][0].update(radio_model="fixed"), r"cells\[0\]\.nr", 'only with radio_model = "nr"'),
+    (lambda r: r["slices"][0]["ran"].update(min_pct=5), r"slices\[0\]\.ran\.min_pct", "10"),
+    (lambda r: r["slices"][0]["ran"].update(cg_repetitions=3), r"slices\[0\]\.ran\.cg_repetitions", "repK"),
+    (lambda r: r["slices"][0]["ran"].update(uplink_grant="granted"), r"slices\[0\]\.ran\.uplink_grant",
+     "configured"),
+    (lambda r: r["slices"][2]["ran"].update(min_pct=20, max_pct=60)
+     or r["slices"][1]["ran"].update(min_pct=80),
+     r"slices\[\*\]\.ran\.min_pct", "TS 28.541"),
+])
+def test_bad_nr_settings_name_the_key_and_what_is_allowed(raw: dict, edit, path: str, allowed: str) -> None:
+    raw = copy.deepcopy(raw)
+    edit(raw)
+    with pytest.raises(ConfigError, match=path) as exc:
+        parse_scenario(raw)
+    assert re.search(allowed, str(exc.value)), str(exc.value)
+
+
+def test_more_uplink_load_than_an_nr_cells_capacity_warns(raw: dict) -> None:
+    raw["cells"][0]["nr"]["bandwidth_mhz"] = 20.0  # 51 PRBs: 12.3 Mbit/s up, 2 cameras offer 16
+    (warning,) = parse_scenario(raw).warnings
+    assert warning.startswith("cells[0].nr (uplink capacity): 12.299 Mbit/s but the UEs offer 16.8")

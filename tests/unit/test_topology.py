@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import runpy
 from collections import defaultdict
 from pathlib import Path
 
 from topologies.factory import FactoryTopo, host_ip, host_mac, orbit_start_links
-from topologies.scenario import load_scenario
+from topologies.scenario import load_scenario, parse_scenario
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,8 +56,21 @@ def test_link_parameters_are_per_direction() -> None:
     assert leo["uplink"].delay_ms != leo["downlink"].delay_ms  # orbit model: uplink and downlink differ
     assert infos["orbit_compute"][:2] == ("fsut1", "sat1") and infos["orbit_compute"][2]["dynamic"]
     a, b, radio = infos["radio_agv1"]
-    assert a == "agv1" and radio["uplink"] == scenario.slice("urllc").radio.uplink
+    # NR cells (the default): the air interface is the cell's model, the radio link transparent
+    assert a == "agv1" and radio["uplink"].is_transparent() and radio["downlink"].is_transparent()
+    gnb1 = topo.nodeInfo("fsgnb1")
+    assert gnb1["nr_plan"] == scenario.nr_plan("gnb1") and gnb1["nr_plan"].slice_index("urllc") == 0
+    # a cell with the fixed radio model: each slice's typed-in radio table
+    raw = copy.deepcopy(scenario.raw)
+    for cell in raw["cells"]:
+        del cell["nr"]
+        cell["radio_model"] = "fixed"
+    fixed = parse_scenario(raw)
+    topo = FactoryTopo(scenario=fixed, initial=orbit_start_links(fixed))
+    infos = {info["link_name"]: (a, b, info) for a, b, info in topo.links(withInfo=True)}
+    assert infos["radio_agv1"][2]["uplink"] == fixed.slice("urllc").radio.uplink
     assert infos["radio_sensor1"][2]["uplink"].delay_ms == 8.0
+    assert topo.nodeInfo("fsgnb1")["nr_plan"] is None
 
 
 def test_addresses_are_unique_and_well_formed() -> None:

@@ -13,12 +13,15 @@ the relay, which cell a UE is in. The engine hands a link to the plane when its 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from topologies.errors import RunFailed
 from topologies.links.backend import BackendContext, BackendLink, Endpoint, LinkBackend
 from topologies.links.backends.relay import RelayBackend
 from topologies.links.params import DirectionParams
+
+if TYPE_CHECKING:
+    from topologies.nr.config import NrPlan
 
 
 class CellLink(Protocol):
@@ -29,6 +32,7 @@ class CellLink(Protocol):
     cell: str | None              # a cell's own link, radio link or backhaul: the cell
     inside: tuple[bool, bool]     # (node1 end, node2 end) inside the cells' relay
     ue_mac: str | None            # a UE's radio link: the UE's address
+    ue_slice: str | None          # a UE's radio link: the UE's slice (NR cells schedule by it)
 
 
 class CellHost(Protocol):
@@ -50,10 +54,13 @@ class CellPlane:
         self._links = links
         self.relay: RelayBackend | None = None  # the relay serving cells (see the module docstring)
         self.cells: dict[str, str] = {}         # cell name -> the link name of its capacity
+        self.nr_plans: dict[str, NrPlan] = {}   # cell name -> its NR model's plan (NR cells only)
 
     # --- cells ----------------------------------------------------------------------------------
-    def add_cell(self, cell: str, uplink: DirectionParams, downlink: DirectionParams) -> str:
-        """Create cell ``cell`` (its UEs share ``uplink`` / ``downlink``); the name of its link."""
+    def add_cell(self, cell: str, uplink: DirectionParams, downlink: DirectionParams,
+                 nr: NrPlan | None = None) -> str:
+        """Create cell ``cell`` (its UEs share ``uplink`` / ``downlink``, or with ``nr`` the NR slot
+        model's resource blocks: relay/nrcell.c); the name of its link."""
         if cell in self.cells:
             raise ValueError(f"cell {cell!r} exists already in this engine")
         if self.relay is None:
@@ -69,6 +76,9 @@ class CellPlane:
         link.inside = (True, True)
         link.backend_link = self.make_inside_link(link, None, None, None)
         self._engine.attach(name, uplink, downlink)
+        if nr is not None:
+            self.relay.nr_configure(link.backend_link, nr.wire_lines())
+            self.nr_plans[cell] = nr
         return name
 
     def move_ue(self, link: CellLink, cell: str) -> None:
@@ -117,6 +127,9 @@ class CellPlane:
         assert self.relay is not None
         cell = self._cell_link(link.cell)
         if link.inside[1]:  # a UE's radio link
+            plan = self.nr_plans.get(link.cell)
+            if plan is not None:
+                self.relay.nr_ue(link.backend_link, plan.slice_index(str(link.ue_slice)))
             self.relay.cell_join(link.backend_link, cell, str(link.ue_mac))
         else:               # the cell's backhaul
             self.relay.cell_backhaul(cell, link.backend_link)
@@ -138,7 +151,26 @@ class CellPlane:
     def metadata(self) -> dict[str, Any]:
         """Who serves the cells, their links and the relay's calibration (metadata.json ``cells``)."""
         return {"served_by": "relay" if self.cells else None, "links": dict(self.cells),
-                "calibration": self.relay.calibration() if self.relay else None}
+                "calibration": self.relay.calibration() if self.relay else None,
+                "nr": {cell: plan.metadata() for cell, plan in self.nr_plans.items()}}
+
+    def nr_counters(self) -> dict[str, Any]:
+        """Each NR cell's model counters now (relay nrstats: per slice and direction packets, HARQ,
+        PRBs, the model's delay histogram), plus ``buffered``: packets its buffers hold per
+        direction; a cell whose counters cannot be read maps to ``{"unavailable": why}``."""
+        out: dict[str, Any] = {}
+        for cell in self.nr_plans:
+            try:
+                stats = self.relay.nr_stats(self._cell_link(cell))  # type: ignore[union-attr]
+            except Exception as exc:  # a dead relay at teardown: say so, never raise
+                out[cell] = {"unavailable": f"{type(exc).__name__}: {exc}"}
+                continue
+            stats["buffered"] = {d: sum(s[d]["in"] - s[d]["out"] - s[d]["dropped_harq"]
+                                        - s[d]["dropped_buffer"]
+                                        for s in stats["slices"]) for d in ("uplink", "downlink")}
+            stats["slice_names"] = [name for name, _ in self.nr_plans[cell].slices]
+            out[cell] = stats
+        return out
 
     def _cell_link(self, cell: str) -> BackendLink | None:
         return self._links[self.cells[cell]].backend_link

@@ -60,7 +60,8 @@ class RelayCell(Switch):
     """Base of the engine-bound cell class: a gNB node with no OVS bridge (see the module docstring).
 
     ``cell_capacity``: (uplink, downlink) DirectionParams the cell's UEs share (transparent: none);
-    ``scenario_name``: the cell's name in the scenario (its link is ``cell_<name>``).
+    ``scenario_name``: the cell's name in the scenario (its link is ``cell_<name>``);
+    ``nr_plan``: a :class:`topologies.nr.config.NrPlan` to run the NR slot model (relay/nrcell.c).
     """
 
     is_relay_cell = True
@@ -68,14 +69,14 @@ class RelayCell(Switch):
 
     def __init__(self, name: str, scenario_name: str | None = None,
                  cell_capacity: tuple[DirectionParams, DirectionParams] | None = None,
-                 **params: Any) -> None:
+                 nr_plan: Any = None, **params: Any) -> None:
         for key in ("batch", "inNamespace"):  # an OVS switch's options: a cell has no use for them
             params.pop(key, None)
         Switch.__init__(self, name, inNamespace=False, **params)
         self.cell_name = scenario_name or name
         uplink, downlink = cell_capacity or (DirectionParams(), DirectionParams())
         try:
-            self.cell_link = self.engine.add_cell(self.cell_name, uplink, downlink)
+            self.cell_link = self.engine.add_cell(self.cell_name, uplink, downlink, nr=nr_plan)
         except BaseException:
             self.terminate()  # the node's shell
             raise

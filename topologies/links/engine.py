@@ -45,6 +45,7 @@ class _Link:
     cell: str | None = None                     # a cell's own link, radio link or backhaul: the cell
     inside: tuple[bool, bool] = (False, False)  # (node1 end, node2 end) inside the cells' relay
     ue_mac: str | None = None                   # a UE's radio link: the UE's address
+    ue_slice: str | None = None                 # a UE's radio link: the UE's slice (NR cells)
 
 
 class LinkEngine:
@@ -178,6 +179,12 @@ class LinkEngine:
                         v for k, v in counters.items() if k.startswith("dropped_") and isinstance(v, int))
                 elif "backlog_pkts" in counters:  # netem: what its queue holds now
                     counters["held"] = counters["backlog_pkts"]
+        nr_cells = self.cell_plane.nr_counters()
+        for cell, stats in nr_cells.items():  # what an NR cell's buffers hold is in the cell's link
+            for direction, held in stats.get("buffered", {}).items():
+                counters = links.get(self.cell_plane.cells[cell], {}).get(direction)
+                if counters is not None and "held" in counters:
+                    counters["held"] += held
         totals: dict[str, dict[str, int]] = {}
         for per_direction in links.values():
             for direction, counters in per_direction.items():
@@ -187,7 +194,7 @@ class LinkEngine:
                         total[key] = max(total.get(key, 0), value) if key.endswith("_max_ns") \
                             else total.get(key, 0) + value
         return {"backend": self.backend_name, "links": links, "totals": totals,
-                "unavailable": unavailable}
+                "unavailable": unavailable, "nr_cells": nr_cells}
 
     def metadata(self) -> dict[str, Any]:
         """Backend, its own keys, calibration, versions and every link's counters (metadata.json)."""
@@ -208,7 +215,8 @@ class LinkEngine:
 
     # --- building links (the Mininet link class, mnlink.py, calls these in this order) ----------
     def add_link(self, name: str, emulated: bool, switch_hops: Mapping[str, int] | None = None,
-                 cell: str | None = None, cell_end: int = 0, ue_mac: str | None = None) -> None:
+                 cell: str | None = None, cell_end: int = 0, ue_mac: str | None = None,
+                 ue_slice: str | None = None) -> None:
         """Register link ``name``; ``emulated`` False for a plain veth pair; ``switch_hops``: per
         direction, the number of switches it enters (their latency is compensated). ``cell``: the
         link's end ``cell_end`` (1 = node1, 2 = node2) is that cell: node2 for a UE's radio link
@@ -216,6 +224,7 @@ class LinkEngine:
         the cell's backhaul."""
         hops = {d: 0 for d in DIRECTIONS} | {check_direction(d): n for d, n in (switch_hops or {}).items()}
         fields = self.cell_plane.link_fields(name, cell, cell_end, ue_mac)  # checked by the cell plane
+        fields["ue_slice"] = ue_slice
         with self._lock:
             if name in self._links:
                 raise ValueError(f"link_name {name!r} is already used in this engine")
@@ -232,9 +241,11 @@ class LinkEngine:
             link.backend_link = self.backend.make_intf_pair(name, end1, end2, dict(options or {}))
 
     # --- cells (the cell plane's: see its module) -----------------------------------------------
-    def add_cell(self, cell: str, uplink: DirectionParams, downlink: DirectionParams) -> str:
-        """Create cell ``cell`` (its UEs share ``uplink`` / ``downlink``); the name of its link."""
-        return self.cell_plane.add_cell(cell, uplink, downlink)
+    def add_cell(self, cell: str, uplink: DirectionParams, downlink: DirectionParams,
+                 nr: Any = None) -> str:
+        """Create cell ``cell`` (its UEs share ``uplink`` / ``downlink``; ``nr``: an NrPlan, the NR
+        slot model instead); the name of its link."""
+        return self.cell_plane.add_cell(cell, uplink, downlink, nr)
 
     def move_ue(self, radio_link: str, cell: str) -> None:
         """Move the UE of ``radio_link`` to ``cell`` while the run goes on (its queued packets move

@@ -75,7 +75,8 @@ def make_link_class(engine: LinkBuilder) -> type:
                                                        DOWNLINK: 0 if _no_switch(node1) else 1},
                             cell=(node1, node2)[cell_end - 1].cell_name if cell_end else None,
                             cell_end=cell_end,
-                            ue_mac=(node1.params.get("mac") or addr1) if cell_end == 2 else None)
+                            ue_mac=(node1.params.get("mac") or addr1) if cell_end == 2 else None,
+                            ue_slice=node1.params.get("slice") if cell_end == 2 else None)
             if cell_end:
                 params[f"cls{cell_end}"] = CellPort
             try:

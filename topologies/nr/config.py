@@ -67,7 +67,8 @@ class NrCell:
     dl_implementation_ms: float = field(default=0.0, metadata=bounds(min=0, max=1000))
     ul_implementation_ms: float = field(default=0.0, metadata=bounds(min=0, max=1000))
     first_grant_bytes: int = field(default=512, metadata=bounds(min=16, max=1_000_000))
-    harq_max_transmissions: int = field(default=4, metadata=bounds(min=1, max=16, why="TS 38.321: 4 by default"))
+    harq_max_transmissions: int = field(default=4,
+                                        metadata=bounds(min=1, max=16, why="TS 38.321: 4 by default"))
     scheduler: str = field(default="round_robin", metadata=bounds(choices=SCHEDULERS))
     configured_grant: bool = False      # offered to slices whose ran.uplink_grant is "configured"
     # Per UE and direction (RLC/PDCP buffer): an assumption, about 1 s of a 8 Mbit/s camera.
@@ -79,7 +80,8 @@ class NrCell:
             raise ConfigError("tdd_pattern", p, "1-80 letters D, S, U (TS 38.213 section 11.1)")
         s = self.special_slot_symbols
         if len(s) != 3 or sum(s) != 14 or min(s) < 0:
-            raise ConfigError("special_slot_symbols", list(s), "[downlink, guard, uplink] symbols summing to 14")
+            raise ConfigError("special_slot_symbols", list(s),
+                              "[downlink, guard, uplink] symbols summing to 14")
         if not ("D" in p or ("S" in p and s[0])) or not ("U" in p or ("S" in p and s[2])):
             raise ConfigError("tdd_pattern", p, "a pattern with downlink and uplink symbols")
         if self.sr_period_slots not in SR_PERIODS_SLOTS:
@@ -88,7 +90,8 @@ class NrCell:
         if not any(self.has_uplink(k) for k in range(self.sr_offset_slots, self.sr_offset_slots
                                                       + self.sr_period_slots * len(p), self.sr_period_slots)):
             raise ConfigError("sr_offset_slots", self.sr_offset_slots,
-                              f"an offset below {self.sr_period_slots} whose occasions fall on slots with uplink symbols")
+                              f"an offset below {self.sr_period_slots} whose occasions fall on slots"
+                              " with uplink symbols")
         if self.sr_offset_slots >= self.sr_period_slots:
             raise ConfigError("sr_offset_slots", self.sr_offset_slots, f"0..{self.sr_period_slots - 1}")
         if self.k1_slots * 14 < N1_SYMBOLS[self.numerology]:
@@ -103,7 +106,8 @@ class NrCell:
                               f"{self.numerology} (TS 38.214 Table 6.4-1)")
         if self.prbs is None and self.bandwidth_mhz not in PRBS_BY_SCS_KHZ[self.scs_khz]:
             raise ConfigError("bandwidth_mhz", self.bandwidth_mhz,
-                              f"at {self.scs_khz} kHz one of {', '.join(f'{b:g}' for b in PRBS_BY_SCS_KHZ[self.scs_khz])}"
+                              f"at {self.scs_khz} kHz one of "
+                              f"{', '.join(f'{b:g}' for b in PRBS_BY_SCS_KHZ[self.scs_khz])}"
                               " (TS 38.101), or give prbs")
 
     # --- derived -----------------------------------------------------------------------------
@@ -133,7 +137,8 @@ class NrCell:
     def symbol_share(self, direction: str) -> float:
         """Share of the grid's symbols in ``direction`` ('uplink' | 'downlink')."""
         i, full = (0, "D") if direction == "downlink" else (2, "U")
-        n = sum(14 if c == full else self.special_slot_symbols[i] if c == "S" else 0 for c in self.tdd_pattern)
+        n = sum(14 if c == full else self.special_slot_symbols[i] if c == "S" else 0
+                for c in self.tdd_pattern)
         return n / (14 * len(self.tdd_pattern))
 
     def bits_per_prb_symbol(self, direction: str) -> float:
@@ -156,7 +161,8 @@ class SliceRan:
     dedicated_pct: float = field(default=0.0, metadata=bounds(min=0, max=100))
     min_pct: float = field(default=0.0, metadata=bounds(min=lambda r: r.dedicated_pct, max=100))
     max_pct: float = field(default=100.0, metadata=bounds(min=lambda r: r.min_pct, max=100))
-    priority: int = field(default=1, metadata=bounds(min=0, max=255, why="srsRAN's slice priority; higher first"))
+    priority: int = field(default=1,
+                          metadata=bounds(min=0, max=255, why="srsRAN's slice priority; higher first"))
     bler_pct: float = field(default=10.0, metadata=bounds(min=0, max=99))  # TS 38.214 5.2.2.1: target 0.1
     uplink_grant: str = field(default="dynamic", metadata=bounds(choices=GRANTS))
     cg_period_ul_slots: int = field(default=1, metadata=bounds(min=1, max=1000))  # every n-th UL slot
@@ -188,7 +194,8 @@ def check_shares(slices: list[tuple[str, SliceRan]], path: str = "slices") -> No
     """TS 28.541: the minimum shares of all slices sum to 100 % at most."""
     total = sum(ran.min_pct for _, ran in slices)
     if total > 100:
-        raise ConfigError(f"{path}[*].ran.min_pct", total, "minimum shares summing to 100 at most (TS 28.541)")
+        raise ConfigError(f"{path}[*].ran.min_pct", total,
+                          "minimum shares summing to 100 at most (TS 28.541)")
 
 
 @dataclass(frozen=True)
@@ -215,14 +222,16 @@ class NrPlan:
             f"timing {c.sr_period_slots} {c.sr_offset_slots} {c.k1_slots} {c.k2_slots} "
             f"{ns(c.gnb_processing_ms)} {ns(c.ue_decode_ms_value)} {ns(c.gnb_decode_ms)} "
             f"{ns(c.ul_implementation_ms)} {ns(c.dl_implementation_ms)} {c.first_grant_bytes} "
-            f"{c.harq_max_transmissions} {1 if c.scheduler == 'proportional_fair' else 0} {c.ue_buffer_bytes}",
+            f"{c.harq_max_transmissions} {1 if c.scheduler == 'proportional_fair' else 0} "
+            f"{c.ue_buffer_bytes}",
         ]
         n = c.prb_count
         for i, (_, r) in enumerate(self.slices):
             cg = r.uplink_grant == "configured" and c.configured_grant
             lines.append(
                 f"slice {i} {math.floor(r.dedicated_pct * n / 100)} {math.floor(r.min_pct * n / 100)} "
-                f"{math.floor(r.max_pct * n / 100)} {r.priority} {r.bler_pct / 100:.6g} {r.bler_pct / 100:.6g} "
+                f"{math.floor(r.max_pct * n / 100)} {r.priority} "
+                f"{r.bler_pct / 100:.6g} {r.bler_pct / 100:.6g} "
                 f"{r.cg_period_ul_slots if cg else 0} {r.cg_bytes} {r.cg_repetitions}")
         return [*lines, "on"]
 
@@ -231,7 +240,8 @@ class NrPlan:
         c = self.cell
         n = c.prb_count
         return {
-            "profile": c.profile, "numerology": c.numerology, "slot_ms": c.slot_ms, "tdd_pattern": c.tdd_pattern,
+            "profile": c.profile, "numerology": c.numerology, "slot_ms": c.slot_ms,
+            "tdd_pattern": c.tdd_pattern,
             "special_slot_symbols": list(c.special_slot_symbols), "prbs": n,
             "capacity_mbps": {d: round(c.capacity_mbps(d), 3) for d in ("uplink", "downlink")},
             "parameters": {k: getattr(c, k) for k in c.__dataclass_fields__},

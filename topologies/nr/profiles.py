@@ -21,10 +21,13 @@ PROFILES: dict[str, dict[str, Any]] = {
         "special_slot_symbols": [10, 2, 2],  # DL : guard : UL in the S slot
         "bandwidth_mhz": 100.0,              # 273 PRBs at 30 kHz (TS 38.101-1 Table 5.3.2-1)
         "layers_dl": 4, "layers_ul": 1,      # 4x4 MIMO DL, 1 layer UL (NR-REFERENCES.md capacity)
-        "sr_period_slots": 10,               # 5 ms: an allowed periodicity (TS 38.331 SchedulingRequestResourceConfig)
+        # 5 ms: an allowed periodicity (TS 38.331 SchedulingRequestResourceConfig)
+        "sr_period_slots": 10,
         "sr_offset_slots": 4,                # on the U slot of DDDSU
-        "k1_slots": 1, "k2_slots": 1,        # >= N1 10 / N2 12 symbols at mu 1, capability 1 (TS 38.214 Tables 5.3-1, 6.4-1)
-        "gnb_processing_ms": 0.5,            # one slot: MAC schedules a slot ahead of PHY (5G-LENA's default, NR-REFERENCES.md)
+        # >= N1 10 / N2 12 symbols at mu 1, capability 1 (TS 38.214 Tables 5.3-1, 6.4-1)
+        "k1_slots": 1, "k2_slots": 1,
+        # one slot: MAC schedules a slot ahead of PHY (5G-LENA's default, NR-REFERENCES.md)
+        "gnb_processing_ms": 0.5,
         "gnb_decode_ms": 0.357,              # taken as N2's duration, 10 symbols at mu 1
         "dl_implementation_ms": 3.0,         # calibration: unloaded DL p50 inside Rischke et al.'s 4-10 ms
         "ul_implementation_ms": 3.0,         # as the downlink (no uplink figure in Rischke et al.)
@@ -92,8 +95,10 @@ CALIBRATION_TARGETS: dict[str, dict[str, dict[str, Any] | None]] = {
     },
     "low_latency": {
         "downlink": {"low_ms": 1.5, "high_ms": 3.0, "share_pct": 85.0, "floor_ms": None,
-                     "source": "srsran's DL range less 1.5 ms (aygong/srsRAN_Project_Low_Latency, OpenRIT6G'25)"},
+                     "source": "srsran's DL range less 1.5 ms "
+                               "(aygong/srsRAN_Project_Low_Latency, OpenRIT6G'25)"},
         "uplink": {"low_ms": 4.0, "high_ms": 6.5, "share_pct": 85.0, "floor_ms": None,
-                   "source": "srsran's UL range less 2 ms, dynamic grant (aygong/srsRAN_Project_Low_Latency)"},
+                   "source": "srsran's UL range less 2 ms, dynamic grant "
+                             "(aygong/srsRAN_Project_Low_Latency)"},
     },
 }

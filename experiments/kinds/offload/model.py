@@ -27,6 +27,7 @@ from experiments.agents.offload import MAX_DATAGRAM_BYTES, REPLY, REQ, fragment_
 from experiments.framework.session import SCHEDULE_SLACK_S
 from topologies.config_schema import bounds, parse_table
 from topologies.links import DirectionParams
+from topologies.nr.sim import unloaded_median_ms
 from topologies.scenario import Scenario
 from topologies.validate import ConfigError, Table
 
@@ -167,6 +168,13 @@ def predict_response_ms(params: OffloadParams, scenario: Scenario,
     radio = scenario.slice(ue.slice).radio
     cell = next(c for c in scenario.cells if c.name == ue.cell)
     backhaul, capacity = cell.backhaul, cell.capacity
+    plan = scenario.nr_plan(cell.name)
+    if plan is not None:  # an NR cell: its model's unloaded median, at the cell's average capacity
+        idx = plan.slice_index(ue.slice)
+        air = {d: (unloaded_median_ms(plan, idx, d), plan.cell.capacity_mbps(d))
+               for d in ("uplink", "downlink")}
+    else:
+        air = {d: _hop(getattr(radio, d)) for d in ("uplink", "downlink")}
     roles = target_roles(scenario)
 
     def scheduled(name: str, direction: str) -> tuple[float, float | None]:
@@ -182,8 +190,8 @@ def predict_response_ms(params: OffloadParams, scenario: Scenario,
         role = roles[target.host]
         # the gNB is a cell inside the relay (topologies/links/cells.py): its shared capacity is a
         # hop, and it is no OVS switch
-        up = [_hop(radio.uplink), _hop(capacity.uplink), _hop(backhaul.uplink)]
-        down = [_hop(radio.downlink), _hop(capacity.downlink), _hop(backhaul.downlink)]
+        up = [air["uplink"], _hop(capacity.uplink), _hop(backhaul.uplink)]
+        down = [air["downlink"], _hop(capacity.downlink), _hop(backhaul.downlink)]
         if role == "edge":
             up.append(_hop(scenario.core.edge_link.uplink))
             down.append(_hop(scenario.core.edge_link.downlink))

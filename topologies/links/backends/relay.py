@@ -186,6 +186,25 @@ class RelayBackend(LinkBackend):
         """UE radio link ``ue`` (end b inside) joins ``cell`` (leaving its cell first: a move)."""
         self._relay().command(f"join {ue.link_id} {cell.link_id} {mac}")
 
+    # --- NR cells (relay/nrcell.c) -----------------------------------------------------------------
+    def nr_configure(self, cell: RelayLink, lines: Sequence[str]) -> None:
+        """Switch the NR slot model on in ``cell`` (topologies.nr.config.NrPlan.wire_lines)."""
+        relay = self._relay()
+        if relay.implementation != "c":
+            raise RuntimeError("the NR cell model runs in the C relay only (relay/nrcell.c); this relay is "
+                               f"the {relay.implementation} one: install a C compiler (gcc) or use "
+                               'radio_model = "fixed"')
+        for line in lines:
+            relay.command(f"nr {cell.link_id} {line}")
+
+    def nr_ue(self, ue: RelayLink, slice_index: int) -> None:
+        """The slice NR cells schedule UE radio link ``ue`` in."""
+        self._relay().command(f"nrue {ue.link_id} {slice_index}")
+
+    def nr_stats(self, cell: RelayLink) -> dict[str, Any]:
+        """The NR model's counters of ``cell`` (relay/nrcell.c nr_print_stats)."""
+        return json.loads(self._relay().command(f"nrstats {cell.link_id}"))
+
     def detach(self, link: RelayLink) -> None:
         if self.relay is not None and self.relay.alive():
             self.relay.command(f"del {link.link_id}")
