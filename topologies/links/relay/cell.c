@@ -84,10 +84,15 @@ void cell_unwire(struct link *L) {
 /* A downlink frame entering cell L at t: an NR cell schedules a frame for one of its UEs (nrcell.c);
  * everything else goes through the cell's downlink direction (by address, below). */
 static void enter_downlink(struct link *L, const unsigned char *data, int len, ns_t t) {
-    if (nr_on(L) && len >= 6 && !(data[0] & 1))
+    if (!nr_on(L)) { dir_enqueue(&L->d[DOWNLINK], data, len, t); return; }
+    if (len >= 6 && !(data[0] & 1))
         for (int i = 0; i < L->nmembers; i++)
             if (!memcmp(L->members[i]->mac, data, 6)) { nr_arrive(L, L->members[i], DOWNLINK, data, len, t); return; }
-    dir_enqueue(&L->d[DOWNLINK], data, len, t);
+    /* group frames and frames for UEs elsewhere pass at once; the direction holds the model's output
+     * in departure order, so they are put in order too (a FIFO append would wait behind it) */
+    struct dir *d = &L->d[DOWNLINK];
+    d->rx++; d->rx_bytes += len;
+    dir_insert_at(d, data, len, t);
 }
 
 void nr_deliver(struct link *cell, struct link *ue, int dir, const unsigned char *data, int len, ns_t arr, ns_t dep) {
