@@ -16,7 +16,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from topologies.config_schema import parse_table
 from topologies.links import BACKENDS, DirectionParams
+from topologies.mobility import CellSite, MobilityConfig, MobilitySchedule, Route, mobility_schedule
 from topologies.nr.config import (
     DEFAULT_SLICE_RAN,
     RADIO_MODELS,
@@ -71,6 +73,7 @@ class Cell:
     # are ``nr``; "fixed": each slice's typed-in radio table, for calibration and ablation.
     radio_model: str = "fixed"
     nr: NrCell | None = None
+    site: CellSite | None = None  # where its antenna is on the floor plan ([mobility])
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,14 @@ class Cloud:
 
 
 @dataclass(frozen=True)
+class Mobility:
+    """``[mobility]``: how UEs measure and hand over, and the routes they drive."""
+
+    config: MobilityConfig
+    routes: tuple[Route, ...]
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A whole factory site. ``source`` says where it was read from."""
 
@@ -153,6 +164,17 @@ class Scenario:
     raw: dict = field(default_factory=dict, compare=False, repr=False)
     # settings that work but oddly, one line each ("key.path: what happens"); see scenario_warnings
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    mobility: Mobility | None = None  # [mobility]: routes on the floor plan, handovers
+
+    def mobility_schedule(self, duration_s: float) -> MobilitySchedule | None:
+        """The run's handovers and measurements (topologies/mobility.py), or None without [mobility]."""
+        if self.mobility is None:
+            return None
+        sites = {c.name: c.site for c in self.cells if c.site is not None}
+        carriers = {c.name: c.nr.carrier_ghz for c in self.cells if c.nr is not None}
+        start = {u.name: u.cell for u in self.ues}
+        return mobility_schedule(self.mobility.config, self.mobility.routes, sites, carriers, start,
+                                 duration_s, self.seed)
 
     @property
     def ues(self) -> tuple[Ue, ...]:
@@ -221,6 +243,7 @@ def parse_scenario(raw: dict, source: str = "<dict>", base_dir: Path | None = No
                 raise ConfigError(t.key("terrestrial"), t.raw["terrestrial"],
                                   "no terrestrial table when [leo.orbit] is set: the orbit model "
                                   "already includes ground station -> PoP -> cloud")
+        mobility_raw = root.get("mobility", None)
         groups_tables = root.tables("ue_groups")
         servers = (core.edge, cloud.name)
         groups = tuple(_ue_group(t, slices, cells, servers) for t in groups_tables)
@@ -242,6 +265,8 @@ def parse_scenario(raw: dict, source: str = "<dict>", base_dir: Path | None = No
         raise ConfigError("ue_groups", total, f"at most {MAX_UES} UEs in all")
     scenario = Scenario(name, seed, link_backend, ovs_datapath, slices, cells, groups, core, leo,
                         cloud, source, raw)
+    if mobility_raw is not None:
+        scenario = replace(scenario, mobility=_mobility(Table(mobility_raw, "mobility"), scenario))
     _check_interface_names(scenario)
     names = ([c.name for c in cells] + [u.name for u in scenario.ues]
              + [core.upf, core.edge, leo.terminal, leo.ground_station, cloud.name]
@@ -269,15 +294,62 @@ def _cell(t: Table) -> Cell:
     with t:
         name, backhaul, capacity = _name(t, "name"), _link_pair(t, "backhaul"), _link_pair(t, "capacity")
         model = t.str("radio_model", "fixed", choices=RADIO_MODELS)
+        site = _site(t)
         if model != "nr":
             if t.has("nr"):
                 raise ConfigError(t.key("nr"), t.get("nr"), 'only with radio_model = "nr"')
-            return Cell(name, backhaul, capacity, model, None)
+            return Cell(name, backhaul, capacity, model, None, site)
         if not (capacity.uplink.is_transparent() and capacity.downlink.is_transparent()):
             raise ConfigError(t.key("capacity"), t.get("capacity"),
                               'no capacity table with radio_model = "nr" (the NR model gives the capacity)')
         nr = parse_nr_cell(t.table("nr") if t.has("nr") else Table({}, t.key("nr")))
-        return Cell(name, backhaul, capacity, model, nr)
+        return Cell(name, backhaul, capacity, model, nr, site)
+
+
+def _site(t: Table) -> CellSite | None:
+    """A cell's place on the floor plan: position_m = [x, y] (height_m, tx_power_dbm optional)."""
+    if not t.has("position_m"):
+        for key in ("height_m", "tx_power_dbm"):
+            if t.has(key):
+                raise ConfigError(t.key(key), t.get(key), "only with position_m")
+        t.get("position_m", None)
+        return None
+    pos = t.get("position_m")
+    if not (isinstance(pos, list) and len(pos) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= 500 for v in pos)):
+        raise ConfigError(t.key("position_m"), pos, "[x, y] in metres, each within +-500")
+    d = CellSite((0.0, 0.0))
+    return CellSite((float(pos[0]), float(pos[1])),
+                    t.number("height_m", d.height_m, min=0.5, max=100),
+                    t.number("tx_power_dbm", d.tx_power_dbm, min=-30, max=60))
+
+
+def _mobility(t: Table, scenario: Scenario) -> Mobility:
+    ues = [u.name for u in scenario.ues]
+    routes: list[Route] = []
+    for rt in t.tables("routes"):
+        with rt:
+            ue = rt.str("ue", choices=ues)
+            wps = rt.get("waypoints_m")
+            if not (isinstance(wps, list) and len(wps) >= 2 and all(
+                    isinstance(w, list) and len(w) == 2 and all(
+                        isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= 500 for v in w)
+                    for w in wps)):
+                raise ConfigError(rt.key("waypoints_m"), wps,
+                                  "two or more [x, y] points in metres, within +-500")
+            routes.append(Route(ue, tuple((float(w[0]), float(w[1])) for w in wps),
+                                rt.number("speed_mps", 1.5, min=0.01, max=50), rt.bool("loop", True)))
+    if not routes:
+        raise ConfigError(t.key("routes"), [], "at least one [[mobility.routes]] table")
+    _check_unique(t.key("routes[*].ue"), [r.ue for r in routes])
+    config = parse_table(MobilityConfig, t)
+    for i, cell in enumerate(scenario.cells):
+        if cell.nr is None:
+            raise ConfigError(f"cells[{i}].radio_model", cell.radio_model,
+                              '"nr" for every cell when [mobility] is set (handovers run in the NR model)')
+        if cell.site is None:
+            raise ConfigError(f"cells[{i}].position_m", None, "[x, y]: [mobility] needs every cell's place")
+    return Mobility(config, tuple(routes))
 
 
 def _absent(t: Table, key: str, default: Any) -> Any:

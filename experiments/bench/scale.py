@@ -68,6 +68,7 @@ def factory_raw(n_ues: int) -> dict[str, Any]:
     # model (the NR model's own delays are checked by `factorysat bench cell`)
     template_cell = {k: v for k, v in raw["cells"][0].items() if k not in ("radio_model", "nr")}
     template_cell["radio_model"] = "fixed"
+    raw.pop("mobility", None)  # and nothing moves
     raw["cells"] = [{**copy.deepcopy(template_cell), "name": f"gnb{i + 1}"} for i in range(n_cells)]
     by_kind = {g["kind"]: g for g in raw["ue_groups"]}
     cameras = round((n_ues - SENSORS) * CAMERA_SHARE)

@@ -35,14 +35,18 @@ HELD_ERROR_MS = 0.5        # issue 9: error p99.9 <= min(0.5 ms, 5 % of the tigh
 HELD_SHARE_OF_BOUND = 0.05
 
 
-def send_lateness_ms(packets: pd.DataFrame, interval_ms_by_flow: Mapping[int, float], start_ns: int
-                     ) -> np.ndarray:
-    """Per packet: its send stamp minus its scheduled send time ``start + seq * interval`` (ms).
+def send_lateness_ms(packets: pd.DataFrame, interval_ms_by_flow: Mapping[int, float], start_ns: int,
+                     offset_s_by_flow: Mapping[int, float] | None = None) -> np.ndarray:
+    """Per packet: its send stamp minus its scheduled send time ``start + offset + seq * interval`` (ms).
 
-    The senders schedule ``start_ns + seq * int(interval_ms * 1e6)`` (experiments/agents/traffic.py).
+    The senders schedule ``start_ns + round(offset_s * 1e9) + seq * int(interval_ms * 1e6)``
+    (experiments/agents/traffic.py; a flow's offset is 0 unless it starts later, kinds/cell_load).
     """
     interval_ns = packets["flow_id"].map({int(f): int(v * 1e6) for f, v in interval_ms_by_flow.items()})
     scheduled = start_ns + packets["seq"].to_numpy().astype(np.int64) * interval_ns.to_numpy(dtype=np.int64)
+    if offset_s_by_flow:
+        scheduled = scheduled + packets["flow_id"].map(
+            {int(f): round(v * 1e9) for f, v in offset_s_by_flow.items()}).fillna(0).to_numpy(dtype=np.int64)
     return (packets["send_ns"].to_numpy().astype(np.int64) - scheduled) / 1e6
 
 

@@ -20,10 +20,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from tqdm import tqdm
 
 from experiments.framework.definition import Experiment
 from experiments.framework.leo_link import build_leo_schedules
+from experiments.framework.mobility_driver import MobilityDriver
 from experiments.framework.network import EmulatedNetwork
 from experiments.framework.results import (
     base_metadata,
@@ -32,6 +34,7 @@ from experiments.framework.results import (
     mark_failed,
     new_run_dir,
     write_json,
+    write_parquet,
 )
 from experiments.framework.watchdog import Watchdog, data_path_probe, ovs_daemon_checks
 from topologies.errors import RunFailed
@@ -149,6 +152,8 @@ class RunSession:
         self.duration_s = options.duration_s or experiment.duration_s
         self.warnings: list[str] = []  # printed and stored in metadata.json (skeleton.py)
         self.leo = build_leo_schedules(scenario, self.duration_s + experiment.drain_s + SCHEDULE_SLACK_S)
+        self.mobility = scenario.mobility_schedule(self.duration_s + experiment.drain_s)
+        self.mobility_driver: MobilityDriver | None = None
         self.network = EmulatedNetwork(scenario, options.link_backend, options.ovs_datapath,
                                        self.leo.initial() if self.leo else None,
                                        controller_apps=experiment.controller_apps,
@@ -218,6 +223,7 @@ class RunSession:
             if self.data_path_after_death is not None:
                 self.metadata["failure"]["data_path_after_death"] = self.data_path_after_death
         self._stop_sentinel()
+        self._stop_mobility()
         try:
             if self.network.engine is not None:  # counters as of the end (schedule rows applied)
                 self.metadata["link_engine"] = self.network.engine.metadata()
@@ -236,6 +242,19 @@ class RunSession:
             log.warning("could not write metadata.json: %s", meta_exc)
         if cause is not None and cause is not exc:
             raise cause from exc
+
+    def _stop_mobility(self) -> None:
+        """Stop applying handovers; store what was applied (``handovers.json``: the run's handover
+        events, each with its time, UE, source, target, interruption and the move's lag)."""
+        if self.mobility is None or not self.run_dir.is_dir():
+            return
+        applied = self.mobility_driver.stop() if self.mobility_driver is not None else []
+        self.mobility_driver = None
+        write_json(self.run_dir / "handovers.json", {"planned": self.mobility.handovers_table(),
+                                                     "applied": applied})
+        self.metadata["handovers"] = {"planned": len(self.mobility.handovers), "applied": sum(
+            1 for a in applied if a["applied"]), "lag_ms_max": max(
+            (a["applied_lag_ms"] for a in applied if a["applied"]), default=None)}
 
     def _start_sentinel(self) -> None:
         """Watch for host stalls for the rest of the run (``raw/hoststall.txt``, hoststall.py).
@@ -304,6 +323,8 @@ class RunSession:
         start_ns = time.time_ns() + int((t0_monotonic - time.monotonic()) * 1e9)
         if self.leo:
             self.leo.apply(self.network.engine, t0_monotonic)
+        if self.mobility is not None and self.mobility.handovers:
+            self.mobility_driver = MobilityDriver(self.network.engine, self.mobility, t0_monotonic).start()
         self.start_ns = start_ns
         self.metadata["traffic_start_realtime_ns"] = start_ns
         self.metadata["schedule_t0"] = "traffic start" if self.leo else None
@@ -351,3 +372,5 @@ class RunSession:
                     "duration_s": self.duration_s, "scenario": self.scenario.raw})
         if self.leo:
             self.leo.save(self.run_dir / "leo_schedule.parquet")
+        if self.mobility is not None:  # every measurement of every routed UE (figures, analysis)
+            write_parquet(self.run_dir / "mobility.parquet", pd.DataFrame(self.mobility.samples))

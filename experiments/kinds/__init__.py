@@ -15,6 +15,7 @@ from contextlib import contextmanager
 REGISTRY: dict[str, str] = {
     "slices": "experiments.kinds.slices:SlicesKind",
     "offload": "experiments.kinds.offload:OffloadKind",
+    "cell_load": "experiments.kinds.cell_load:CellLoadKind",
 }
 
 

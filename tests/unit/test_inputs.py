@@ -290,6 +290,7 @@ def fixed_radio(raw: dict) -> dict:
     for cell in raw["cells"]:
         cell.pop("nr", None)
         cell["radio_model"] = "fixed"
+    raw.pop("mobility", None)  # handovers need NR cells
     return raw
 
 

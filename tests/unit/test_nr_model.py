@@ -56,9 +56,10 @@ def test_a_packet_too_big_for_the_first_grant_needs_a_second_round() -> None:
 
 
 def test_configured_grant_sends_in_the_next_uplink_slot_without_a_request() -> None:
-    cg = "0 0 10 1 0 0 1 100 1"  # every uplink slot, 100 B
-    # arrives 1.0 ms; slot 3 (S, starts 1.5 ms) has uplink symbols: sent there, no SR
-    assert one(plan(cg), 1_000_000, "uplink") == slot_end(3) + 300_000
+    cg = "0 0 10 1 0 0 1 100 1"  # every U slot, 100 B
+    # arrives 1.0 ms; the next U slot is slot 4 (S slots' 2 uplink symbols carry no occasion): sent
+    # there, no SR
+    assert one(plan(cg), 1_000_000, "uplink") == slot_end(4) + 300_000
     assert one(plan(cg), 1_000_000, "uplink") < one(plan(OPEN), 1_000_000, "uplink")
 
 
@@ -166,3 +167,15 @@ def test_bad_configuration_is_refused_with_its_field() -> None:
     with pytest.raises(NrSimError, match="scheduling-request occasion"):
         simulate([GRID, "timing 5 0 1 1 500000 300000 300000 0 0 100 4 0 1000000", f"slice 0 {OPEN}", "on"],
                  {1: 0}, [])
+
+
+def test_a_handover_interruption_holds_the_ues_packets_until_it_ends() -> None:
+    # interrupted over [0.9 ms, 5.0 ms): the downlink packet of 1.0 ms waits for the first
+    # downlink slot starting at or after 5.0 ms (slot 10, D), the uplink one for an SR occasion
+    # after it (slot 14), then the usual grant round: gNB at slot_end(14) + 0.3 + 0.5 ms = 8.3 ms
+    # -> grant slot 17 (D), PUSCH slot 18 (S)
+    off = [(1, 900_000, 5_000_000)]
+    (down,) = simulate(plan(OPEN), {1: 0}, [(1_000_000, 1, "downlink", 50)], interruptions=off)
+    assert down.dep_ns == slot_end(10) + 300_000
+    (up,) = simulate(plan(OPEN), {1: 0}, [(1_000_000, 1, "uplink", 50)], interruptions=off)
+    assert up.dep_ns == slot_end(18) + 300_000

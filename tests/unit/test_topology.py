@@ -62,6 +62,7 @@ def test_link_parameters_are_per_direction() -> None:
     assert gnb1["nr_plan"] == scenario.nr_plan("gnb1") and gnb1["nr_plan"].slice_index("urllc") == 0
     # a cell with the fixed radio model: each slice's typed-in radio table
     raw = copy.deepcopy(scenario.raw)
+    del raw["mobility"]  # handovers need NR cells
     for cell in raw["cells"]:
         del cell["nr"]
         cell["radio_model"] = "fixed"

@@ -93,6 +93,13 @@ class CellPlane:
         self.relay.cell_join(link.backend_link, self._cell_link(cell), str(link.ue_mac))
         link.cell = cell
 
+    def interrupt_ue(self, link: CellLink, from_s: float, until_s: float) -> None:
+        """The UE of radio link ``link`` is not scheduled in [from_s, until_s) (CLOCK_MONOTONIC)."""
+        if link.cell is None or link.inside != (False, True) or link.cell not in self.nr_plans:
+            raise ValueError(f"link {link.name!r} is not a UE's radio link in an NR cell")
+        assert self.relay is not None
+        self.relay.nr_interrupt(link.backend_link, round(from_s * 1e9), round(until_s * 1e9))
+
     def cell_of(self, link: CellLink) -> str | None:
         """The cell a UE's radio link is in now (None: not a cell's radio link)."""
         return link.cell

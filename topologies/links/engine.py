@@ -173,7 +173,9 @@ class LinkEngine:
                 unavailable[name] = f"{type(exc).__name__}: {exc}"
                 continue
             for direction, counters in links[name].items():
-                counters["queue_modelled"] = (name, direction) in self._queue_modelled
+                # an NR cell's buffer drops are its model's (a UE's buffer full: ue_buffer_bytes)
+                nr_cell = link.inside == (True, True) and link.cell in self.cell_plane.nr_plans
+                counters["queue_modelled"] = (name, direction) in self._queue_modelled or nr_cell
                 if "rx" in counters and "tx" in counters:
                     counters["held"] = counters["rx"] - counters["tx"] - sum(
                         v for k, v in counters.items() if k.startswith("dropped_") and isinstance(v, int))
@@ -246,6 +248,11 @@ class LinkEngine:
         """Create cell ``cell`` (its UEs share ``uplink`` / ``downlink``; ``nr``: an NrPlan, the NR
         slot model instead); the name of its link."""
         return self.cell_plane.add_cell(cell, uplink, downlink, nr)
+
+    def interrupt_ue(self, radio_link: str, from_monotonic_s: float, until_monotonic_s: float) -> None:
+        """A handover's interruption of the UE of ``radio_link`` (an NR cell's UE): not scheduled from
+        ``from`` until ``until`` (CLOCK_MONOTONIC s), its buffers wait (relay/nrcell.c)."""
+        self.cell_plane.interrupt_ue(self._links[radio_link], from_monotonic_s, until_monotonic_s)
 
     def move_ue(self, radio_link: str, cell: str) -> None:
         """Move the UE of ``radio_link`` to ``cell`` while the run goes on (its queued packets move

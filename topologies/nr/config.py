@@ -71,6 +71,9 @@ class NrCell:
                                         metadata=bounds(min=1, max=16, why="TS 38.321: 4 by default"))
     scheduler: str = field(default="round_robin", metadata=bounds(choices=SCHEDULERS))
     configured_grant: bool = False      # offered to slices whose ran.uplink_grant is "configured"
+    # n78 (3.3-3.8 GHz); German campus networks use 3.7-3.8 GHz (Rischke et al. 2021). Used by the
+    # floor plan's path loss (topologies/mobility.py), not by the slot model.
+    carrier_ghz: float = field(default=3.75, metadata=bounds(min=0.5, max=100, why="TR 38.901: 0.5-100 GHz"))
     # Per UE and direction (RLC/PDCP buffer): an assumption, about 1 s of a 8 Mbit/s camera.
     ue_buffer_bytes: int = field(default=1_000_000, metadata=bounds(min=10_000, max=1_000_000_000))
 
@@ -104,6 +107,10 @@ class NrCell:
             raise ConfigError("k2_slots", self.k2_slots,
                               f"at least {need}: N2 is {N2_SYMBOLS[self.numerology]} symbols at numerology "
                               f"{self.numerology} (TS 38.214 Table 6.4-1)")
+        if self.configured_grant and "U" not in p:
+            raise ConfigError("configured_grant", True,
+                              "false, or a tdd_pattern with a U slot (configured-grant occasions are on "
+                              "U slots)")
         if self.prbs is None and self.bandwidth_mhz not in PRBS_BY_SCS_KHZ[self.scs_khz]:
             raise ConfigError("bandwidth_mhz", self.bandwidth_mhz,
                               f"at {self.scs_khz} kHz one of "
@@ -165,7 +172,9 @@ class SliceRan:
                           metadata=bounds(min=0, max=255, why="srsRAN's slice priority; higher first"))
     bler_pct: float = field(default=10.0, metadata=bounds(min=0, max=99))  # TS 38.214 5.2.2.1: target 0.1
     uplink_grant: str = field(default="dynamic", metadata=bounds(choices=GRANTS))
-    cg_period_ul_slots: int = field(default=1, metadata=bounds(min=1, max=1000))  # every n-th UL slot
+    # every n-th full uplink (U) slot: PUSCH occasions on U slots (the S slot's few uplink symbols
+    # are left to control channels, as usual)
+    cg_period_ul_slots: int = field(default=1, metadata=bounds(min=1, max=1000))
     cg_bytes: int = field(default=256, metadata=bounds(min=16, max=1_000_000))
     cg_repetitions: int = field(default=1, metadata=bounds(min=1, max=8))
 

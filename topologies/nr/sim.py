@@ -37,23 +37,27 @@ class NrSimError(RuntimeError):
 
 
 def simulate(plan: NrPlan | list[str], ues: Mapping[int, int], arrivals: Iterable[tuple[int, int, str, int]],
-             seed: int = 1, stats_at_ns: int | None = None) -> list[Delivery]:
+             seed: int = 1, stats_at_ns: int | None = None,
+             interruptions: Iterable[tuple[int, int, int]] = ()) -> list[Delivery]:
     """Deliveries for ``arrivals`` (t_ns, ue id, 'uplink'|'downlink', bytes; in time order) in one cell
     of ``plan`` (or its wire lines) whose UEs are ``ues`` (id -> slice index). ``stats_at_ns``: also
     read the cell's counters once every slot up to then is processed (:func:`simulate_with_stats`)."""
-    return simulate_with_stats(plan, ues, arrivals, seed, stats_at_ns)[0]
+    return simulate_with_stats(plan, ues, arrivals, seed, stats_at_ns, interruptions)[0]
 
 
 def simulate_with_stats(plan: NrPlan | list[str], ues: Mapping[int, int],
                         arrivals: Iterable[tuple[int, int, str, int]], seed: int = 1,
-                        stats_at_ns: int | None = None) -> tuple[list[Delivery], dict | None]:
-    """:func:`simulate`, and the cell's counters at ``stats_at_ns`` (relay nrstats JSON) or None."""
+                        stats_at_ns: int | None = None, interruptions: Iterable[tuple[int, int, int]] = (),
+                        ) -> tuple[list[Delivery], dict | None]:
+    """:func:`simulate`, and the cell's counters at ``stats_at_ns`` (relay nrstats JSON) or None.
+    ``interruptions``: (ue, from_ns, until_ns) handover interruptions."""
     binary = build_tool("nrsim")
     if binary is None:
         raise NrSimError("the NR model needs a C compiler (gcc or cc) to build relay/nrsim.c")
     lines = [f"seed {seed}"]
     lines += [f"nr {w}" for w in (plan.wire_lines() if isinstance(plan, NrPlan) else plan)]
     lines += [f"ue {u} {s}" for u, s in ues.items()]
+    lines += [f"off {u} {a} {b}" for u, a, b in interruptions]
     lines += [f"pkt {t} {u} {d[0]} {n}" for t, u, d, n in arrivals]
     if stats_at_ns is not None:
         lines += [f"run {stats_at_ns}", "stats"]

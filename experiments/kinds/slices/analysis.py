@@ -115,7 +115,9 @@ def probe_summary(rtt: pd.DataFrame) -> dict[str, dict[str, float | int | None]]
     return out
 
 
-NOT_SLICES = ("probes", "loss_accounting", "reconciliation", "host_stalls", "fidelity")
+# summary.json keys that are not slices (cell_load and points: the cell_load kind's)
+NOT_SLICES = ("probes", "loss_accounting", "reconciliation", "host_stalls", "fidelity", "handovers",
+              "cell_load", "points")
 
 
 def format_table(summary: dict[str, dict]) -> str:
@@ -152,6 +154,10 @@ def format_table(summary: dict[str, dict]) -> str:
         lines.append(f"RTT probes {pair}: p50 {f(p['rtt_ms_p50'], 0)} ms, p99 {f(p['rtt_ms_p99'], 0)} ms, "
                      f"max {f(p['rtt_ms_max'], 0)} ms, loss {f(p['loss_pct'], 0, 2)} % "
                      f"({p['probes']} probes)")
+    ho = summary.get("handovers")
+    if ho:
+        lines.append(f"handovers: {ho.get('applied', 0)} of {ho['planned']} planned applied (handovers.json; "
+                     f"move lag max {ho.get('lag_ms_max')} ms, inside the interruption)")
     if "host_stalls" in summary:
         lines.append(stalls.line(summary["host_stalls"]))
     if "fidelity" in summary:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ def reconcile_flows(packets: PacketCounts, flows: pd.DataFrame, duration_s: floa
         problems.append(f"receiver on {dest}: no record file")
     planned = 0
     for f in flows.itertuples():
-        plan = planned_packets(duration_s, f.interval_ms)
+        plan = planned_packets(duration_s - getattr(f, "start_offset_s", 0.0), f.interval_ms)
         planned += plan
         if not getattr(f, "sender_summary", True):
             problems.append(f"sender {f.ue}: no summary (it did not finish)")
@@ -126,9 +127,18 @@ def reconcile_probes(raw_dir: Path) -> list[str]:
 
 
 def streams(flows: pd.DataFrame, received: pd.Series, links: list[tuple[str, str, str]],
-            raw_dir: Path | None = None, group: str = "slice") -> list[Stream]:
-    """Flows (grouped by ``group``: "slice" or "flow_id") and probes as accounting streams."""
-    out = [Stream(str(getattr(f, group)), path_hops(links, f.ue, f.destination), f.destination,
+            raw_dir: Path | None = None, group: str = "slice",
+            moved: Mapping[str, frozenset[str]] | None = None) -> list[Stream]:
+    """Flows (grouped by ``group``: "slice" or "flow_id") and probes as accounting streams.
+    ``moved``: UEs that handed over -> the links of the cells they were in; their packets crossed
+    one cell or another, so their paths leave those links out (they count for no cell)."""
+    moved = moved or {}
+
+    def path(ue: str, dest: str) -> tuple:
+        hops = path_hops(links, ue, dest)
+        return tuple(h for h in hops if h[0] not in moved[ue]) if ue in moved else hops
+
+    out = [Stream(str(getattr(f, group)), path(f.ue, f.destination), f.destination,
                   int(f.packets_scheduled), int(f.packets_sent), int(f.send_errors),
                   int(received.get(f.flow_id, 0)))
            for f in flows.itertuples()]

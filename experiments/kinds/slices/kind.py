@@ -17,12 +17,14 @@ import pandas as pd
 from experiments.framework import accounting, fidelity, stalls
 from experiments.framework.cpuuse import CpuMeter
 from experiments.framework.kind import Kind
+from experiments.framework.mobility_figures import handover_timeline
 from experiments.framework.plotting import save
 from experiments.framework.session import RunSession
 from experiments.kinds.slices import analysis, counts, figures, packetstream
 from experiments.kinds.slices.traffic import (
     LINK_COUNTERS_FILE,
     OVS_COUNTERS_FILE,
+    FlowPlan,
     TrafficRun,
     flows_table,
     plan_flows,
@@ -46,9 +48,13 @@ class SlicesKind(Kind):
         self._figures: packetstream.SliceFigures | None = None  # per-slice counts and percentiles
         self._counters_source = "unavailable"
 
+    def flow_plan(self, session: RunSession, params: Any) -> list[FlowPlan]:
+        """The run's flows: one per UE, all from traffic start (a kind may start some later)."""
+        return plan_flows(session.scenario)
+
     def run_traffic(self, session: RunSession, params: Any) -> None:
         experiment = session.experiment
-        traffic = TrafficRun(session.network, plan_flows(session.scenario), session.raw_dir,
+        traffic = TrafficRun(session.network, self.flow_plan(session, params), session.raw_dir,
                              session.log_dir, probes=experiment.probes, drain_s=experiment.drain_s)
         session.metadata["traffic_engine"] = {"implementation": traffic.implementation}
         try:
@@ -74,7 +80,7 @@ class SlicesKind(Kind):
         """Raw records -> packets.parquet in chunks (packetstream.py: memory bounded in run length),
         counted as they pass; then the percentiles' second pass over the stored table."""
         raw = session.raw_dir
-        flows = flows_table(plan_flows(session.scenario), raw)
+        flows = flows_table(self.flow_plan(session, params), raw)
         receivers = counts.read_receivers(raw)  # a truncated file is a problem, not a crash
         packets, packet_counts, self._figures = packetstream.store_packets(
             raw, flows, session.host_stalls, session.run_dir / "packets.parquet",
@@ -85,13 +91,15 @@ class SlicesKind(Kind):
         links = accounting.session_links(session)
         received = pd.Series(packet_counts.received, dtype="int64")
         probe_dir = raw if session.experiment.probes else None
-        per_flow = accounting.account(counts.streams(flows, received, links, probe_dir, group="flow_id"),
+        moved = self._moved(session)
+        per_flow = accounting.account(counts.streams(flows, received, links, probe_dir, group="flow_id",
+                                                     moved=moved),
                                       link_counters, counts.socket_drops(receivers))
         # per flow, attribution is possible where a link carries that flow only: its radio hop
         flows = flows.assign(packets_received=[int(received.get(i, 0)) for i in flows["flow_id"]],
                              **{k: [per_flow[str(i)][k] for i in flows["flow_id"]]
                                 for k in accounting.LOSS_KEYS})
-        streams = counts.streams(flows, received, links, probe_dir)
+        streams = counts.streams(flows, received, links, probe_dir, moved=moved)
         problems += accounting.check_link_counters(streams, link_counters)
         ovs_path = raw / OVS_COUNTERS_FILE
         ovs_counters = json.loads(ovs_path.read_text()) if ovs_path.exists() else None
@@ -128,6 +136,9 @@ class SlicesKind(Kind):
             session.host_stalls, figures.flagged(), figures.received(), include,
             session.metadata.get("host_stalls", {}).get("unavailable"))
         summary["fidelity"] = self._fidelity(tables, session, summary)
+        if session.mobility is not None:  # the run's handover events (handovers.json holds them all)
+            summary["handovers"] = session.metadata.get("handovers") or {
+                "planned": len(session.mobility.handovers)}
         return summary
 
     def _fidelity(self, tables: dict[str, pd.DataFrame], session: RunSession, summary: dict[str, Any]
@@ -162,6 +173,17 @@ class SlicesKind(Kind):
         assert self._counts is not None
         return list(self._counts["reconciliation"]["problems"])
 
+    @staticmethod
+    def _moved(session: RunSession) -> dict[str, frozenset[str]]:
+        """UEs that handed over -> the links of every cell they were in (their own and backhaul)."""
+        if session.mobility is None:
+            return {}
+        out: dict[str, set[str]] = {}
+        for h in session.mobility.handovers:
+            out.setdefault(h.ue, set()).update(f"{kind}_{cell}" for cell in (h.source, h.target)
+                                               for kind in ("cell", "bh"))
+        return {ue: frozenset(links) for ue, links in out.items()}
+
     def _link_counters(self, session: RunSession) -> dict[str, Any] | None:
         """Link counters when the receivers stopped; else as read at teardown; else None."""
         path = session.raw_dir / LINK_COUNTERS_FILE
@@ -191,7 +213,27 @@ class SlicesKind(Kind):
                 frame = pd.read_parquet(run_dir / "leo_schedule.parquet")
                 schedule = frame[frame["link"] == "leo"]
             paths += save(figures.rtt_timeline(rtt, schedule), run_dir / "rtt_timeline")
+        if (run_dir / "mobility.parquet").exists() and (run_dir / "handovers.json").exists():
+            paths += self._handover_figure(run_dir)
         return paths
+
+    @staticmethod
+    def _handover_figure(run_dir: Path) -> list[Path]:
+        samples = pd.read_parquet(run_dir / "mobility.parquet")
+        handovers = json.loads((run_dir / "handovers.json").read_text())
+        meta = json.loads((run_dir / "metadata.json").read_text())
+        start_ns = meta.get("traffic_start_realtime_ns", 0)
+        moving = set(samples["ue"].unique())
+        delays: dict[str, list[pd.DataFrame]] = {}
+        columns = ["ue", "send_ns", "owd_ms"]
+        for chunk in packetstream.parquet_chunks(run_dir / "packets.parquet", columns):
+            chunk = chunk[chunk["ue"].isin(moving)]
+            for ue, group in chunk.groupby("ue"):
+                delays.setdefault(str(ue), []).append(pd.DataFrame(
+                    {"t_s": (group["send_ns"] - start_ns) / 1e9, "owd_ms": group["owd_ms"]}))
+        return handover_timeline(samples, handovers.get("applied") or handovers["planned"],
+                                 {ue: pd.concat(f) for ue, f in delays.items()},
+                                 run_dir / "handover_timeline")
 
     def print_summary(self, summary: dict[str, Any]) -> str:
         return analysis.format_table(summary)

@@ -157,9 +157,10 @@ class SliceFigures:
     figures (they always count as received)."""
 
     def __init__(self, include: bool, intervals_ms: dict[int, float] | None = None,
-                 start_ns: int | None = None) -> None:
+                 start_ns: int | None = None, offsets_s: dict[int, float] | None = None) -> None:
         self.include = include
         self.intervals_ms = dict(intervals_ms or {})
+        self.offsets_s = dict(offsets_s or {})  # flow_id -> its start after traffic start
         self.start_ns = start_ns
         self.owd = TwoPassQuantiles(OWD_QS)
         self.late = TwoPassQuantiles(LATE_QS)
@@ -247,7 +248,7 @@ class SliceFigures:
     def _lateness(self, packets: pd.DataFrame) -> np.ndarray:
         if self.start_ns is None or packets.empty:
             return np.zeros(0)
-        return send_lateness_ms(packets, self.intervals_ms, self.start_ns)
+        return send_lateness_ms(packets, self.intervals_ms, self.start_ns, self.offsets_s)
 
 
 def store_packets(raw_dir: Path, flows: pd.DataFrame, record: StallRecord | None, out: Path,
@@ -255,7 +256,10 @@ def store_packets(raw_dir: Path, flows: pd.DataFrame, record: StallRecord | None
     """Every receiver file of ``raw_dir`` -> ``out`` (packets.parquet), chunk by chunk, counted as
     it passes; then the percentiles' second pass over ``out``. Memory: see the module docstring."""
     chunks = PacketChunks(flows, record)
-    figures = SliceFigures(include, dict(zip(flows["flow_id"], flows["interval_ms"], strict=True)), start_ns)
+    offsets = dict(zip(flows["flow_id"], flows["start_offset_s"], strict=True)) if "start_offset_s" in flows \
+        else None
+    figures = SliceFigures(include, dict(zip(flows["flow_id"], flows["interval_ms"], strict=True)), start_ns,
+                           offsets)
 
     def counted() -> Iterator[pd.DataFrame]:
         for chunk in chunks.files(raw_dir):

@@ -56,6 +56,7 @@ class FlowPlan:
     interval_ms: float
     latency_bound_ms: float
     dscp_expected: int
+    start_offset_s: float = 0.0  # starts this long after traffic start, and runs to its end
 
 
 def plan_flows(scenario: Scenario) -> list[FlowPlan]:
@@ -147,7 +148,9 @@ class TrafficRun:
             for flow in self.flows:
                 self.engine.add_sender(flow.flow_id, self.network.host(flow.ue).pid,
                                        self.network.host(flow.destination).IP(), RECEIVER_PORT,
-                                       flow.payload_bytes, flow.interval_ms, start_ns, duration_s,
+                                       flow.payload_bytes, flow.interval_ms,
+                                       start_ns + round(flow.start_offset_s * 1e9),
+                                       duration_s - flow.start_offset_s,
                                        self.raw_dir / f"send-{flow.ue}.json")
             self.engine.go()
         else:
@@ -156,8 +159,9 @@ class TrafficRun:
                 self.senders[flow.ue] = self._popen(flow.ue, [
                     "send", "--dest", dest_ip, "--port", str(RECEIVER_PORT),
                     "--flow-id", str(flow.flow_id), "--payload-bytes", str(flow.payload_bytes),
-                    "--interval-ms", repr(flow.interval_ms), "--start-ns", str(start_ns),
-                    "--duration-s", repr(duration_s),
+                    "--interval-ms", repr(flow.interval_ms),
+                    "--start-ns", str(start_ns + round(flow.start_offset_s * 1e9)),
+                    "--duration-s", repr(duration_s - flow.start_offset_s),
                     "--summary", str(self.raw_dir / f"send-{flow.ue}.json")], f"send-{flow.ue}.txt")
         for spec in self.probes:
             name = f"probe-{spec.source}-{spec.target}"

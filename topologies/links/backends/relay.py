@@ -201,6 +201,10 @@ class RelayBackend(LinkBackend):
         """The slice NR cells schedule UE radio link ``ue`` in."""
         self._relay().command(f"nrue {ue.link_id} {slice_index}")
 
+    def nr_interrupt(self, ue: RelayLink, from_ns: int, until_ns: int) -> None:
+        """UE radio link ``ue`` is not scheduled in [from_ns, until_ns) (CLOCK_MONOTONIC)."""
+        self._relay().command(f"nroff {ue.link_id} {from_ns} {until_ns}")
+
     def nr_stats(self, cell: RelayLink) -> dict[str, Any]:
         """The NR model's counters of ``cell`` (relay/nrcell.c nr_print_stats)."""
         return json.loads(self._relay().command(f"nrstats {cell.link_id}"))

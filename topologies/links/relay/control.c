@@ -245,10 +245,24 @@ static void cell_request(const char *c, char **w, int nw) {
     if (e) err("%s", e); else ok("");
 }
 
-/* ---- NR cells (nrcell.c): nr CELL grid|timing|slice|on ... | nrue ID SLICE | nrstats CELL ---- */
+/* ---- NR cells (nrcell.c): nr CELL grid|timing|slice|on ... | nrue ID SLICE | nrstats CELL |
+ * nroff ID FROM_NS UNTIL_NS (a handover's interruption, CLOCK_MONOTONIC) ---- */
 static void nr_request(const char *c, char **w, int nw) {
-    unsigned long long v, sl; struct link *L; const char *e;
+    unsigned long long v, sl, t[2]; struct link *L; const char *e;
     int stats = !strcmp(c, "nrstats"), ue = !strcmp(c, "nrue");
+    if (!strcmp(c, "nroff")) {
+        if (nw != 4) { err("usage: nroff ID FROM_NS UNTIL_NS"); return; }
+        if (parse_uint(w[1], MAX_ID, &v)) { err("ID: got %.32s; allowed an integer 0..%llu", w[1], MAX_ID); return; }
+        for (int i = 0; i < 2; i++)
+            if (parse_uint(w[2 + i], MAX_T_NS, &t[i])) {
+                err("%s: got %.32s; allowed an integer 0..%llu", i ? "UNTIL_NS" : "FROM_NS", w[2 + i], MAX_T_NS);
+                return;
+            }
+        if (!(L = find_link((int)v))) { err("no link %d", (int)v); return; }
+        e = nr_interrupt(L, (ns_t)t[0], (ns_t)t[1]);
+        if (e) err("%s", e); else ok("");
+        return;
+    }
     if (nw < 2 || (stats && nw != 2) || (ue && nw != 3) || (!stats && !ue && nw < 3)) {
         err(stats ? "usage: nrstats CELL" : ue ? "usage: nrue ID SLICE" : "usage: nr CELL grid|timing|slice|on ...");
         return;
@@ -311,7 +325,8 @@ static int request(char *s, size_t n, int too_long) {
             print_dir(DIR_NAME[DOWNLINK], &L->d[DOWNLINK]); putchar('}'); end_reply(0);
         }
     } else if (!strcmp(c, "cell") || !strcmp(c, "join") || !strcmp(c, "leave")) cell_request(c, w, nw);
-    else if (!strcmp(c, "nr") || !strcmp(c, "nrue") || !strcmp(c, "nrstats")) nr_request(c, w, nw);
+    else if (!strcmp(c, "nr") || !strcmp(c, "nrue") || !strcmp(c, "nrstats") || !strcmp(c, "nroff"))
+        nr_request(c, w, nw);
     else err("unknown command %.32s", c);
     return 0;
 }

@@ -12,7 +12,8 @@
  *      charged to their slice.
  *   2. Uplink: a UE whose first grant (after its scheduling request) falls in this slot sends up to
  *      first_grant_bytes; a UE of a configured-grant slice at its occasion sends up to cg_bytes
- *      (every cg_period-th uplink slot, repeated cg_reps times); both carry a buffer status report.
+ *      (every cg_period-th full uplink (U) slot, repeated cg_reps times); both carry a buffer
+ *      status report.
  *   3. The rest of the PRBs are shared by the slices as in TS 28.541 RRMPolicyRatio: each slice's
  *      dedicated PRBs first (idle ones are wasted), then each slice's minimum above it, higher
  *      priority first, then what is left up to each slice's maximum, higher priority first and
@@ -31,6 +32,8 @@
  *   at the next SR occasion (slot with uplink symbols, (k - sr_offset) mod sr_period == 0), the gNB
  *   answers gnb_proc_ns after it in the next downlink slot with a grant for an uplink slot >= k2
  *   slots later (TS 38.213 section 9.2.4, TS 38.214 section 6.1.2.1).
+ * A handover interrupts a UE (nr_interrupt): in [from, until) it is neither scheduled nor sends a
+ * scheduling request; its buffers wait (lossless handover with data forwarding, TS 38.300 9.2.3.2).
  * Left out: the PHY (no channel, MCS fixed per cell), mini-slots, the UE's N2 preparation cut-off
  * (data that reaches the UE before the slot starts goes into it), DRX, RLC retransmissions.
  * Slots are counted from CLOCK_MONOTONIC 0, so every cell of a relay shares one slot grid. The model
@@ -59,6 +62,7 @@ struct nr_ue {
     long long pending; long long pending_slot; /* a report not yet turned into grants, from slot */
     long long first_grant_slot;  /* the PUSCH slot of the grant answering a scheduling request, or -1 */
     ns_t last_done[2];
+    ns_t off_from, off_until;    /* a handover's interruption: not scheduled in [from, until) */
     double avg_bytes[2];         /* proportional fair: served bytes per slot, smoothed */
     struct link *cell;           /* the NR cell whose queues these are */
 };
@@ -66,7 +70,7 @@ struct nr_ue {
 struct nr_slice {
     int ded, min, max, prio;     /* PRBs */
     double bler[2];
-    int cg_period, cg_bytes, cg_reps; /* configured grant (uplink): every cg_period-th uplink slot */
+    int cg_period, cg_bytes, cg_reps; /* configured grant (uplink): every cg_period-th U slot */
     unsigned long long in[2], out[2], out_bytes[2], drop_harq[2], drop_buffer[2], tbs[2], retx[2], srs;
     unsigned long long prb[2], hist[2][NR_HIST_BINS + 1];
 };
@@ -127,9 +131,9 @@ static long long sr_slot(const struct nrcell *C, ns_t t) {
         if (nsym(C, k, UPLINK) && ((k - C->sr_offset) % C->sr_period + C->sr_period) % C->sr_period == 0) return k;
     return -1;
 }
-static long long ul_index(const struct nrcell *C, long long k) { /* uplink slots before k */
+static long long u_index(const struct nrcell *C, long long k) { /* full uplink (U) slots before k */
     long long per = 0, pre = 0;
-    for (int i = 0; i < C->plen; i++) { if (nsym(C, i, UPLINK)) { per++; if (i < k % C->plen) pre++; } }
+    for (int i = 0; i < C->plen; i++) if (C->pattern[i] == 'U') { per++; if (i < k % C->plen) pre++; }
     return k / C->plen * per + pre;
 }
 static long long bytes_of(const struct nrcell *C, int prbs, long long k, int dir) {
@@ -220,9 +224,12 @@ static void send_tb(struct link *cell, struct link *ue, int dir, long long k, in
 }
 
 /* ---- scheduling requests and buffer status reports (uplink) ---- */
+static int interrupted(const struct nr_ue *u, ns_t t) { return t >= u->off_from && t < u->off_until; }
+
 static void maybe_request(struct link *cell, struct link *ue, ns_t t) {
     struct nrcell *C = cell->nr; struct nr_ue *u = ue->nru;
     if (!u->q[UPLINK].n || u->reported || u->pending || u->first_grant_slot >= 0 || C->sl[u->slice].cg_period) return;
+    if (interrupted(u, t)) t = u->off_until;  /* no request during a handover's interruption */
     long long j = sr_slot(C, t);
     if (j < 0) return;
     C->sl[u->slice].srs++;
@@ -295,15 +302,15 @@ static void run_dir(struct link *cell, long long k, int dir) {
         long long ui = -1;
         for (int i = 0; i < cell->nmembers; i++) {
             struct link *ue = cell->members[i]; struct nr_ue *u = ue->nru; struct nr_slice *S;
-            if (!u) continue;
+            if (!u || interrupted(u, slot_start(C, k))) continue;
             S = &C->sl[u->slice];
             if (u->pending && u->pending_slot <= k) { u->reported += u->pending; u->pending = 0; }
             long long b = 0; int n = 0;
             if (u->first_grant_slot >= 0 && u->first_grant_slot <= k) {
                 u->first_grant_slot = -1;
                 b = C->first_grant_bytes; n = prbs_for(C, b, k, dir);
-            } else if (S->cg_period) {
-                if (ui < 0) ui = ul_index(C, k);
+            } else if (S->cg_period && C->pattern[k % C->plen] == 'U') { /* occasions on U slots */
+                if (ui < 0) ui = u_index(C, k);
                 if ((ui + i) % S->cg_period == 0) { b = S->cg_bytes; n = prbs_for(C, b, k, dir); }
             }
             if (!n) continue;
@@ -320,7 +327,7 @@ static void run_dir(struct link *cell, long long k, int dir) {
     long long ready_of[cell->nmembers > 0 ? cell->nmembers : 1];
     for (int i = 0; i < cell->nmembers; i++) {
         struct nr_ue *u = cell->members[i]->nru; ready_of[i] = 0;
-        if (!u || !u->q[dir].n) continue;
+        if (!u || !u->q[dir].n || interrupted(u, slot_start(C, k))) continue;
         long long r = q_ready(&u->q[dir], cutoff, cap);
         if (dir == UPLINK && r > u->reported) r = u->reported;
         ready_of[i] = r;
@@ -434,6 +441,14 @@ void nr_joined(struct link *ue, ns_t t) {
     if (!C->queued) { long long k = t / C->slot_ns; if (k > C->next_slot) C->next_slot = k; }
     u->cell = ue->cell; C->queued += n;
     maybe_request(ue->cell, ue, t); /* its uplink buffer: a scheduling request in the new cell */
+}
+
+const char *nr_interrupt(struct link *ue, ns_t from, ns_t until) {
+    if (until < from) return "UNTIL_NS must be >= FROM_NS";
+    struct nr_ue *u = ue_state(ue);
+    if (!u) return "out of memory";
+    u->off_from = from; u->off_until = until;
+    return NULL;
 }
 
 const char *nr_ue_slice(struct link *ue, int slice) {

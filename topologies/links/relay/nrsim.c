@@ -7,6 +7,7 @@
  *   nr grid|timing|slice|on   the cell's configuration, as the relay's "nr CELL ..." after CELL
  *   ue ID SLICE               a UE in the cell (IDs 1..4000)
  *   pkt T_NS ID u|d LEN       a packet entering the cell at T_NS (uplink: at the UE; downlink: at the gNB)
+ *   off ID FROM_NS UNTIL_NS   a handover's interruption of UE ID (not scheduled in between)
  *   run T_NS                  process every slot that has started by T_NS (no arrival needed)
  *   stats                     print "stats " and the cell's counters (JSON, as the relay's nrstats)
  * stdout: "ok" or "err ..." per configuration line, and for every packet the model is done with
@@ -60,6 +61,11 @@ int main(void) {
             static unsigned char data[9232];
             int len = atoi(w[4]); if (len < 1) len = 1; if (len > (int)sizeof data) len = sizeof data;
             nr_arrive(&cell, &ues[id], w[3][0] == 'd' ? DOWNLINK : UPLINK, data, len, t);
+        } else if (!strcmp(w[0], "off") && nw == 4) {
+            int id = atoi(w[1]);
+            if (id < 1 || id > MAX_UES || !ues[id].used) { puts("err off: a known UE"); continue; }
+            const char *e = nr_interrupt(&ues[id], strtoll(w[2], NULL, 10), strtoll(w[3], NULL, 10));
+            if (e) printf("err %s\n", e); else puts("ok");
         } else if (!strcmp(w[0], "run") && nw == 2) { nr_run(strtoll(w[1], NULL, 10)); puts("ok"); }
         else if (!strcmp(w[0], "stats")) {
             if (!nr_on(&cell)) { puts("err stats: the cell is not on"); continue; }

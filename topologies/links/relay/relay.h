@@ -96,6 +96,7 @@ double rng_uniform(void);  /* [0, 1) from the relay's seeded generator */
 /* "nr CELL WHAT ..." after CELL: configure cell L (NULL on success, else a static error text). */
 const char *nr_config(struct link *L, char **w, int nw);
 const char *nr_ue_slice(struct link *ue, int slice);  /* the UE's slice index in its NR cell */
+const char *nr_interrupt(struct link *ue, ns_t from, ns_t until); /* a handover's interruption */
 int nr_on(const struct link *cell);                   /* cell has the NR model switched on */
 void nr_arrive(struct link *cell, struct link *ue, int dir, const unsigned char *data, int len, ns_t t);
 void nr_run(ns_t now);          /* every NR cell: process the slots that have started by now */
