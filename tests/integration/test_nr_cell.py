@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -94,6 +95,25 @@ def test_a_ue_moved_between_nr_cells_keeps_sending_in_order() -> None:
     gnb2 = counters["nr_cells"]["gnb2"]["slices"][0]["uplink"]
     assert len(up) >= 598 and np.all(np.diff(up[:, 0]) > 0)  # in order; at most HARQ's losses
     assert gnb2["out"] >= 200  # served by the new cell's scheduler after the move
+
+
+def test_a_handover_interruption_delays_the_ues_packets_and_loses_none() -> None:
+    nr = (plan(SliceRan()), {"ue1": "urllc"})
+    with cell_bed("c", nr=nr) as (engine, ue1, srv, _):
+        def handover() -> None:
+            threading.Event().wait(1.0)
+            now = time.monotonic()
+            engine.interrupt_ue("radio_ue1", now, now + 0.1)  # 100 ms, in the relay's data path
+            engine.move_ue("radio_ue1", "gnb2")
+
+        up = probe(ue1, srv, 200, 600, during=handover)
+        stats = engine.counters()["nr_cells"]
+    delay = owd_ms(up)
+    assert len(up) >= 598 and np.all(np.diff(up[:, 0]) > 0)  # in order; at most HARQ's losses
+    # the packets sent during the interruption waited for its end: the longest wait is ~100 ms
+    assert 90 <= delay.max() <= tol(130), delay.max()
+    assert 15 <= int(np.sum(delay > 20)) <= 25  # 20 packets in 100 ms at 200 pps
+    assert stats["gnb2"]["slices"][0]["uplink"]["out"] >= 300 and stats["gnb2"]["slices"][0]["srs"] >= 1
 
 
 def test_the_python_relay_refuses_the_nr_model_with_the_way_out() -> None:
