@@ -1,7 +1,8 @@
 """The cell_load kind end to end as root, shortened: gnb1 at 40 MHz (25.6 Mbit/s of uplink on
 average, less what the AGVs' configured grants reserve), three cameras added one per 4 s step beside
-four AGVs and four sensors, an AGV of gnb2 driving into gnb1 and back. The eMBB slice's delay rises with load while URLLC (dedicated PRBs, configured grants)
-holds its bound: from the NR model, nothing typed in."""
+four AGVs and four sensors, an AGV of gnb2 driving into gnb1 and back. The eMBB slice's delay
+rises with load while URLLC (dedicated PRBs, configured grants) holds its bound: from the NR
+model, nothing typed in."""
 
 from __future__ import annotations
 
