@@ -357,6 +357,12 @@ def _mac(path: str, value: Any, unicast: bool) -> str:
 
 
 # --- rules -------------------------------------------------------------------------------------
+def forward_rule(mac: str, port: int) -> FlowRule:
+    """Table 1: frames for ``mac`` leave on ``port`` (also a path switch's rule: the same match and
+    priority, so adding it replaces the old one)."""
+    return FlowRule(TABLE_FORWARD, PRIO_UNICAST, {"eth_dst": mac}, (Output(port),), COOKIE_UNICAST)
+
+
 def slice_rules(policy: SlicePolicy, dpid: int) -> list[FlowRule]:
     """All flow rules for switch ``dpid``: DSCP marking in table 0, L2 forwarding in table 1."""
     sw = policy.switch(dpid)
@@ -375,7 +381,7 @@ def slice_rules(policy: SlicePolicy, dpid: int) -> list[FlowRule]:
     rules.append(FlowRule(TABLE_CLASSIFY, PRIO_DEFAULT, {}, (GotoTable(TABLE_FORWARD),),
                           COOKIE_CLASSIFY_DEFAULT))
     for mac, port in sorted(sw.mac_to_port.items()):
-        rules.append(FlowRule(TABLE_FORWARD, PRIO_UNICAST, {"eth_dst": mac}, (Output(port),), COOKIE_UNICAST))
+        rules.append(forward_rule(mac, port))
     rules.append(FlowRule(TABLE_FORWARD, PRIO_FLOOD, {"eth_dst": BROADCAST_MAC}, (Flood(),), COOKIE_FLOOD))
     rules.append(FlowRule(TABLE_FORWARD, PRIO_FLOOD, {"eth_dst": MULTICAST_MAC_MASKED}, (Flood(),),
                           COOKIE_FLOOD))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,10 @@ from os_ken.controller.handler import (
     MAIN_DISPATCHER,
     set_ev_cls,
 )
+from os_ken.lib import hub
 from os_ken.ofproto import ofproto_v1_3
 
-from controllers.apps import ENV_POLICY, ENV_STATUS
+from controllers.apps import ENV_POLICY, ENV_STATUS, PATH_SWITCH_FILE_NAME
 from controllers.policy import (
     COOKIE_APP,
     COOKIE_APP_MASK,
@@ -45,6 +47,7 @@ from controllers.policy import (
     SetField,
     SlicePolicy,
     UnknownDatapathError,
+    forward_rule,
     slice_rules,
 )
 
@@ -90,6 +93,9 @@ def write_status_atomic(path: Path, status: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+PATH_SWITCH_POLL_S = 0.01  # how often the path-switch file is read (the switch's lag is this + a flow mod)
+
+
 class SliceSwitch(app_manager.OSKenApp):
     """Installs the slice policy on each switch and reports readiness in the status file.
 
@@ -131,6 +137,9 @@ class SliceSwitch(app_manager.OSKenApp):
         self.errors: dict[int, str] = {}
         self.pending_barrier: dict[int, int] = {}  # dpid -> xid of the barrier awaited
         self.connected: dict[int, Any] = {}  # dpid -> the datapath of its current connection
+        self.path_switch_path = self.status_path.with_name(PATH_SWITCH_FILE_NAME)
+        self.path_switches: list[dict[str, Any]] = []  # what was applied, for the status file
+        self._path_switch_offset = 0
         self.logger.info("policy %s: %d slices, %d hosts, %d switches", self.policy_path,
                          len(self.policy.slices), len(self.policy.hosts), len(self.policy.switches))
         self._write_status()
@@ -152,6 +161,50 @@ class SliceSwitch(app_manager.OSKenApp):
 
     def on_datapath_down(self, datapath: Any) -> None:
         """``datapath`` disconnected. Default: nothing."""
+
+    # --- path switches (a 5G core telling the UPF where a UE is after a handover) -------------
+    def start(self) -> None:
+        """os-ken's start hook: the event loop, plus the path-switch watcher."""
+        super().start()
+        self.threads.append(hub.spawn(self._path_switch_loop))
+
+    def _path_switch_loop(self) -> None:
+        # os-ken's native hub swallows a thread's exceptions: log them and keep watching.
+        while self.is_active:
+            hub.sleep(PATH_SWITCH_POLL_S)
+            try:
+                self.apply_path_switches()
+            except Exception:
+                self.logger.exception("path switch failed")
+
+    def apply_path_switches(self) -> None:
+        """Apply every complete line the runner appended to the path-switch file since the last
+        call: the UE's forwarding rule at that switch moves to the new port (``forward_rule``)."""
+        if not self.path_switch_path.exists():
+            return
+        with self.path_switch_path.open("rb") as f:
+            f.seek(self._path_switch_offset)
+            data = f.read()
+        complete = data[:data.rfind(b"\n") + 1]
+        if not complete:
+            return
+        self._path_switch_offset += len(complete)
+        for line in complete.splitlines():
+            record: dict[str, Any] = {"seq": None, "applied_ns": None, "error": None}
+            try:
+                req = json.loads(line)
+                record["seq"] = req["seq"]
+                datapath = self.connected.get(int(req["dpid"]))
+                if datapath is None:
+                    record["error"] = f"dpid {int(req['dpid']):#x} is not connected"
+                else:
+                    self.add_flow(datapath, forward_rule(str(req["mac"]), int(req["port"])))
+                    record["applied_ns"] = time.time_ns()
+            except (ValueError, KeyError, TypeError) as exc:
+                record["error"] = f"bad request {line[:80]!r}: {exc}"
+            self.path_switches.append(record)
+            self.logger.info("path switch %s", record)
+        self._write_status()
 
     # --- flow installation -----------------------------------------------------------------
     def install_policy(self, datapath: Any) -> None:
@@ -227,6 +280,7 @@ class SliceSwitch(app_manager.OSKenApp):
             "ready_dpids": sorted(self.ready_dpids),
             "pid": os.getpid(),
             "errors": {str(k): v for k, v in sorted(self.errors.items())},
+            "path_switches": self.path_switches,
         })
 
 

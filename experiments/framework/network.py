@@ -9,6 +9,7 @@ removes exactly those, so a crash, Ctrl-C or ``factorysat clean`` after SIGKILL 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import secrets
 import string
@@ -22,7 +23,7 @@ from mininet.log import setLogLevel
 from mininet.net import Mininet
 from mininet.node import RemoteController
 
-from controllers.apps import DEFAULT_APPS
+from controllers.apps import DEFAULT_APPS, PATH_SWITCH_FILE_NAME
 from controllers.launcher import ControllerProcess, ready_timeout_s
 from controllers.policy import HostSpec, SlicePolicy, SliceSpec, SwitchSpec
 from experiments.framework.results import write_json
@@ -88,6 +89,7 @@ class EmulatedNetwork:
         self.controller_apps = controller_apps
         self.initial_links = initial_links
         self.run_dir = Path()
+        self._path_switch_seq = 0
         # Resolve choices first: a bad choice fails before anything is created.
         self.backend = _resolve(select_backend, link_backend, "--link-backend",
                                 scenario.link_backend, "site.link_backend")
@@ -221,6 +223,21 @@ class EmulatedNetwork:
     def host(self, name: str) -> Any:
         assert self.net is not None
         return self.net.get(name)
+
+    def path_switch(self, ue: str, cell: str) -> dict[str, Any]:
+        """Tell the controller that ``ue`` is now behind ``cell``: one line for slice_switch
+        (controllers/apps, PATH_SWITCH_FILE_NAME), the UPF's port towards the cell; the record."""
+        assert self.net is not None and self.topo is not None
+        upf = self.net.get(self.topo.switch_name(self.scenario.core.upf))
+        gnb = self.net.get(self.topo.switch_name(cell))
+        port = next(upf.ports[intf] for intf in upf.intfList() if intf.link and gnb in
+                    (intf.link.intf1.node, intf.link.intf2.node))
+        self._path_switch_seq += 1
+        record = {"seq": self._path_switch_seq, "ue": ue, "mac": self.host(ue).MAC(),
+                  "dpid": int(upf.dpid, 16), "port": port, "cell": cell, "sent_ns": time.time_ns()}
+        with (self.run_dir / PATH_SWITCH_FILE_NAME).open("a") as f:  # one complete line per write
+            f.write(json.dumps(record) + "\n")
+        return record
 
     def start_load_probe(self, duration_s: float) -> None:
         """Probe an OVS hop while the traffic runs (ovs_calibrate.SwitchHopMeter)."""

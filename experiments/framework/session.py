@@ -10,6 +10,7 @@ experiment writes its tables and figures, then calls ``session.complete()`` (mar
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import shutil
 import signal
@@ -250,11 +251,25 @@ class RunSession:
             return
         applied = self.mobility_driver.stop() if self.mobility_driver is not None else []
         self.mobility_driver = None
+        done = self._path_switches_applied()
+        for a in applied:  # when the controller moved the UPF's rule, after the handover instant
+            ns = done.get(a.get("path_switch_seq"))
+            a["path_switch_ms"] = round((ns - self.start_ns) / 1e6 - a["t_s"] * 1000, 3) if ns else None
         write_json(self.run_dir / "handovers.json", {"planned": self.mobility.handovers_table(),
                                                      "applied": applied})
+        switched = [a["path_switch_ms"] for a in applied if a["path_switch_ms"] is not None]
         self.metadata["handovers"] = {"planned": len(self.mobility.handovers), "applied": sum(
             1 for a in applied if a["applied"]), "lag_ms_max": max(
-            (a["applied_lag_ms"] for a in applied if a["applied"]), default=None)}
+            (a["applied_lag_ms"] for a in applied if a["applied"]), default=None),
+            "path_switched": len(switched), "path_switch_ms_max": max(switched, default=None)}
+
+    def _path_switches_applied(self) -> dict[int, int]:
+        """seq -> CLOCK_REALTIME ns the controller applied that path switch (its status file)."""
+        try:
+            status = json.loads((self.run_dir / "controller_status.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return {p["seq"]: p["applied_ns"] for p in status.get("path_switches", []) if p.get("applied_ns")}
 
     def _start_sentinel(self) -> None:
         """Watch for host stalls for the rest of the run (``raw/hoststall.txt``, hoststall.py).
@@ -324,7 +339,8 @@ class RunSession:
         if self.leo:
             self.leo.apply(self.network.engine, t0_monotonic)
         if self.mobility is not None and self.mobility.handovers:
-            self.mobility_driver = MobilityDriver(self.network.engine, self.mobility, t0_monotonic).start()
+            self.mobility_driver = MobilityDriver(self.network.engine, self.mobility, t0_monotonic,
+                                                  self.network.path_switch).start()
         self.start_ns = start_ns
         self.metadata["traffic_start_realtime_ns"] = start_ns
         self.metadata["schedule_t0"] = "traffic start" if self.leo else None

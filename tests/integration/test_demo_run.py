@@ -142,6 +142,16 @@ def test_demo_run_is_complete_and_leaves_nothing(tmp_path) -> None:
         raise AssertionError("empty histogram")
 
     assert model_median_ms(nr["slices"][0]) < model_median_ms(nr["slices"][1])
+    # agv1 and agv3 drove across the hall: each handover was applied inside its interruption, and
+    # the controller moved the UPF's rule for the UE (the path switch)
+    handovers = json.loads((run_dir / "handovers.json").read_text())
+    assert [(h["ue"], h["source"], h["target"]) for h in handovers["applied"]] == [
+        (h["ue"], h["source"], h["target"]) for h in handovers["planned"]] and handovers["planned"]
+    for h in handovers["applied"]:
+        assert h["applied"] and h["applied_lag_ms"] < h["interruption_ms"], h
+        assert h["path_switch_ms"] is not None and 0 <= h["path_switch_ms"] < 500, h
+    assert meta["handovers"]["path_switched"] == len(handovers["planned"])
+    assert (run_dir / "handover_timeline.png").is_file() and (run_dir / "mobility.parquet").is_file()
     # Sensors cross gnb2's scheduler (dynamic grants: a request, then a grant, > 2 ms), the
     # backhaul and the orbit-driven LEO link (whose schedule the run folder holds).
     schedule = pd.read_parquet(run_dir / "leo_schedule.parquet")

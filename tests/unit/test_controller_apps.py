@@ -18,7 +18,13 @@ from os_ken.ofproto import ofproto_parser, ofproto_protocol  # noqa: E402
 from os_ken.ofproto import ofproto_v1_3 as OFP  # noqa: E402
 from os_ken.ofproto import ofproto_v1_3_parser as P  # noqa: E402
 
-from controllers.apps import ENV_POLICY, ENV_STATS_INTERVAL_S, ENV_STATUS, STATS_FILE_NAME  # noqa: E402
+from controllers.apps import (  # noqa: E402
+    ENV_POLICY,
+    ENV_STATS_INTERVAL_S,
+    ENV_STATUS,
+    PATH_SWITCH_FILE_NAME,
+    STATS_FILE_NAME,
+)
 from controllers.apps.slice_monitor import (  # noqa: E402
     SliceMonitor,
     append_json_line,
@@ -31,6 +37,7 @@ from controllers.policy import (  # noqa: E402
     TABLE_FORWARD,
     FlowRule,
     SlicePolicy,
+    forward_rule,
     slice_rules,
 )
 from topologies.validate import ConfigError  # noqa: E402
@@ -264,3 +271,29 @@ def test_append_json_line_appends_whole_lines(tmp_path: Path) -> None:
     append_json_line(path, {"a": 1})
     append_json_line(path, {"b": (1, 2)})
     assert path.read_text() == '{"a": 1}\n{"b": [1, 2]}\n'
+
+
+def test_a_path_switch_moves_the_ues_forwarding_rule_to_the_new_port(app_env: Path) -> None:
+    """The runner appends a line per handover; the app replaces the UE's table-1 rule (same match
+    and priority) on that switch and records when, a half-written line waiting for its newline."""
+    app = SliceSwitch()
+    dp = FakeDatapath(7)
+    app.switch_features_handler(features(dp))
+    sent = len(dp.sent)
+    path = app_env / PATH_SWITCH_FILE_NAME
+    path.write_text(json.dumps({"seq": 1, "mac": "00:00:00:00:00:01", "dpid": 7, "port": 3}) + "\n"
+                    + '{"seq": 2, "mac": "00:00:00:00:00:03", "dp')  # not complete yet
+    app.apply_path_switches()
+    (mod,) = dp.sent[sent:]
+    rule = forward_rule("00:00:00:00:00:01", 3)
+    assert mod.command == OFP.OFPFC_ADD and mod.table_id == rule.table_id and mod.priority == rule.priority
+    assert mod.match["eth_dst"] == "00:00:00:00:00:01" and mod.instructions[0].actions[0].port == 3
+    (done,) = _status(app_env)["path_switches"]
+    assert done["seq"] == 1 and done["applied_ns"] > 0 and done["error"] is None
+    with path.open("a") as f:  # the rest of line 2, and a switch that is not connected
+        f.write('id": 7, "port": 1}\n' + json.dumps({"seq": 3, "mac": "00:00:00:00:00:01", "dpid": 9,
+                                                      "port": 1}) + "\n")
+    app.apply_path_switches()
+    assert len(dp.sent) == sent + 2
+    second, third = _status(app_env)["path_switches"][1:]
+    assert second["seq"] == 2 and second["applied_ns"] and third["error"] == "dpid 0x9 is not connected"

@@ -157,7 +157,9 @@ def format_table(summary: dict[str, dict]) -> str:
     ho = summary.get("handovers")
     if ho:
         lines.append(f"handovers: {ho.get('applied', 0)} of {ho['planned']} planned applied (handovers.json; "
-                     f"move lag max {ho.get('lag_ms_max')} ms, inside the interruption)")
+                     f"move lag max {ho.get('lag_ms_max')} ms, inside the interruption); UPF path "
+                     f"switched by the controller {ho.get('path_switched', 0)} times, at most "
+                     f"{ho.get('path_switch_ms_max')} ms after the handover")
     if "host_stalls" in summary:
         lines.append(stalls.line(summary["host_stalls"]))
     if "fidelity" in summary:
