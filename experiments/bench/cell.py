@@ -62,11 +62,18 @@ def arrivals(duration_s: float, cameras: int, camera_mbps: float,
     return out
 
 
-def check_target(delays_ms: np.ndarray, target: dict[str, Any] | None) -> bool | None:
-    """Within the profile's target: share in [low, high] and nothing below the floor; None: no target."""
+def share_in_range_pct(delays_ms: np.ndarray, target: dict[str, Any] | None) -> float | None:
+    """The share of delays within the target's [low, high] (None: no target or no delays)."""
     if target is None or not len(delays_ms):
         return None
-    share = float(np.mean((delays_ms >= target["low_ms"]) & (delays_ms <= target["high_ms"]))) * 100
+    return round(float(np.mean((delays_ms >= target["low_ms"]) & (delays_ms <= target["high_ms"]))) * 100, 2)
+
+
+def check_target(delays_ms: np.ndarray, target: dict[str, Any] | None) -> bool | None:
+    """Within the profile's target: share in [low, high] and nothing below the floor; None: no target."""
+    share = share_in_range_pct(delays_ms, target)
+    if share is None or target is None:
+        return None
     floor_ok = target["floor_ms"] is None or float(delays_ms.min()) >= target["floor_ms"]
     return share >= target["share_pct"] and floor_ok
 
@@ -98,7 +105,8 @@ def measure(profile: str, loaded: bool, duration_s: float, seed: int) -> tuple[d
                 "packets": len(rows), "lost": len(rows) - len(delays),
                 "owd_ms_p50": _q(delays, 50), "owd_ms_p95": _q(delays, 95), "owd_ms_p99": _q(delays, 99),
                 "owd_ms_min": round(float(delays.min()), 4) if len(delays) else None,
-                "target": target, "within_target": check_target(delays, target),
+                "target": target, "share_in_range_pct": share_in_range_pct(delays, target),
+                "within_target": check_target(delays, target),
             }
     result["_cell"] = {"capacity_mbps": {d: round(cell.capacity_mbps(d), 3) for d in ("uplink", "downlink")},
                        "cameras": cameras, "camera_mbps": round(per_camera, 3) if cameras else 0}

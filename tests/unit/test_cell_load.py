@@ -62,13 +62,15 @@ def test_step_points_from_packets_due_in_each_window() -> None:
                         "on_time": True, "host_stall": False})
     cam = pd.DataFrame({"slice": "embb", "flow_id": 2, "seq": np.arange(0, 2000, 2), "owd_ms": 10.0,
                         "on_time": True, "host_stall": False})
-    points = step_points([agv, cam], flows, ["cam1"], step_s=2.0, settle_s=0.5, duration_s=4.0,
-                         include_stalls=False)
+    cam.loc[cam.index[-10:], "host_stall"] = True  # kept, and counted
+    points = step_points([agv, cam], flows, ["cam1"], step_s=2.0, settle_s=0.5, duration_s=4.0)
     assert [p["cameras"] for p in points] == [0, 1]
     assert [p["offered_mbps"] for p in points] == pytest.approx([0.08, 8.08])
     first, second = points[0]["slices"], points[1]["slices"]
-    assert first["urllc"] == {"packets": 150, "packets_received": 150, "owd_ms_p50": 1.0, "owd_ms_p99": 1.0,
-                              "loss_pct": 0.0, "deadline_met_pct": 100.0}
+    assert first["urllc"] == {"packets": 150, "packets_received": 150, "packets_host_stall": 0,
+                              "owd_ms_p50": 1.0, "owd_ms_p99": 1.0, "loss_pct": 0.0,
+                              "deadline_met_pct": 100.0}
     assert first["embb"]["packets"] == 0 and first["embb"]["loss_pct"] is None
     assert second["embb"]["packets"] == 1500 and second["embb"]["loss_pct"] == pytest.approx(50.0)
     assert second["embb"]["deadline_met_pct"] == pytest.approx(50.0) and second["embb"]["owd_ms_p99"] == 10.0
+    assert second["embb"]["packets_host_stall"] == 10 and second["embb"]["packets_received"] == 750

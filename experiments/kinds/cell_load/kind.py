@@ -78,7 +78,6 @@ class CellLoadKind(SlicesKind):
         block = {"cell": params.cell, "cameras": self.cameras(session.scenario, params),
                  "step_s": round(self.step_s(session, params), 6), "settle_s": params.settle_s,
                  "duration_s": session.duration_s, "ues": in_cell,
-                 "include_host_stalls": session.options.include_host_stalls,
                  "nr": ((session.metadata.get("link_engine") or {}).get("cells") or {}).get("nr", {}).get(
                      params.cell)}
         summary["cell_load"] = block
@@ -92,7 +91,7 @@ class CellLoadKind(SlicesKind):
         chunks = packetstream.parquet_chunks(run_dir / "packets.parquet",
                                              ["slice", "flow_id", "seq", "owd_ms", "on_time", "host_stall"])
         return steps.step_points(chunks, flows, block["cameras"], block["step_s"], block["settle_s"],
-                                 block["duration_s"], block["include_host_stalls"])
+                                 block["duration_s"])
 
     def draw_figures(self, run_dir: Path) -> list[Path]:
         paths = super().draw_figures(run_dir)
@@ -102,8 +101,7 @@ class CellLoadKind(SlicesKind):
         flows = flows[flows["ue"].isin(block["ues"])]
         chunks = packetstream.parquet_chunks(run_dir / "packets.parquet",
                                              ["slice", "flow_id", "seq", "owd_ms", "on_time", "host_stall"])
-        delays = steps.step_delays(chunks, flows, len(points), block["step_s"], block["settle_s"],
-                                   block["include_host_stalls"])
+        delays = steps.step_delays(chunks, flows, len(points), block["step_s"], block["settle_s"])
         bounds = dict(zip(flows["slice"], flows["latency_bound_ms"], strict=False))
         paths += save(figures.cdf_per_step(delays, points, bounds), run_dir / "cell_load_cdf")
         paths += save(figures.p99_vs_load(points, bounds), run_dir / "cell_load_p99")
