@@ -72,6 +72,7 @@ struct nr_slice {
     double bler[2];
     int cg_period, cg_bytes, cg_reps; /* configured grant (uplink): every cg_period-th U slot */
     unsigned long long in[2], out[2], out_bytes[2], drop_harq[2], drop_buffer[2], tbs[2], retx[2], srs;
+    unsigned long long moved_in[2], moved_out[2]; /* buffered packets that came / left with a UE's move */
     unsigned long long prb[2], hist[2][NR_HIST_BINS + 1];
 };
 
@@ -427,7 +428,11 @@ void nr_joined(struct link *ue, ns_t t) {
     struct nr_ue *u = ue->nru;
     if (!u || u->cell == ue->cell) return;
     long long n = u->q[UPLINK].n + u->q[DOWNLINK].n;
-    if (u->cell && u->cell->nr) u->cell->nr->queued -= n;
+    if (u->cell && u->cell->nr) { /* they leave the old cell's counts: in = out + drops + buffered */
+        struct nr_slice *S = &u->cell->nr->sl[u->slice < u->cell->nr->nslices ? u->slice : 0];
+        u->cell->nr->queued -= n;
+        for (int d = 0; d < 2; d++) { S->in[d] -= (unsigned long long)u->q[d].n; S->moved_out[d] += (unsigned long long)u->q[d].n; }
+    }
     u->cell = NULL; u->reported = u->pending = 0; u->first_grant_slot = -1;
     if (!n) return;
     if (!nr_on(ue->cell)) { /* into a cell without the model: what waited in the buffers is lost */
@@ -440,6 +445,7 @@ void nr_joined(struct link *ue, ns_t t) {
     if (u->slice >= C->nslices) u->slice = 0;
     if (!C->queued) { long long k = t / C->slot_ns; if (k > C->next_slot) C->next_slot = k; }
     u->cell = ue->cell; C->queued += n;
+    for (int d = 0; d < 2; d++) { C->sl[u->slice].in[d] += (unsigned long long)u->q[d].n; C->sl[u->slice].moved_in[d] += (unsigned long long)u->q[d].n; }
     maybe_request(ue->cell, ue, t); /* its uplink buffer: a scheduling request in the new cell */
 }
 
@@ -566,8 +572,9 @@ void nr_print_stats(const struct link *cell) {
         printf("%s{\"srs\":%llu", s ? "," : "", S->srs);
         for (int d = 0; d < 2; d++) {
             printf(",\"%s\":{\"in\":%llu,\"out\":%llu,\"out_bytes\":%llu,\"dropped_harq\":%llu,\"dropped_buffer\":%llu,"
-                   "\"tbs\":%llu,\"retx\":%llu,\"prb\":%llu,\"delay_hist\":[", DIR_NAME[d], S->in[d], S->out[d],
-                   S->out_bytes[d], S->drop_harq[d], S->drop_buffer[d], S->tbs[d], S->retx[d], S->prb[d]);
+                   "\"tbs\":%llu,\"retx\":%llu,\"prb\":%llu,\"moved_in\":%llu,\"moved_out\":%llu,\"delay_hist\":[",
+                   DIR_NAME[d], S->in[d], S->out[d], S->out_bytes[d], S->drop_harq[d], S->drop_buffer[d], S->tbs[d],
+                   S->retx[d], S->prb[d], S->moved_in[d], S->moved_out[d]);
             int first = 1;
             for (int b = 0; b <= NR_HIST_BINS; b++)
                 if (S->hist[d][b]) { printf(first ? "[%d,%llu]" : ",[%d,%llu]", b, S->hist[d][b]); first = 0; }
