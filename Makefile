@@ -28,6 +28,7 @@ bench: setup
 	$(ASROOT) $(PY) -m experiments bench scale
 	$(PY) -m experiments bench analysis
 	$(PY) -m experiments bench leo
+	$(PY) -m experiments bench cell
 
 clean:
 	$(ASROOT) $(PY) -m experiments clean
