@@ -306,6 +306,12 @@ def _cell(t: Table) -> Cell:
         return Cell(name, backhaul, capacity, model, nr, site)
 
 
+def _is_point_m(value: Any) -> bool:
+    """A floor-plan point: [x, y], numbers in metres within +-500."""
+    return isinstance(value, list) and len(value) == 2 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= 500 for v in value)
+
+
 def _site(t: Table) -> CellSite | None:
     """A cell's place on the floor plan: position_m = [x, y] (height_m, tx_power_dbm optional)."""
     if not t.has("position_m"):
@@ -315,8 +321,7 @@ def _site(t: Table) -> CellSite | None:
         t.get("position_m", None)
         return None
     pos = t.get("position_m")
-    if not (isinstance(pos, list) and len(pos) == 2
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= 500 for v in pos)):
+    if not _is_point_m(pos):
         raise ConfigError(t.key("position_m"), pos, "[x, y] in metres, each within +-500")
     d = CellSite((0.0, 0.0))
     return CellSite((float(pos[0]), float(pos[1])),
@@ -331,10 +336,7 @@ def _mobility(t: Table, scenario: Scenario) -> Mobility:
         with rt:
             ue = rt.str("ue", choices=ues)
             wps = rt.get("waypoints_m")
-            if not (isinstance(wps, list) and len(wps) >= 2 and all(
-                    isinstance(w, list) and len(w) == 2 and all(
-                        isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= 500 for v in w)
-                    for w in wps)):
+            if not (isinstance(wps, list) and len(wps) >= 2 and all(_is_point_m(w) for w in wps)):
                 raise ConfigError(rt.key("waypoints_m"), wps,
                                   "two or more [x, y] points in metres, within +-500")
             routes.append(Route(ue, tuple((float(w[0]), float(w[1])) for w in wps),

@@ -227,7 +227,8 @@ class EmulatedNetwork:
     def path_switch(self, ue: str, cell: str) -> dict[str, Any]:
         """Tell the controller that ``ue`` is now behind ``cell``: one line for slice_switch
         (controllers/apps, PATH_SWITCH_FILE_NAME), the UPF's port towards the cell; the record."""
-        assert self.net is not None and self.topo is not None
+        assert self.net is not None and self.topo is not None and self.controller is not None
+        assert self.controller.status_path is not None
         upf = self.net.get(self.topo.switch_name(self.scenario.core.upf))
         gnb = self.net.get(self.topo.switch_name(cell))
         port = next(upf.ports[intf] for intf in upf.intfList() if intf.link and gnb in
@@ -235,7 +236,8 @@ class EmulatedNetwork:
         self._path_switch_seq += 1
         record = {"seq": self._path_switch_seq, "ue": ue, "mac": self.host(ue).MAC(),
                   "dpid": int(upf.dpid, 16), "port": port, "cell": cell, "sent_ns": time.time_ns()}
-        with (self.run_dir / PATH_SWITCH_FILE_NAME).open("a") as f:  # one complete line per write
+        # where slice_switch reads it: beside its status file; one complete line per write
+        with self.controller.status_path.with_name(PATH_SWITCH_FILE_NAME).open("a") as f:
             f.write(json.dumps(record) + "\n")
         return record
 

@@ -10,7 +10,6 @@ experiment writes its tables and figures, then calls ``session.complete()`` (mar
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import shutil
 import signal
@@ -265,10 +264,8 @@ class RunSession:
 
     def _path_switches_applied(self) -> dict[int, int]:
         """seq -> CLOCK_REALTIME ns the controller applied that path switch (its status file)."""
-        try:
-            status = json.loads((self.run_dir / "controller_status.json").read_text())
-        except (OSError, ValueError):
-            return {}
+        controller = self.network.controller
+        status = (controller.read_status() if controller is not None else None) or {}
         return {p["seq"]: p["applied_ns"] for p in status.get("path_switches", []) if p.get("applied_ns")}
 
     def _start_sentinel(self) -> None:

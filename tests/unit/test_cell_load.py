@@ -12,13 +12,18 @@ import pytest
 
 from experiments.framework.definition import load_experiment
 from experiments.kinds.cell_load.kind import CellLoadKind, CellLoadParams
-from experiments.kinds.cell_load.steps import due_in, step_points
+from experiments.kinds.cell_load.steps import scheduled_s, step_points
 from topologies.validate import ConfigError
 
 DEFINITION = Path(__file__).resolve().parents[2] / "experiments" / "cell_load" / "experiment.toml"
 
 
-def test_due_in_counts_the_sends_of_a_window() -> None:
+def due_in(offset_s: float, interval_s: float, duration_s: float, a: float, b: float) -> int:
+    t = scheduled_s(offset_s, interval_s, duration_s)
+    return int(np.count_nonzero((t >= a) & (t < b)))
+
+
+def test_scheduled_sends_are_the_senders_and_a_window_counts_them() -> None:
     assert due_in(0.0, 0.01, 10.0, 1.0, 2.0) == 100       # every 10 ms over one second
     assert due_in(1.5, 0.01, 10.0, 1.0, 2.0) == 50        # starts half-way in
     assert due_in(0.0, 0.01, 1.505, 1.0, 2.0) == 51       # the flow ends at 1.505 s: 1.00 .. 1.50

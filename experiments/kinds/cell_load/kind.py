@@ -85,11 +85,16 @@ class CellLoadKind(SlicesKind):
         return summary
 
     @staticmethod
-    def points(run_dir: Path, block: dict[str, Any]) -> list[dict[str, Any]]:
+    def cell_packets(run_dir: Path, block: dict[str, Any]) -> tuple[pd.DataFrame, Any]:
+        """The cell's own flows and the stored packets' chunks (steps.py reads them)."""
         flows = pd.read_parquet(run_dir / "flows.parquet")
-        flows = flows[flows["ue"].isin(block["ues"])]
         chunks = packetstream.parquet_chunks(run_dir / "packets.parquet",
                                              ["slice", "flow_id", "seq", "owd_ms", "on_time", "host_stall"])
+        return flows[flows["ue"].isin(block["ues"])], chunks
+
+    @classmethod
+    def points(cls, run_dir: Path, block: dict[str, Any]) -> list[dict[str, Any]]:
+        flows, chunks = cls.cell_packets(run_dir, block)
         return steps.step_points(chunks, flows, block["cameras"], block["step_s"], block["settle_s"],
                                  block["duration_s"])
 
@@ -97,10 +102,7 @@ class CellLoadKind(SlicesKind):
         paths = super().draw_figures(run_dir)
         summary = json.loads((run_dir / "summary.json").read_text())
         block, points = summary["cell_load"], summary["points"]
-        flows = pd.read_parquet(run_dir / "flows.parquet")
-        flows = flows[flows["ue"].isin(block["ues"])]
-        chunks = packetstream.parquet_chunks(run_dir / "packets.parquet",
-                                             ["slice", "flow_id", "seq", "owd_ms", "on_time", "host_stall"])
+        flows, chunks = self.cell_packets(run_dir, block)
         delays = steps.step_delays(chunks, flows, len(points), block["step_s"], block["settle_s"])
         bounds = dict(zip(flows["slice"], flows["latency_bound_ms"], strict=False))
         paths += save(figures.cdf_per_step(delays, points, bounds), run_dir / "cell_load_cdf")

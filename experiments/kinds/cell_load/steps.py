@@ -24,12 +24,6 @@ from experiments.framework.stats import percentile, share_pct
 from experiments.kinds.slices.counts import planned_packets
 
 
-def due_in(offset_s: float, interval_s: float, duration_s: float, a: float, b: float) -> int:
-    """Sends of a flow (first at ``offset_s``, every ``interval_s``, while < ``duration_s``) in [a, b)."""
-    t = scheduled_s(offset_s, interval_s, duration_s)
-    return int(np.count_nonzero((t >= a) & (t < b)))
-
-
 def scheduled_s(offset_s: float, interval_s: float, duration_s: float) -> np.ndarray:
     """Every scheduled send time of a flow, as the senders schedule them (counts.planned_packets)."""
     n = planned_packets(duration_s - offset_s, interval_s * 1000)

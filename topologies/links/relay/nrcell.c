@@ -196,16 +196,14 @@ static void finish(struct link *cell, struct link *ue, int dir, struct nrpkt *p)
 static void send_tb(struct link *cell, struct link *ue, int dir, long long k, int nprb, long long bytes,
                     ns_t cutoff, int reps) {
     struct nrcell *C = cell->nr; struct nr_ue *u = ue->nru; int s = u->slice; struct nr_slice *S = &C->sl[s];
-    long long last = k; int ok = 0, tx = 0;
     S->tbs[dir]++;
-    for (int r = 1; r < reps; r++) { last = next_with(C, last + 1, dir); reserve(C, last, dir, s, nprb); }
-    /* the repetitions of the first transmission: decoded at the first good one */
-    long long at = k;
+    for (long long r = 1, at = k; r < reps; r++) { at = next_with(C, at + 1, dir); reserve(C, at, dir, s, nprb); }
+    /* the repetitions of the first transmission (all sent): decoded at the first good one */
+    long long last = k; int ok = 0, tx = 1;
     for (int r = 0; r < reps && !ok; r++) {
-        if (r) at = next_with(C, at + 1, dir);
+        if (r) last = next_with(C, last + 1, dir);
         ok = rng_uniform() >= S->bler[dir];
     }
-    tx = 1; last = at;
     while (!ok && tx < C->harq_max) {
         last = harq_next(C, last, dir); reserve(C, last, dir, s, nprb);
         tx++; S->retx[dir]++;

@@ -1,6 +1,6 @@
 /* factorysat NR cell model, run on a list of arrivals with no sockets and no clock: the tests check
  * the relay's scheduler (nrcell.c) against hand-computed cases with it, and the cell benchmark
- * compares what the emulator measured with what the model alone gives.
+ * (experiments/bench/cell.py) reports the model's own delays with it.
  *
  * stdin, one per line, arrivals in time order:
  *   seed S                    the generator's seed (HARQ draws)

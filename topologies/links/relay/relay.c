@@ -191,8 +191,8 @@ void dir_insert_at(struct dir *d, const unsigned char *data, int len, ns_t dep) 
         while (p->next && p->next->dep <= dep) p = p->next;
         k->next = p->next; p->next = k;
     }
-    heap_remove(d);
-    heap_push(d);
+    if (d->heap_pos < 0) heap_push(d);
+    else if (d->head == k) { heap_remove(d); heap_push(d); } /* an earlier head: its key changed */
 }
 
 double rng_uniform(void) { return urand(); }
