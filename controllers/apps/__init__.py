@@ -72,7 +72,8 @@ ENV_STATUS = "FACTORYSAT_CTL_STATUS"  # path of the status JSON that slice_switc
 ENV_STATS_INTERVAL_S = "FACTORYSAT_CTL_STATS_INTERVAL_S"  # slice_monitor's polling period (default 1)
 STATS_FILE_NAME = "controller_stats.jsonl"  # slice_monitor's output, in the status file's folder
 # Path switches after handovers (JSON lines {"seq", "ue", "mac", "dpid", "port"}), appended by the
-# runner and applied by slice_switch, in the status file's folder.
+# runner and applied by slice_switch, in the status file's folder; the runner creates it before the
+# controller starts when the run has handovers, and only then does slice_switch watch it.
 PATH_SWITCH_FILE_NAME = "controller_path_switch.jsonl"
 
 _CONFIG_PATH = "controller.apps"

@@ -164,9 +164,11 @@ class SliceSwitch(app_manager.OSKenApp):
 
     # --- path switches (a 5G core telling the UPF where a UE is after a handover) -------------
     def start(self) -> None:
-        """os-ken's start hook: the event loop, plus the path-switch watcher."""
+        """os-ken's start hook: the event loop, plus the path-switch watcher if the runner created
+        its file before starting the controller (a run with handovers; otherwise no polling)."""
         super().start()
-        self.threads.append(hub.spawn(self._path_switch_loop))
+        if self.path_switch_path.exists():
+            self.threads.append(hub.spawn(self._path_switch_loop))
 
     def _path_switch_loop(self) -> None:
         # os-ken's native hub swallows a thread's exceptions: log them and keep watching.

@@ -163,9 +163,12 @@ class EmulatedNetwork:
 
         policy_path = self.run_dir / "controller_policy.json"
         write_json(policy_path, self.controller_policy().to_dict())
+        status_path = self.run_dir / "controller_status.json"
+        if self.scenario.mobility is not None:  # handovers: slice_switch watches this file (path_switch)
+            status_path.with_name(PATH_SWITCH_FILE_NAME).touch()
         self.controller = ControllerProcess()
-        self.controller.start(policy_path, self.run_dir / "controller_status.json",
-                              logs / "controller.log", apps=self.controller_apps)  # free loopback port
+        self.controller.start(policy_path, status_path, logs / "controller.log",
+                              apps=self.controller_apps)  # free loopback port
         self.manifest.add_process("controller", self.controller.pid)
         remote = self.net.addController(RemoteController(f"{self.prefix}-c0", ip="127.0.0.1",
                                                          port=self.controller.port))
