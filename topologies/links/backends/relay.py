@@ -241,15 +241,19 @@ class RelayBackend(LinkBackend):
             subprocess.run(["ip", "-n", ns, "link", "delete", "fscal0a"], capture_output=True, timeout=10)
             subprocess.run(["ip", "-n", ns, "link", "delete", "fscal1b"], capture_output=True, timeout=10)
         zero, timed = sorted(result["zero"]), sorted(result["timed"])
+        # The offset is the median, not the mean: one host stall during the 300 probes (tens of ms on
+        # a shared 2-core machine) moved the mean by 0.3-0.4 ms and every packet of the run then left
+        # that much early (seen in CI: link quartiles at -0.39 ms). The median is what a packet that
+        # meets no stall experiences; stalls in the run are measured as such, not pre-compensated.
         self._calibration = {
             "measured": True,
             "method": f"{self.CALIBRATION_PROBES} raw frames at 1 kHz through a scratch relay link "
                       "(sender CLOCK_REALTIME to receiver kernel timestamp), at 0 and "
-                      f"{self.CALIBRATION_DELAY_MS} ms configured",
-            "offset_ms": round(statistics.mean(timed), 4),       # subtracted from every delay
+                      f"{self.CALIBRATION_DELAY_MS} ms configured; offset = median error at the latter",
+            "offset_ms": round(timed[len(timed) // 2], 4),         # subtracted from every delay
+            "timed_err_mean_ms": round(statistics.mean(timed), 4),
             "floor_ms": round(zero[len(zero) // 2], 4),            # median latency at 0 ms configured
             "zero_delay_p99_ms": round(zero[int(len(zero) * 0.99)], 4),
-            "timed_err_p50_ms": round(timed[len(timed) // 2], 4),
             "timed_err_p99_ms": round(timed[int(len(timed) * 0.99)], 4),
         }
         log.info("relay calibration: %s", self._calibration)
