@@ -96,6 +96,9 @@ def probe_argv(fast: bool) -> list[str]:
     return [sys.executable, "-m", "topologies.links.udpprobe"]
 
 
+READY_TIMEOUT_S = 60.0
+
+
 def run_probe(src: Any, dst: Any, pps: float, count: int, scratch: Path, size: int = 100,
               port: int = 5001, during: Callable[[], None] | None = None, fast: bool = False,
               duration_s: float | None = None, info: dict | None = None) -> np.ndarray:
@@ -117,7 +120,9 @@ def run_probe(src: Any, dst: Any, pps: float, count: int, scratch: Path, size: i
     first_s = expected_s + FIRST_PACKET_SLACK_S
     recv = dst.popen([*tool, "recv", str(port), str(IDLE_S), str(out), str(first_s)],
                      cwd=str(REPO_ROOT), env=env)
-    deadline = time.monotonic() + 10
+    # A failure detector, not a timing claim: a receiver that fails exits (poll); one that hangs is
+    # given up after READY_TIMEOUT_S (a Python start in a busy software-emulated guest took > 10 s).
+    deadline = time.monotonic() + READY_TIMEOUT_S
     while not ready.exists():
         if time.monotonic() > deadline or recv.poll() is not None:
             recv.kill()
