@@ -6,7 +6,8 @@ Nothing here imports os-ken: ``slice_rules`` turns a validated ``SlicePolicy`` i
 Pipeline per switch (OpenFlow 1.3):
 
 - table 0 (classify): IPv4 from a slice host attached at this switch -> set ip_dscp to the slice's
-  DSCP, goto table 1 (priority 100); anything else -> goto table 1 (priority 0).
+  DSCP, goto table 1 (priority 100); IPv4 to such a host (downlink) -> the same (priority 90, so
+  the sender's slice wins between two slice hosts); anything else -> goto table 1 (priority 0).
 - table 1 (forward): eth_dst = known MAC -> output port (priority 10); broadcast / multicast ->
   FLOOD (priority 5); table-miss -> drop (priority 0, no packet-in).
 
@@ -52,6 +53,7 @@ MULTICAST_MAC_MASKED = ("01:00:00:00:00:00", "01:00:00:00:00:00")  # I/G bit set
 TABLE_CLASSIFY = 0
 TABLE_FORWARD = 1
 PRIO_SLICE_MARK = 100
+PRIO_SLICE_MARK_DOWNLINK = 90   # below: between two slice hosts, the sender's slice marks
 PRIO_UNICAST = 10
 PRIO_FLOOD = 5
 PRIO_DEFAULT = 0
@@ -65,6 +67,7 @@ COOKIE_CLASSIFY_DEFAULT = COOKIE_APP | 0x2
 COOKIE_UNICAST = COOKIE_APP | 0x3
 COOKIE_FLOOD = COOKIE_APP | 0x4
 COOKIE_MISS = COOKIE_APP | 0x5
+COOKIE_SLICE_MARK_DOWNLINK = COOKIE_APP | 0x6
 
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
@@ -377,6 +380,12 @@ def slice_rules(policy: SlicePolicy, dpid: int) -> list[FlowRule]:
             {"eth_type": ETH_TYPE_IPV4, "ipv4_src": host.ip},
             (SetField("ip_dscp", dscp), GotoTable(TABLE_FORWARD)),
             COOKIE_SLICE_MARK,
+        ))
+        rules.append(FlowRule(  # downlink (e.g. a control loop's commands), as a UPF marks a QoS flow
+            TABLE_CLASSIFY, PRIO_SLICE_MARK_DOWNLINK,
+            {"eth_type": ETH_TYPE_IPV4, "ipv4_dst": host.ip},
+            (SetField("ip_dscp", dscp), GotoTable(TABLE_FORWARD)),
+            COOKIE_SLICE_MARK_DOWNLINK,
         ))
     rules.append(FlowRule(TABLE_CLASSIFY, PRIO_DEFAULT, {}, (GotoTable(TABLE_FORWARD),),
                           COOKIE_CLASSIFY_DEFAULT))

@@ -43,11 +43,26 @@ HEADER = struct.Struct("!IIQ")  # flow_id, seq, send_ns (network order, in the p
 RECORD = struct.Struct("<IIQQIB3x")  # flow_id, seq, send_ns, recv_ns, bytes, tos (raw file)
 
 
+def _pattern(path: str) -> tuple[int, list[tuple[int, int]]]:
+    """A pattern file (experiments/kinds/slices/models.py writes it): period, (offset, bytes) each."""
+    with open(path) as handle:
+        lines = handle.read().split("\n")
+    period_ns, n = (int(x) for x in lines[0].split())
+    entries = [(int(a), int(b)) for a, b in (line.split() for line in lines[1:1 + n])]
+    if len(entries) != n:
+        raise SystemExit(f"{path}: {len(entries)} packets, header says {n}")
+    return period_ns, entries
+
+
 def send(args: argparse.Namespace) -> int:
+    """Packets on an absolute schedule: every interval, or a pattern (``--pattern``) repeated every
+    period (packet k at start + (k // n) * period + offset[k % n], with its own size)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-    padding = bytes(max(0, args.payload_bytes - HEADER.size))
     interval_ns = int(args.interval_ms * 1e6)
+    period_ns, pattern = _pattern(args.pattern) if args.pattern else \
+        (interval_ns, [(0, args.payload_bytes)])
+    paddings = [bytes(max(0, size - HEADER.size)) for _, size in pattern]
     start_ns = args.start_ns
     end_ns = start_ns + int(args.duration_s * 1e9)
     dest = (args.dest, args.port)
@@ -60,19 +75,58 @@ def send(args: argparse.Namespace) -> int:
         if wait_ns > 0:
             time.sleep(wait_ns / 1e9)
         try:
-            sock.sendto(HEADER.pack(args.flow_id, seq, time.time_ns()) + padding, dest)
+            sock.sendto(HEADER.pack(args.flow_id, seq, time.time_ns()) + paddings[seq % len(pattern)], dest)
             sent += 1
         except OSError as exc:
             errors += 1  # counted as lost by the analysis (never received), with its reason
             name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
             why[name] = why.get(name, 0) + 1
         seq += 1
-        next_ns = start_ns + seq * interval_ns
+        next_ns = start_ns + (seq // len(pattern)) * period_ns + pattern[seq % len(pattern)][0]
     with open(args.summary, "w") as out:
         json.dump({"flow_id": args.flow_id, "packets_scheduled": seq, "packets_sent": sent,
                    "send_errors": errors, "send_errors_by_errno": why, "start_ns": start_ns,
-                   "end_ns": end_ns, "interval_ns": interval_ns}, out)
+                   "end_ns": end_ns, "interval_ns": period_ns,
+                   "pattern_packets": len(pattern) if args.pattern else 0}, out)
     return 0
+
+
+class Replies:
+    """``--reply CMD,FLOW,IP,PORT,BYTES,SUMMARY;...``: answer each packet of flow CMD at once with a
+    packet of flow FLOW and the same seq (a control loop's status), from the receiving socket."""
+
+    def __init__(self, spec: str) -> None:
+        self.by_command: dict[int, dict[str, Any]] = {}
+        for item in filter(None, spec.split(";")):
+            cmd, flow, ip, port, size, summary = item.split(",")
+            self.by_command[int(cmd)] = {"flow": int(flow), "dest": (ip, int(port)), "size": int(size),
+                                         "summary": summary, "scheduled": 0, "sent": 0, "errors": 0,
+                                         "why": {}, "at_stop": 0}
+
+    def answer(self, sock: socket.socket, flow_id: int, seq: int, at_stop: bool) -> None:
+        r = self.by_command.get(flow_id)
+        if r is None:
+            return
+        if at_stop:  # the senders are done: a command drained at stop is not answered
+            r["at_stop"] += 1
+            return
+        r["scheduled"] += 1
+        try:
+            sock.sendto(HEADER.pack(r["flow"], seq, time.time_ns()) + bytes(max(0, r["size"] - HEADER.size)),
+                        r["dest"])
+            r["sent"] += 1
+        except OSError as exc:
+            r["errors"] += 1
+            name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+            r["why"][name] = r["why"].get(name, 0) + 1
+
+    def write(self) -> None:
+        for cmd, r in self.by_command.items():
+            with open(r["summary"], "w") as out:
+                json.dump({"flow_id": r["flow"], "packets_scheduled": r["scheduled"],
+                           "packets_sent": r["sent"], "send_errors": r["errors"],
+                           "send_errors_by_errno": r["why"], "replies_to": cmd,
+                           "commands_unanswered_at_stop": r["at_stop"]}, out)
 
 
 DRAIN_LIMIT_S = 2.0  # at stop, read what waits in the socket for at most this long
@@ -89,6 +143,7 @@ def recv(args: argparse.Namespace) -> int:
     ancillary_size = TIMESTAMP_ANCILLARY + socket.CMSG_SPACE(4)
     buffer = bytearray()
     received = drained = 0
+    replies = Replies(args.reply)
     snmp_before = udp_snmp()
     with open(args.out, "wb") as out:
         touch(args.out + ".ready")  # tells the runner the socket is bound
@@ -112,6 +167,7 @@ def recv(args: argparse.Namespace) -> int:
                 continue
             flow_id, seq, send_ns = HEADER.unpack_from(data)
             buffer += RECORD.pack(flow_id, seq, send_ns, recv_ns, len(data), tos)
+            replies.answer(sock, flow_id, seq, drain_end_ns is not None)
             received += 1
             if len(buffer) >= 1 << 20:
                 out.write(buffer)
@@ -120,6 +176,7 @@ def recv(args: argparse.Namespace) -> int:
         out.write(buffer)
         out.flush()
         os.fsync(out.fileno())
+    replies.write()
     with open(args.out + ".done", "w") as done:
         json.dump({"packets_received": received, "drained_at_stop": drained,
                    "socket_drops": socket_drops,
@@ -194,8 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     timing = [("--start-ns", int), ("--duration-s", float)]
     return agent_main("python -m experiments.agents.traffic", {
         "send": (send, [("--dest", str), ("--port", int), ("--flow-id", int), ("--payload-bytes", int),
-                        ("--interval-ms", float), *timing, ("--summary", str)]),
-        "recv": (recv, [("--port", int), ("--out", str)]),
+                        ("--interval-ms", float), *timing, ("--summary", str), ("--pattern", str, "")]),
+        "recv": (recv, [("--port", int), ("--out", str), ("--reply", str, "")]),
         "echo": (echo, [("--port", int), ("--ready", str)]),
         "probe": (probe, [("--dest", str), ("--port", int), ("--payload-bytes", int),
                           ("--interval-ms", float), *timing, ("--drain-s", float), ("--out", str),

@@ -24,6 +24,8 @@ from collections.abc import Hashable, Iterable
 
 import numpy as np
 
+from experiments.framework.confidence import ranks_for_quantile_ci
+
 BINS_PER_OCTAVE = 64
 _MAX_OCTAVES = 64                      # |value| up to 2^64 ns
 _SIDE = BINS_PER_OCTAVE * _MAX_OCTAVES + 1
@@ -47,8 +49,10 @@ class TwoPassQuantiles:
     the percentiles come back in the values' own unit.
     """
 
-    def __init__(self, percentiles: Iterable[float], scale_to_ns: float = 1e6) -> None:
+    def __init__(self, percentiles: Iterable[float], scale_to_ns: float = 1e6,
+                 ci_percentiles: Iterable[float] = ()) -> None:
         self.qs = tuple(percentiles)
+        self.ci_qs = tuple(ci_percentiles)  # also plan their 95 % order-statistic intervals
         self.scale = scale_to_ns
         self._hist: dict[Hashable, np.ndarray] = {}
         self._wanted: dict[Hashable, dict[int, list[int]]] = {}  # group -> bin -> ranks in it
@@ -81,7 +85,9 @@ class TwoPassQuantiles:
         for group, hist in self._hist.items():
             cum = np.cumsum(hist)
             wanted: dict[int, list[int]] = {}
-            for rank in sorted({r for q in self.qs for r in _ranks(int(cum[-1]), q)}):
+            ranks = {r for q in self.qs for r in _ranks(int(cum[-1]), q)}
+            ranks |= {r for q in self.ci_qs for r in ranks_for_quantile_ci(int(cum[-1]), q) if r is not None}
+            for rank in sorted(ranks):
                 wanted.setdefault(int(np.searchsorted(cum, rank, side="right")), []).append(rank)
             self._wanted[group] = wanted
             counted = {}
@@ -145,6 +151,18 @@ class TwoPassQuantiles:
         t = h - math.floor(h)
         value = hi - (hi - lo) * (1 - t) if t >= 0.5 else lo + (hi - lo) * t  # as numpy's _lerp
         return round(float(value), digits)
+
+    def percentile_ci(self, group: Hashable, q: float, digits: int = 4) -> list[float | None] | None:
+        """The distribution-free 95 % interval of the ``q``-th percentile (confidence.quantile_ci's
+        order statistics, exact); a bound the sample is too small to give is None; None when empty."""
+        if q not in self.ci_qs:
+            raise ValueError(f"interval of percentile {q} was not planned; planned: {self.ci_qs}")
+        hist = self._hist.get(group)
+        if hist is None:
+            return None
+        cum = np.cumsum(hist)
+        return [None if r is None else round(self._value(group, cum, r), digits)
+                for r in ranks_for_quantile_ci(int(cum[-1]), q)]
 
     # --- internals ------------------------------------------------------------------------------
     def _bins(self, values: np.ndarray) -> np.ndarray:

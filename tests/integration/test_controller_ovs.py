@@ -167,13 +167,16 @@ def test_slice_switch_on_userspace_ovs(tmp_path: Path) -> None:
         assert sorted((g["data"], g["src"], g["tos"]) for g in got) == sorted(
             [(agv.name, agv.IP(), 46 << 2)] * count + [(cam.name, cam.IP(), 34 << 2)] * count)
 
-        # The server has no slice: its packets keep TOS 0.
-        receiver = agv.popen([sys.executable, "-c", RECEIVER, str(count), str(UDP_PORT)], text=True)
+        # The server has no slice: its packets to a slice host take that host's slice (downlink
+        # marking, priority below the sender's mark: cam -> agv keeps eMBB's 34), to others TOS 0.
+        receiver = agv.popen([sys.executable, "-c", RECEIVER, str(2 * count), str(UDP_PORT)], text=True)
         assert receiver.stdout.readline().strip() == "READY"
         _send(edge, agv.IP(), count)
+        _send(cam, agv.IP(), count)
         got = [json.loads(line) for line in receiver.stdout]
         assert receiver.wait(10) == 0
-        assert [(g["src"], g["tos"]) for g in got] == [(edge.IP(), 0)] * count
+        assert sorted((g["src"], g["tos"]) for g in got) == sorted(
+            [(edge.IP(), 46 << 2)] * count + [(cam.IP(), 34 << 2)] * count)
 
         flows = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", sw_name],
                                check=True, capture_output=True, text=True).stdout

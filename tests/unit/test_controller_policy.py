@@ -11,8 +11,10 @@ import pytest
 from controllers.policy import (
     COOKIE_APP,
     COOKIE_APP_MASK,
+    COOKIE_SLICE_MARK_DOWNLINK,
     ETH_TYPE_IPV4,
     MULTICAST_MAC_MASKED,
+    PRIO_SLICE_MARK_DOWNLINK,
     Flood,
     FlowRule,
     GotoTable,
@@ -258,6 +260,14 @@ def test_marking_rules_for_slice_hosts_at_this_switch_only():
     assert [(r.match["ipv4_src"], r.actions[0]) for r in other] == [("10.0.1.1", SetField("ip_dscp", 46))]
 
 
+def test_downlink_marking_rules_below_the_uplink_ones():
+    marks = {r.match["ipv4_dst"]: r for r in _rules(1) if r.table_id == 0 and "ipv4_dst" in r.match}
+    assert set(marks) == {"10.0.0.1", "10.0.0.2", "10.0.0.3"}
+    assert all(r.priority == PRIO_SLICE_MARK_DOWNLINK < 100 and r.cookie == COOKIE_SLICE_MARK_DOWNLINK
+               for r in marks.values())
+    assert marks["10.0.0.2"].actions == (SetField("ip_dscp", 34), GotoTable(1))
+
+
 def test_table0_default_goes_to_table1():
     defaults = [r for r in _rules() if r.table_id == 0 and r.priority == 0]
     assert len(defaults) == 1
@@ -279,7 +289,7 @@ def test_table1_unicast_flood_and_drop():
 
 def test_rule_count_and_cookies():
     rules = _rules(1)
-    assert len(rules) == 3 + 1 + 5 + 3
+    assert len(rules) == 3 + 3 + 1 + 5 + 3  # uplink and downlink marks, default, unicast, flood + miss
     assert all(r.cookie & COOKIE_APP_MASK == COOKIE_APP for r in rules)
     assert len({(r.table_id, r.priority, json.dumps(r.match, sort_keys=True)) for r in rules}) == len(rules)
 

@@ -88,3 +88,28 @@ def test_a_crowded_bin_is_counted_per_ns_and_stays_exact(monkeypatch) -> None:
     assert tp._counted["g"] and tp.kept < values.size  # counters, not values
     for q in QS:
         assert tp.percentile("g", q) == percentile(values, q), q
+
+
+def test_percentile_intervals_match_the_in_memory_order_statistics() -> None:
+    from experiments.framework.confidence import quantile_ci
+
+    rng = np.random.default_rng(5)
+    values = rng.lognormal(1.0, 0.6, 20_000).round(6)
+    tq = TwoPassQuantiles((99,), ci_percentiles=(99, 99.9))
+    chunks = np.array_split(values, 7)
+    for chunk in chunks:
+        tq.count("a", chunk)
+    tq.plan()
+    for chunk in chunks:
+        tq.gather("a", chunk)
+    for q in (99, 99.9):
+        expected = [None if v is None else round(float(v), 4) for v in quantile_ci(values, q)]
+        assert tq.percentile_ci("a", q) == expected
+    # 500 values cannot bound p99.9 from above
+    small = TwoPassQuantiles((), ci_percentiles=(99.9,))
+    small.count("b", values[:500])
+    small.plan()
+    small.gather("b", values[:500])
+    assert small.percentile_ci("b", 99.9)[1] is None
+    with pytest.raises(ValueError, match="not planned"):
+        small.percentile_ci("b", 50)

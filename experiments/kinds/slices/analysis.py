@@ -117,7 +117,7 @@ def probe_summary(rtt: pd.DataFrame) -> dict[str, dict[str, float | int | None]]
 
 # summary.json keys that are not slices (cell_load and points: the cell_load kind's)
 NOT_SLICES = ("probes", "loss_accounting", "reconciliation", "host_stalls", "fidelity", "handovers",
-              "cell_load", "points")
+              "cell_load", "points", "flows")
 
 
 def format_table(summary: dict[str, dict]) -> str:
@@ -134,6 +134,7 @@ def format_table(summary: dict[str, dict]) -> str:
         lines.append(f"{name:<7} {s['packets']:>8d} {f(s['owd_ms_p50'], 8)} {f(s['owd_ms_p99'], 8)} "
                      f"{f(s['owd_ms_p999'], 9)} {f(s['loss_pct'], 7, 2)} {f(s['latency_bound_ms'], 9, 1)} "
                      f"{f(s['deadline_met_pct'], 10, 3)} {f(s['dscp_marked_pct'], 9, 1)}")
+    lines += service_lines(slices)
     total = summary.get("loss_accounting", {}).get("total")
     if total is not None:
         rows = [*((n, s) for n, s in slices.items() if "lost_pkts" in s), ("total", total)]
@@ -168,3 +169,30 @@ def format_table(summary: dict[str, dict]) -> str:
     if verdict is not None:
         lines.append(verdict)
     return "\n".join(lines)
+
+
+def service_lines(slices: dict[str, dict]) -> list[str]:
+    """The TS 22.104 block of the terminal table: per slice availability (with its 95 % interval),
+    survival-time violations, MTBF and what the run can say about the availability target."""
+    rows = [(name, s["service"]) for name, s in slices.items() if s.get("service")]
+    if not rows:
+        return []
+    header = (f"{'slice':<7} {'availability %':>14} {'95 % CI (messages)':>23} {'violations':>10} "
+              f"{'MTBF s':>9} {'target %':>9}  target met")
+    lines = ["", "TS 22.104 service (Annex C: down when an outage outlasts the survival time; per flow: "
+             "summary.json 'flows')", header, "-" * len(header)]
+    for name, v in rows:
+        ci = v.get("availability_pct_ci95")
+        ci_text = f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "n/a"
+        mtbf = v.get("mtbf_s")
+        least = v.get("mtbf_s_at_least")
+        mtbf_text = f"{mtbf:.1f}" if mtbf is not None else (f">={least:.0f}" if least is not None else "n/a")
+        avail = v.get("availability_pct")
+        verdict = v.get("target_met")
+        if verdict == "undetermined" and v.get("messages_needed_for_target"):
+            verdict = (f"undetermined: needs >= {v['messages_needed_for_target']:,} messages without a "
+                       f"failure (this run: {v.get('messages_considered', 0):,})")
+        lines.append(f"{name:<7} {avail if avail is not None else float('nan'):>14.4f} {ci_text:>23} "
+                     f"{v.get('survival_violations', 0):>10d} {mtbf_text:>9} "
+                     f"{v.get('availability_target_pct', float('nan')):>9g}  {verdict}")
+    return lines

@@ -32,12 +32,23 @@ import pandas as pd
 from experiments.agents.traffic import PROBE_RECORD, RECORD
 from experiments.framework.accounting import Stream, path_hops
 from experiments.kinds.slices.packetstream import PacketChunks, PacketCounts
+from experiments.kinds.slices.traffic import flow_pattern
 
 
 def planned_packets(duration_s: float, interval_ms: float) -> int:
     """Packets the sender schedules: ``T + k * interval`` for every k with ``k * interval < duration``."""
     interval_ns, duration_ns = int(interval_ms * 1e6), int(duration_s * 1e9)
     return math.ceil(duration_ns / interval_ns) if interval_ns > 0 else 0
+
+
+def planned_flow_packets(flow: Any, duration_s: float) -> int | None:
+    """Packets a flow's schedule holds (a flows-table row); None for a control loop's status flow,
+    which sends one reply per command received."""
+    length_s = duration_s - getattr(flow, "start_offset_s", 0.0)
+    if getattr(flow, "model", "periodic") == "periodic":
+        return planned_packets(length_s, flow.interval_ms)
+    pattern = flow_pattern(flow)
+    return None if pattern is None else pattern.packets_scheduled(int(length_s * 1e9))
 
 
 def read_receivers(raw_dir: Path) -> dict[str, dict[str, Any]]:
@@ -76,12 +87,12 @@ def reconcile_flows(packets: PacketCounts, flows: pd.DataFrame, duration_s: floa
         problems.append(f"receiver on {dest}: no record file")
     planned = 0
     for f in flows.itertuples():
-        plan = planned_packets(duration_s - getattr(f, "start_offset_s", 0.0), f.interval_ms)
-        planned += plan
+        plan = planned_flow_packets(f, duration_s)
+        planned += plan if plan is not None else f.packets_scheduled
         if not getattr(f, "sender_summary", True):
             problems.append(f"sender {f.ue}: no summary (it did not finish)")
             continue
-        if f.packets_scheduled != plan:
+        if plan is not None and f.packets_scheduled != plan:
             problems.append(f"sender {f.ue}: scheduled {f.packets_scheduled} packets, plan says {plan}")
         if f.packets_sent + f.send_errors != f.packets_scheduled:
             problems.append(f"sender {f.ue}: sent {f.packets_sent} + errors {f.send_errors} "
@@ -134,11 +145,12 @@ def streams(flows: pd.DataFrame, received: pd.Series, links: list[tuple[str, str
     one cell or another, so their paths leave those links out (they count for no cell)."""
     moved = moved or {}
 
-    def path(ue: str, dest: str) -> tuple:
-        hops = path_hops(links, ue, dest)
+    def path(ue: str, source: str, dest: str) -> tuple:
+        hops = path_hops(links, source, dest)
         return tuple(h for h in hops if h[0] not in moved[ue]) if ue in moved else hops
 
-    out = [Stream(str(getattr(f, group)), path(f.ue, f.destination), f.destination,
+    out = [Stream(str(getattr(f, group)), path(f.ue, getattr(f, "sender", f.ue), f.destination),
+                  f.destination,
                   int(f.packets_scheduled), int(f.packets_sent), int(f.send_errors),
                   int(received.get(f.flow_id, 0)))
            for f in flows.itertuples()]

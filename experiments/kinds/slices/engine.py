@@ -82,6 +82,18 @@ class TrafficEngine:
         self.request(f"send {flow_id} {host_pid} {dst_ip} {port} {payload_bytes} {interval_ns} "
                      f"{start_ns} {end_ns} {plain_path(summary)}")
 
+    def add_pattern_sender(self, flow_id: int, host_pid: int, dst_ip: str, port: int, pattern: Path,
+                           start_ns: int, duration_s: float, summary: Path) -> None:
+        """A flow following a pattern file (models.Pattern.write), as the Python sender follows it."""
+        self.request(f"sendp {flow_id} {host_pid} {dst_ip} {port} {plain_path(pattern)} {start_ns} "
+                     f"{start_ns + int(duration_s * 1e9)} {plain_path(summary)}")
+
+    def add_reply(self, receiver: str, command_flow: int, flow_id: int, dst_ip: str, port: int,
+                  payload_bytes: int, summary: Path) -> None:
+        """Receiver ``receiver`` answers every packet of ``command_flow`` with one of ``flow_id``."""
+        self.request(f"reply {receiver} {command_flow} {flow_id} {dst_ip} {port} {payload_bytes} "
+                     f"{plain_path(summary)}")
+
     def go(self) -> None:
         self.request("go")
 

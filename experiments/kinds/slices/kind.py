@@ -20,7 +20,7 @@ from experiments.framework.kind import Kind
 from experiments.framework.mobility_figures import handover_timeline
 from experiments.framework.plotting import save
 from experiments.framework.session import RunSession
-from experiments.kinds.slices import analysis, counts, figures, packetstream
+from experiments.kinds.slices import analysis, counts, figures, messages, packetstream, service_figures
 from experiments.kinds.slices.traffic import (
     LINK_COUNTERS_FILE,
     OVS_COUNTERS_FILE,
@@ -28,6 +28,7 @@ from experiments.kinds.slices.traffic import (
     TrafficRun,
     flows_table,
     plan_flows,
+    summary_name,
 )
 
 
@@ -47,6 +48,8 @@ class SlicesKind(Kind):
         self._counts: dict[str, Any] | None = None  # loss split and reconciliation, from collect()
         self._figures: packetstream.SliceFigures | None = None  # per-slice counts and percentiles
         self._counters_source = "unavailable"
+        self._outcomes: messages.MessageOutcomes | None = None
+        self._service: dict[int, tuple[Any, dict[str, Any]]] | None = None  # flow -> TS 22.104 figures
 
     def flow_plan(self, session: RunSession, params: Any) -> list[FlowPlan]:
         """The run's flows: one per UE, all from traffic start (a kind may start some later)."""
@@ -82,9 +85,11 @@ class SlicesKind(Kind):
         raw = session.raw_dir
         flows = flows_table(self.flow_plan(session, params), raw)
         receivers = counts.read_receivers(raw)  # a truncated file is a problem, not a crash
+        self._outcomes = messages.MessageOutcomes(flows, session.start_ns, session.duration_s,
+                                                  session.options.include_host_stalls)
         packets, packet_counts, self._figures = packetstream.store_packets(
             raw, flows, session.host_stalls, session.run_dir / "packets.parquet",
-            session.options.include_host_stalls, session.start_ns)
+            session.options.include_host_stalls, session.start_ns, self._outcomes)
         problems, checks = counts.reconcile_flows(packet_counts, flows, session.duration_s, receivers)
         problems += counts.reconcile_probes(raw)
         link_counters = self._link_counters(session)
@@ -109,7 +114,11 @@ class SlicesKind(Kind):
                         "link_counters": link_counters,
                         "reconciliation": accounting.reconciliation(problems, checks),
                         "source": self._counters_source}
-        tables: dict[str, Any] = {"packets": packets, "flows": flows}
+        self._service = self._outcomes.flow_metrics()
+        tables: dict[str, Any] = {
+            "packets": packets, "flows": flows,
+            "outages": self._outcomes.outage_table({i: m for i, (m, _) in self._service.items()}),
+            "cycles": self._outcomes.cycle_times()}
         if session.experiment.probes:
             tables["rtt"] = analysis.tidy_probes(sorted(raw.glob("probe-*.bin")), session.start_ns)
         return tables
@@ -124,6 +133,14 @@ class SlicesKind(Kind):
         figures = self._figures
         assert figures is not None
         summary: dict[str, Any] = analysis.summary_from(figures, tables["flows"], loss)
+        if self._service is not None:  # TS 22.104 per slice and per flow (messages.py)
+            metrics = {i: m for i, (m, _) in self._service.items()}
+            per_flow = {i: out for i, (_, out) in self._service.items()}
+            for name, service in messages.slice_service(tables["flows"], metrics, per_flow).items():
+                summary[name]["service"] = service
+            names = {int(r.flow_id): summary_name(r).removeprefix("send-").removesuffix(".json")
+                     for r in tables["flows"].itertuples()}
+            summary["flows"] = {names[i]: {"flow_id": i, **out} for i, out in per_flow.items()}
         if "rtt" in tables:
             summary["probes"] = analysis.probe_summary(tables["rtt"])
         summary["loss_accounting"] = {
@@ -152,7 +169,8 @@ class SlicesKind(Kind):
         links = accounting.session_links(session)
         per_slice, bounds = {}, {}
         for name, group in flows.groupby("slice", sort=False):
-            paths = [accounting.path_hops(links, f.ue, f.destination) for f in group.itertuples()]
+            paths = [accounting.path_hops(links, getattr(f, "sender", f.ue), f.destination)
+                     for f in group.itertuples()]
             bounds[str(name)] = float(group["latency_bound_ms"].iloc[0])
             per_slice[str(name)] = {
                 q_name: fidelity.path_estimate(late.percentile(str(name), 100 * q), paths, counters,
@@ -213,6 +231,7 @@ class SlicesKind(Kind):
                 frame = pd.read_parquet(run_dir / "leo_schedule.parquet")
                 schedule = frame[frame["link"] == "leo"]
             paths += save(figures.rtt_timeline(rtt, schedule), run_dir / "rtt_timeline")
+        paths += service_figures.draw(run_dir)
         if (run_dir / "mobility.parquet").exists() and (run_dir / "handovers.json").exists():
             paths += self._handover_figure(run_dir)
         return paths

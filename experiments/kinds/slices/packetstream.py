@@ -26,11 +26,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from experiments.agents.traffic import RECORD
+from experiments.framework.confidence import ci_pct
 from experiments.framework.fidelity import send_lateness_ms
 from experiments.framework.results import StoredTable, write_parquet_chunks
 from experiments.framework.stalls import flag
 from experiments.framework.stats import share_pct
 from experiments.framework.streaming import TwoPassQuantiles
+from experiments.kinds.slices.traffic import flow_pattern
 from topologies.hoststall import StallRecord
 
 RECORD_DTYPE = np.dtype([("flow_id", "<u4"), ("seq", "<u4"), ("send_ns", "<u8"), ("recv_ns", "<u8"),
@@ -39,6 +41,7 @@ assert RECORD_DTYPE.itemsize == RECORD.size
 RECORD_FIELDS = ("flow_id", "seq", "send_ns", "recv_ns", "bytes", "tos")
 CHUNK_RECORDS = 1 << 19        # 16 MiB of raw records per chunk
 OWD_QS = (50, 99, 99.9)        # the slice table's percentiles
+OWD_CI_QS = (99, 99.9)         # ... with a 95 % interval (few samples in the tail: a wide one)
 LATE_QS = (99, 99.9)           # sender lateness (summary.json "fidelity")
 ALL = "__all__"                # the lateness group of every slice together
 
@@ -99,7 +102,8 @@ class PacketChunks:
         self._order = np.argsort(ids, kind="stable")
         self._sorted_ids = ids[self._order]
         self._ids = ids
-        self._scheduled = flows["packets_scheduled"].to_numpy(dtype=np.int64)
+        space = "seq_space" if "seq_space" in flows else "packets_scheduled"  # a status flow: its commands'
+        self._scheduled = flows[space].to_numpy(dtype=np.int64)
         self._offset = np.concatenate([[0], np.cumsum(self._scheduled)])
         self._dest = flows["destination"].astype(str).to_numpy()
         self._seen = np.zeros(int(self._offset[-1]), dtype=bool)  # one byte per scheduled packet
@@ -157,12 +161,14 @@ class SliceFigures:
     figures (they always count as received)."""
 
     def __init__(self, include: bool, intervals_ms: dict[int, float] | None = None,
-                 start_ns: int | None = None, offsets_s: dict[int, float] | None = None) -> None:
+                 start_ns: int | None = None, offsets_s: dict[int, float] | None = None,
+                 patterns: dict[int, Any] | None = None) -> None:
         self.include = include
-        self.intervals_ms = dict(intervals_ms or {})
+        self.intervals_ms = dict(intervals_ms or {})  # periodic flows
+        self.patterns = dict(patterns or {})          # flow_id -> models.Pattern (video flows)
         self.offsets_s = dict(offsets_s or {})  # flow_id -> its start after traffic start
         self.start_ns = start_ns
-        self.owd = TwoPassQuantiles(OWD_QS)
+        self.owd = TwoPassQuantiles(OWD_QS, ci_percentiles=OWD_CI_QS)
         self.late = TwoPassQuantiles(LATE_QS)
         self.n: dict[str, dict[str, Any]] = {}
 
@@ -225,9 +231,13 @@ class SliceFigures:
             "owd_ms_p50": self.owd.percentile(name, 50),
             "owd_ms_p99": self.owd.percentile(name, 99),
             "owd_ms_p999": self.owd.percentile(name, 99.9),
+            "owd_ms_p99_ci95": self.owd.percentile_ci(name, 99),
+            "owd_ms_p999_ci95": self.owd.percentile_ci(name, 99.9),
             "owd_ms_max": round(c["owd_max"], 4) if c["owd_max"] is not None else None,
             "loss_pct": share_pct(sent - c["received"], sent),
             "deadline_met_pct": share_pct(c["on_time"], sent - left_out),
+            "deadline_met_pct_ci95": ci_pct(c["on_time"], sent - left_out) if sent - left_out >= c["on_time"]
+            else None,
             "latency_bound_ms": bound_ms,
             "dscp_marked_pct": round(100.0 * c["dscp"].get(expected_dscp, 0) / c["received"], 2)
             if c["received"] else None,
@@ -246,24 +256,39 @@ class SliceFigures:
         return flagged, group if self.include else group[~flagged]
 
     def _lateness(self, packets: pd.DataFrame) -> np.ndarray:
+        """Send lateness of the packets of scheduled flows (a control loop's status has none)."""
         if self.start_ns is None or packets.empty:
             return np.zeros(0)
-        return send_lateness_ms(packets, self.intervals_ms, self.start_ns, self.offsets_s)
+        ids = packets["flow_id"]
+        parts = [send_lateness_ms(packets[ids.isin(self.intervals_ms.keys())], self.intervals_ms,
+                                  self.start_ns, self.offsets_s)]
+        for fid, group in packets[ids.isin(self.patterns.keys())].groupby("flow_id"):
+            base = self.start_ns + round(self.offsets_s.get(int(fid), 0.0) * 1e9)
+            scheduled = base + self.patterns[int(fid)].send_offset_ns(group["seq"].to_numpy(np.int64))
+            parts.append((group["send_ns"].to_numpy(np.int64) - scheduled) / 1e6)
+        return np.concatenate(parts)
 
 
 def store_packets(raw_dir: Path, flows: pd.DataFrame, record: StallRecord | None, out: Path,
-                  include: bool, start_ns: int | None) -> tuple[StoredTable, PacketCounts, SliceFigures]:
+                  include: bool, start_ns: int | None, outcomes: Any = None
+                  ) -> tuple[StoredTable, PacketCounts, SliceFigures]:
     """Every receiver file of ``raw_dir`` -> ``out`` (packets.parquet), chunk by chunk, counted as
-    it passes; then the percentiles' second pass over ``out``. Memory: see the module docstring."""
+    it passes (and handed to ``outcomes``, messages.MessageOutcomes, when given); then the
+    percentiles' second pass over ``out``. Memory: see the module docstring."""
     chunks = PacketChunks(flows, record)
     offsets = dict(zip(flows["flow_id"], flows["start_offset_s"], strict=True)) if "start_offset_s" in flows \
         else None
-    figures = SliceFigures(include, dict(zip(flows["flow_id"], flows["interval_ms"], strict=True)), start_ns,
-                           offsets)
+    model = flows["model"] if "model" in flows else pd.Series("periodic", index=flows.index)
+    periodic = flows[model.isin(["periodic", "command"])]
+    patterns = {int(r.flow_id): flow_pattern(r) for r in flows[model == "video"].itertuples()}
+    figures = SliceFigures(include, dict(zip(periodic["flow_id"], periodic["interval_ms"], strict=True)),
+                           start_ns, offsets, patterns)
 
     def counted() -> Iterator[pd.DataFrame]:
         for chunk in chunks.files(raw_dir):
             figures.count(chunk)
+            if outcomes is not None:
+                outcomes.add(chunk)
             yield chunk
 
     stored = write_parquet_chunks(out, counted())

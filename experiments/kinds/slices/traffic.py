@@ -15,9 +15,11 @@ import pandas as pd
 from experiments.framework.agent_procs import kill_agents, start_agent, stop_agent, wait_ready
 from experiments.framework.results import write_json
 from experiments.framework.watchdog import ovs_daemon_pid
+from experiments.kinds.slices import models
 from experiments.kinds.slices.engine import TrafficEngine, engine_binary
 from topologies.scenario import Scenario
 from topologies.switches import ovs_socket_drops
+from topologies.traffic_defaults import CYCLE_BOUND_TRANSFER_INTERVALS, SURVIVAL_TRANSFER_INTERVALS
 
 RECEIVER_PORT = 5001
 ECHO_PORT = 5002
@@ -45,8 +47,17 @@ def ovs_port_counters(bridges: list[str]) -> dict[str, dict[str, dict[str, int]]
     return out
 
 
+MODELS = ("periodic", "video", "command", "status")
+
+
 @dataclass(frozen=True)
 class FlowPlan:
+    """One flow of a UE. ``model``: ``periodic`` (a packet every interval), ``video`` (groups of
+    pictures, models.video), ``command`` (a control loop's downlink, periodic) or ``status`` (its
+    uplink: one reply per command received, ``reply_to`` = the command's flow id). ``source`` sends
+    ("" = the UE); TS 22.104 service parameters: ``message_bound_ms`` (0 = the slice's latency
+    bound; a video frame's deadline; a loop's cycle bound), ``survival_time_ms``, ``target_pct``."""
+
     flow_id: int
     ue: str
     kind: str
@@ -57,17 +68,80 @@ class FlowPlan:
     latency_bound_ms: float
     dscp_expected: int
     start_offset_s: float = 0.0  # starts this long after traffic start, and runs to its end
+    source: str = ""
+    direction: str = "uplink"
+    model: str = "periodic"
+    reply_to: int = 0
+    message_bound_ms: float = 0.0
+    survival_time_ms: float = 0.0
+    target_pct: float = 0.0
+    frame_rate_fps: float = 0.0
+    gop_frames: int = 0
+    i_frame_bytes: int = 0
+    p_frame_bytes: int = 0
+    frame_spread_ms: float = 0.0
+
+    @property
+    def sender(self) -> str:
+        return self.source or self.ue
+
+
+def flow_pattern(flow: Any) -> models.Pattern | None:
+    """The packet schedule of a flow (a FlowPlan or a flows-table row); None for ``status`` flows,
+    which answer commands instead of following a schedule."""
+    model = getattr(flow, "model", "periodic")
+    if model == "status":
+        return None
+    if model == "video":
+        return models.video(flow.frame_rate_fps, int(flow.gop_frames), int(flow.i_frame_bytes),
+                            int(flow.p_frame_bytes), int(flow.payload_bytes), flow.frame_spread_ms)
+    return models.periodic(flow.interval_ms, int(flow.payload_bytes))
 
 
 def plan_flows(scenario: Scenario) -> list[FlowPlan]:
-    """One flow per UE, numbered from 1 in UE order."""
-    flows = []
-    for flow_id, ue in enumerate(scenario.ues, start=1):
-        s = scenario.slice(ue.slice)
-        flows.append(FlowPlan(flow_id, ue.name, ue.kind, ue.slice, ue.traffic.destination,
-                              ue.traffic.payload_bytes, ue.traffic.interval_ms, s.latency_bound_ms,
-                              s.dscp))
+    """The UEs' flows, numbered from 1 in UE order: one per UE, two for a control loop (its
+    downlink command first). Control loops and cameras start at a seeded phase (models.phase_ns)."""
+    flows: list[FlowPlan] = []
+    for ue in scenario.ues:
+        s, t = scenario.slice(ue.slice), ue.traffic
+        survival = t.survival_time_ms if t.survival_time_ms is not None else \
+            SURVIVAL_TRANSFER_INTERVALS * t.transfer_interval_ms
+        common = dict(ue=ue.name, kind=ue.kind, slice=ue.slice, latency_bound_ms=s.latency_bound_ms,
+                      dscp_expected=s.dscp, survival_time_ms=survival,
+                      target_pct=t.availability_target_pct or s.reliability_target_pct)
+        flow_id = len(flows) + 1
+        if t.pattern == "control_loop":
+            phase = models.phase_ns(scenario.seed, flow_id, t.interval_ms) / 1e9
+            cycle = t.cycle_bound_ms if t.cycle_bound_ms is not None else \
+                CYCLE_BOUND_TRANSFER_INTERVALS * t.interval_ms
+            flows.append(FlowPlan(flow_id=flow_id, destination=ue.name, payload_bytes=t.command_bytes,
+                                  interval_ms=t.interval_ms, start_offset_s=phase, source=t.destination,
+                                  direction="downlink", model="command", **common))
+            flows.append(FlowPlan(flow_id=flow_id + 1, destination=t.destination,
+                                  payload_bytes=t.payload_bytes, interval_ms=t.interval_ms,
+                                  start_offset_s=phase, model="status", reply_to=flow_id,
+                                  message_bound_ms=cycle, **common))
+        elif t.pattern == "video":
+            v = t.video
+            assert v is not None
+            phase = models.phase_ns(scenario.seed, flow_id, v.frame_interval_ms) / 1e9
+            flows.append(FlowPlan(flow_id=flow_id, destination=t.destination, payload_bytes=t.payload_bytes,
+                                  interval_ms=t.interval_ms, start_offset_s=phase, model="video",
+                                  message_bound_ms=v.frame_deadline_ms, frame_rate_fps=v.frame_rate_fps,
+                                  gop_frames=v.gop_frames, i_frame_bytes=v.i_frame_bytes,
+                                  p_frame_bytes=v.p_frame_bytes, frame_spread_ms=v.frame_spread_ms,
+                                  **common))
+        else:
+            flows.append(FlowPlan(flow_id=flow_id, destination=t.destination, payload_bytes=t.payload_bytes,
+                                  interval_ms=t.interval_ms, **common))
     return flows
+
+
+def summary_name(flow: Any) -> str:
+    """The sender summary file of a flow: ``send-<ue>.json``; a control loop's two flows add their
+    model (``send-agv1-command.json``, ``send-agv1-status.json``)."""
+    model = getattr(flow, "model", "periodic")
+    return f"send-{flow.ue}{'' if model in ('periodic', 'video') else '-' + model}.json"
 
 
 def flows_table(flows: list[FlowPlan], raw_dir: Path) -> pd.DataFrame:
@@ -75,11 +149,15 @@ def flows_table(flows: list[FlowPlan], raw_dir: Path) -> pd.DataFrame:
     False and zero counts where a sender left no summary)."""
     rows = []
     for flow in flows:
-        path = raw_dir / f"send-{flow.ue}.json"
+        path = raw_dir / summary_name(flow)
         sent = json.loads(path.read_text()) if path.exists() else None  # missing: reconciliation fails
-        rows.append({**flow.__dict__, "sender_summary": sent is not None,
+        rows.append({**flow.__dict__, "sender": flow.sender, "sender_summary": sent is not None,
                      **{k: (sent or {}).get(k, 0) for k in ("packets_scheduled", "packets_sent",
                                                             "send_errors")}})
+    scheduled = {row["flow_id"]: row["packets_scheduled"] for row in rows}
+    for row in rows:  # the sequence numbers a flow may carry: a status flow answers its commands'
+        row["seq_space"] = scheduled.get(row["reply_to"], 0) if row["model"] == "status" \
+            else row["packets_scheduled"]
     return pd.DataFrame(rows)
 
 
@@ -116,17 +194,24 @@ class TrafficRun:
         """Start a receiver per destination and an echo server per probe target; wait for them."""
         waits = []
         destinations = sorted({f.destination for f in self.flows})
+        replies = [f for f in self.flows if f.model == "status"]  # answered by the UE's receiver
         if self.engine_binary is not None:
             self.engine = TrafficEngine(self.engine_binary, self.network.manifest,
                                         self.log_dir / "traffic-engine.txt")
             for dest in destinations:
                 self.engine.add_receiver(dest, self.network.host(dest).pid, RECEIVER_PORT,
                                          self.raw_dir / f"recv-{dest}.bin")
+            for f in replies:
+                self.engine.add_reply(f.sender, f.reply_to, f.flow_id, self.network.host(f.destination).IP(),
+                                      RECEIVER_PORT, f.payload_bytes, self.raw_dir / summary_name(f))
         else:
             for dest in destinations:
                 out = self.raw_dir / f"recv-{dest}.bin"
-                proc = self._popen(dest, ["recv", "--port", str(RECEIVER_PORT), "--out", str(out)],
-                                   f"recv-{dest}.txt")
+                reply = ";".join(f"{f.reply_to},{f.flow_id},{self.network.host(f.destination).IP()},"
+                                 f"{RECEIVER_PORT},{f.payload_bytes},{self.raw_dir / summary_name(f)}"
+                                 for f in replies if f.sender == dest)
+                proc = self._popen(dest, ["recv", "--port", str(RECEIVER_PORT), "--out", str(out),
+                                          "--reply", reply], f"recv-{dest}.txt")
                 self.receivers[dest] = proc
                 waits.append((f"receiver on {dest}", proc, Path(f"{out}.ready")))
         for target in sorted({p.target for p in self.probes}):
@@ -143,26 +228,38 @@ class TrafficRun:
         bridges = getattr(self.network, "bridges", None)  # the run's OVS bridges (cells are none)
         return list(bridges()) if bridges is not None else []
 
+    def _pattern_file(self, flow: FlowPlan) -> Path | None:
+        """A video flow's pattern file in raw/ (periodic flows need none); None for the others."""
+        pattern = flow_pattern(flow) if flow.model == "video" else None
+        return pattern.write(self.raw_dir / f"pattern-{flow.flow_id}.txt") if pattern is not None else None
+
     def start_senders(self, start_ns: int, duration_s: float) -> None:
+        scheduled = [f for f in self.flows if f.model != "status"]  # status flows answer commands
         if self.engine is not None:
-            for flow in self.flows:
-                self.engine.add_sender(flow.flow_id, self.network.host(flow.ue).pid,
-                                       self.network.host(flow.destination).IP(), RECEIVER_PORT,
-                                       flow.payload_bytes, flow.interval_ms,
-                                       start_ns + round(flow.start_offset_s * 1e9),
-                                       duration_s - flow.start_offset_s,
-                                       self.raw_dir / f"send-{flow.ue}.json")
+            for flow in scheduled:
+                pid, dest_ip = self.network.host(flow.sender).pid, self.network.host(flow.destination).IP()
+                begin, length = start_ns + round(flow.start_offset_s * 1e9), duration_s - flow.start_offset_s
+                pattern = self._pattern_file(flow)
+                if pattern is not None:
+                    self.engine.add_pattern_sender(flow.flow_id, pid, dest_ip, RECEIVER_PORT, pattern, begin,
+                                                   length, self.raw_dir / summary_name(flow))
+                else:
+                    self.engine.add_sender(flow.flow_id, pid, dest_ip, RECEIVER_PORT, flow.payload_bytes,
+                                           flow.interval_ms, begin, length, self.raw_dir / summary_name(flow))
             self.engine.go()
         else:
-            for flow in self.flows:
+            for flow in scheduled:
                 dest_ip = self.network.host(flow.destination).IP()
-                self.senders[flow.ue] = self._popen(flow.ue, [
+                name = summary_name(flow).removesuffix(".json")
+                pattern = self._pattern_file(flow)
+                self.senders[name] = self._popen(flow.sender, [
                     "send", "--dest", dest_ip, "--port", str(RECEIVER_PORT),
                     "--flow-id", str(flow.flow_id), "--payload-bytes", str(flow.payload_bytes),
                     "--interval-ms", repr(flow.interval_ms),
                     "--start-ns", str(start_ns + round(flow.start_offset_s * 1e9)),
                     "--duration-s", repr(duration_s - flow.start_offset_s),
-                    "--summary", str(self.raw_dir / f"send-{flow.ue}.json")], f"send-{flow.ue}.txt")
+                    "--summary", str(self.raw_dir / summary_name(flow)),
+                    "--pattern", str(pattern or "")], f"{name}.txt")
         for spec in self.probes:
             name = f"probe-{spec.source}-{spec.target}"
             self.senders[name] = self._popen(spec.source, [
@@ -184,7 +281,7 @@ class TrafficRun:
             except subprocess.TimeoutExpired:
                 raise TimeoutError(f"sender on {ue} still running {timeout_s} s after start") from None
             if code != 0:
-                log = self.logs.get(ue if ue.startswith("probe-") else f"send-{ue}")
+                log = self.logs.get(ue)
                 raise RuntimeError(f"sender {ue} exited with {code}; see {log}")
 
     def stop_receivers(self, timeout_s: float = 10.0) -> None:

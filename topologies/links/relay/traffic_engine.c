@@ -10,6 +10,14 @@
  * stdin, one request per line, one reply line each ("ok" | "err <why>"):
  *   recv NAME PID PORT OUT            a receiving socket in PID's namespace; records to OUT
  *   send FLOW PID DST PORT BYTES INTERVAL_NS START_NS END_NS SUMMARY
+ *   sendp FLOW PID DST PORT PATTERN START_NS END_NS SUMMARY
+ *                                     a patterned flow: PATTERN is a text file "PERIOD_NS N" then N lines
+ *                                     "OFFSET_NS BYTES"; packet k leaves at START + (k / N) * PERIOD +
+ *                                     OFFSET[k % N] with BYTES[k % N] (experiments/kinds/slices/models.py)
+ *   reply NAME CMD_FLOW FLOW DST PORT BYTES SUMMARY
+ *                                     receiver NAME answers each packet of CMD_FLOW at once, from its own
+ *                                     socket, with a packet of flow FLOW, the same seq, BYTES long (a
+ *                                     control loop's status); SUMMARY is written at stop
  *   go                                start sending; "senders done" is printed when all have ended
  *   stop                              drain receivers, write OUT.done files, reply, exit 0
  * SIGTERM = stop. Packets carry (flow, seq, send_ns) in network order ("!IIQ"); a raw record is
@@ -35,6 +43,7 @@
 
 typedef long long ns_t;
 #define MAX_FLOWS 8192
+#define MAX_PATTERN 1000000    /* packets in one pattern period (sendp) */
 #define MAX_RECV 256
 #define BATCH 64
 #define EARLY_NS 60000LL       /* wake this long before a departure, then wait on the clock */
@@ -47,10 +56,13 @@ struct flow {
     unsigned id; int fd; struct sockaddr_in dst; int bytes;
     ns_t interval, start, end, next; unsigned seq; long long sent, errors;
     int nerr; int err_code[8]; long long err_count[8]; char summary[512]; int done;
+    int npat; ns_t *pat_off; int *pat_bytes;   /* a pattern (sendp), else npat = 0: BYTES every INTERVAL */
+    unsigned reply_to; int recv;               /* a reply flow (reply): its command flow, its receiver */
+    long long at_stop;                         /* reply flows: commands drained at stop, not answered */
 };
 struct recv {
     char name[64]; int fd, pid; char out[512]; FILE *f; long long received, drained;
-    long long snmp_before[32]; int nsnmp; char snmp_names[32][24];
+    long long snmp_before[32]; int nsnmp; char snmp_names[32][24]; int nreply;
 };
 
 static struct flow flows[MAX_FLOWS]; static int nflows, heap[MAX_FLOWS], nheap;
@@ -130,26 +142,36 @@ static void write_summary(struct flow *f) {
         if (n) fprintf(o, "%s\"%s\": %lld", i ? ", " : "", n, f->err_count[i]);
         else fprintf(o, "%s\"%d\": %lld", i ? ", " : "", f->err_code[i], f->err_count[i]);
     }
-    fprintf(o, "}, \"start_ns\": %lld, \"end_ns\": %lld, \"interval_ns\": %lld, \"engine\": \"c\"}\n",
-            f->start, f->end, f->interval);
+    fprintf(o, "}, \"start_ns\": %lld, \"end_ns\": %lld, \"interval_ns\": %lld, \"pattern_packets\": %d, "
+            "\"replies_to\": %u, \"commands_unanswered_at_stop\": %lld, \"engine\": \"c\"}\n",
+            f->start, f->end, f->interval, f->npat, f->reply_to, f->at_stop);
     if (fclose(o) != 0 || rename(tmp, f->summary) != 0) { perror("traffic_engine: summary"); exit(1); }
     f->done = 1;
 }
 
-static void send_due(struct flow *f) {
+/* One packet (flow, seq, now) of BYTES from FD; counted in f. */
+static void send_packet(struct flow *f, int fd, unsigned seq_no, int bytes) {
     static unsigned char buf[65536];
-    uint32_t id = htonl(f->id), seq = htonl(f->seq);
-    ns_t now = real_ns();
-    uint64_t be = htobe64((uint64_t)now);
+    uint32_t id = htonl(f->id), seq = htonl(seq_no);
+    uint64_t be = htobe64((uint64_t)real_ns());
     memcpy(buf, &id, 4); memcpy(buf + 4, &seq, 4); memcpy(buf + 8, &be, 8);
-    if (sendto(f->fd, buf, f->bytes, MSG_DONTWAIT, (struct sockaddr *)&f->dst, sizeof f->dst) == f->bytes) f->sent++;
+    if (sendto(fd, buf, bytes, MSG_DONTWAIT, (struct sockaddr *)&f->dst, sizeof f->dst) == bytes) f->sent++;
     else {
         int e = errno, i; f->errors++;
         for (i = 0; i < f->nerr && f->err_code[i] != e; i++) {}
         if (i == f->nerr && f->nerr < 8) { f->err_code[f->nerr] = e; f->err_count[f->nerr++] = 0; }
         if (i < 8) f->err_count[i]++;
     }
-    f->seq++; f->next = f->start + (ns_t)f->seq * f->interval;
+}
+
+static ns_t departure(const struct flow *f, unsigned seq) {
+    if (!f->npat) return f->start + (ns_t)seq * f->interval;
+    return f->start + (ns_t)(seq / f->npat) * f->interval + f->pat_off[seq % f->npat];
+}
+
+static void send_due(struct flow *f) {
+    send_packet(f, f->fd, f->seq, f->npat ? f->pat_bytes[f->seq % f->npat] : f->bytes);
+    f->seq++; f->next = departure(f, f->seq);
 }
 
 static void drain(struct recv *r, int at_stop) {
@@ -182,6 +204,12 @@ static void drain(struct recv *r, int at_stop) {
             memcpy(rec + 24, &len, 4); rec[28] = tos;
             if (fwrite(rec, 1, 32, r->f) != 32) { perror("traffic_engine: record"); exit(1); }
             r->received++; r->drained += at_stop;
+            for (int k = 0; r->nreply && k < nflows; k++) { /* a control loop's status answers its command */
+                struct flow *q = &flows[k];
+                if (q->recv != (int)(r - recvs) || q->reply_to != fid || !q->reply_to) continue;
+                if (at_stop) q->at_stop++;
+                else { send_packet(q, r->fd, s, q->bytes); q->seq++; }
+            }
         }
     }
 }
@@ -253,6 +281,50 @@ static int command(char *line) {
         if (f->fd < 0) { printf("err send %u: %s\n", f->id, strerror(e)); return 0; }
         f->next = f->start; nflows++; printf("ok\n"); return 0;
     }
+    if (!strcmp(a[0], "sendp") && nflows < MAX_FLOWS) {
+        char rest[512];
+        if (n < 8 || sscanf(line, "%*s %*s %*s %*s %*s %*s %*s %*s %511s", rest) != 1) { printf("err sendp: 9 fields\n"); return 0; }
+        struct flow *f = &flows[nflows]; memset(f, 0, sizeof *f);
+        f->id = (unsigned)strtoul(a[1], NULL, 10); int pid = atoi(a[2]);
+        f->dst.sin_family = AF_INET; f->dst.sin_port = htons(atoi(a[4]));
+        f->start = atoll(a[6]); f->end = atoll(a[7]); snprintf(f->summary, sizeof f->summary, "%.500s", rest);
+        if (inet_pton(AF_INET, a[3], &f->dst.sin_addr) != 1) { printf("err sendp %u: bad address\n", f->id); return 0; }
+        FILE *pf = fopen(a[5], "r"); long long period = 0; int np = 0;
+        if (!pf || fscanf(pf, "%lld %d", &period, &np) != 2 || period <= 0 || np < 1 || np > MAX_PATTERN) {
+            if (pf) fclose(pf);
+            printf("err sendp %u: %s: want 'PERIOD_NS N' with PERIOD_NS > 0 and 1 <= N <= %d\n", f->id, a[5], MAX_PATTERN); return 0;
+        }
+        f->pat_off = malloc(sizeof(ns_t) * np); f->pat_bytes = malloc(sizeof(int) * np);
+        if (!f->pat_off || !f->pat_bytes) { fclose(pf); printf("err sendp %u: out of memory\n", f->id); return 0; }
+        for (int i = 0; i < np; i++) {
+            long long off; int b;
+            if (fscanf(pf, "%lld %d", &off, &b) != 2 || off < 0 || off >= period || b < 16 || b > 65507
+                || (i && off < f->pat_off[i - 1])) {
+                fclose(pf); free(f->pat_off); free(f->pat_bytes);
+                printf("err sendp %u: line %d: want 'OFFSET_NS BYTES', 0 <= offsets < period, non-decreasing, 16..65507 bytes\n", f->id, i + 2);
+                return 0;
+            }
+            f->pat_off[i] = off; f->pat_bytes[i] = b;
+        }
+        fclose(pf);
+        f->npat = np; f->interval = period;
+        f->fd = open_socket(pid, 0); int e = errno; leave_ns();
+        if (f->fd < 0) { free(f->pat_off); free(f->pat_bytes); printf("err sendp %u: %s\n", f->id, strerror(e)); return 0; }
+        f->next = departure(f, 0); nflows++; printf("ok\n"); return 0;
+    }
+    if (!strcmp(a[0], "reply") && nflows < MAX_FLOWS) {
+        if (n < 8) { printf("err reply: 8 fields\n"); return 0; }
+        int ri = -1;
+        for (int i = 0; i < nrecv; i++) if (!strcmp(recvs[i].name, a[1])) ri = i;
+        struct flow *f = &flows[nflows]; memset(f, 0, sizeof *f);
+        f->reply_to = (unsigned)strtoul(a[2], NULL, 10); f->id = (unsigned)strtoul(a[3], NULL, 10);
+        f->dst.sin_family = AF_INET; f->dst.sin_port = htons(atoi(a[5])); f->bytes = atoi(a[6]);
+        snprintf(f->summary, sizeof f->summary, "%.500s", a[7]);
+        if (ri < 0 || !f->reply_to || inet_pton(AF_INET, a[4], &f->dst.sin_addr) != 1 || f->bytes < 16 || f->bytes > 65507) {
+            printf("err reply %u: unknown receiver, no command flow, bad address or size 16..65507\n", f->id); return 0;
+        }
+        f->recv = ri; f->fd = -1; recvs[ri].nreply++; nflows++; printf("ok\n"); return 0;
+    }
     if (!strcmp(a[0], "go")) { printf("ok\n"); return 1; }
     if (!strcmp(a[0], "stop")) return 2;
     printf("err unknown request\n"); return 0;
@@ -271,6 +343,7 @@ int main(void) {
     while (state == 0 && !term && fgets(line, sizeof line, stdin)) state = command(line);
     if (state != 1) { if (state == 2 || term) { finish_receivers(); printf("ok stopped\n"); } return 0; }
     for (int i = 0; i < nflows; i++) {
+        if (flows[i].reply_to) continue; /* answers commands: its summary is written at stop */
         if (flows[i].next >= flows[i].end) write_summary(&flows[i]);
         else { heap[nheap] = i; heap_up(nheap++); }
     }
@@ -337,6 +410,7 @@ int main(void) {
     }
     finish_receivers();
     for (int i = 0; i < nheap; i++) write_summary(&flows[heap[i]]); /* stopped early: what was scheduled so far */
+    for (int i = 0; i < nflows; i++) if (flows[i].reply_to) write_summary(&flows[i]);
     printf("ok stopped\n");
     return 0;
 }
