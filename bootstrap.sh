@@ -14,7 +14,7 @@ say() { printf 'bootstrap: %s\n' "$*"; }
 export DEBIAN_FRONTEND=noninteractive
 
 # --- Debian packages ------------------------------------------------------------------------
-apt_pkgs=(mininet openvswitch-switch iperf3 iputils-ping ethtool iproute2 nftables kmod
+apt_pkgs=(mininet openvswitch-switch iperf3 iputils-ping ethtool iproute2 nftables kmod tcpdump
           python3 python3-venv python3-dev gcc make)
 missing=()
 for p in "${apt_pkgs[@]}"; do

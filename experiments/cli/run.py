@@ -58,10 +58,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="with the userspace OVS datapath, run ovs-vswitchd's packet thread at "
                         "real-time priority for the run, restored after (default: on; README "
                         "'Factory scale')")
+    p.add_argument("--pcap", metavar="IFACE,...|all",
+                   help="capture UDP on these host interfaces (e.g. edge1-eth0) or on every one "
+                        "('all') into the run folder's pcap/, checked against the receivers' records "
+                        "(README 'Packet capture')")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from experiments.framework.pcap import parse_pcap_option
     from experiments.framework.session import RunOptions, Terminated
     from experiments.framework.skeleton import get_kind, run_experiment
 
@@ -76,13 +81,14 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_CONFIG
     try:
+        pcap = parse_pcap_option(args.pcap)  # PcapOptionError (a UserError): one line, exit 2
         experiment = load_experiment(args.experiment)
         result = run_experiment(experiment, RunOptions(
             duration_s=args.duration_s, link_backend=args.link_backend,
             ovs_datapath=args.ovs_datapath, seed=args.seed, scenario_path=args.scenario,
             results_root=args.results, progress=not args.quiet,
             include_host_stalls=args.include_host_stalls,
-            ovs_realtime=None if args.ovs_realtime is None else args.ovs_realtime == "on"))
+            ovs_realtime=None if args.ovs_realtime is None else args.ovs_realtime == "on", pcap=pcap))
     except ConfigError as exc:
         print(f"factorysat run: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -27,6 +27,7 @@ from experiments.framework.definition import Experiment
 from experiments.framework.leo_link import build_leo_schedules
 from experiments.framework.mobility_driver import MobilityDriver
 from experiments.framework.network import EmulatedNetwork
+from experiments.framework.pcap import PcapRequest, RunCapture
 from experiments.framework.results import (
     base_metadata,
     disk_full,
@@ -60,6 +61,7 @@ class RunOptions:
     include_host_stalls: bool = False  # keep packets a host stall touched in delay figures
     ovs_realtime: bool | None = None  # userspace OVS's packet thread real-time (None: the default)
     scenario: Scenario | None = None  # an in-memory scenario (benchmarks); overrides scenario_path
+    pcap: PcapRequest | None = None  # --pcap: interfaces to capture (pcap.py)
 
 
 @dataclass
@@ -158,6 +160,7 @@ class RunSession:
                                        self.leo.initial() if self.leo else None,
                                        controller_apps=experiment.controller_apps,
                                        ovs_realtime=options.ovs_realtime)
+        self.pcap = RunCapture(options.pcap, scenario)  # --pcap: names checked now, nothing created yet
         self.run_id = ""
         self.run_dir = Path()
         self.metadata: dict[str, Any] = {}
@@ -197,6 +200,8 @@ class RunSession:
             self._start_sentinel()
             self.save_metadata()
             self._start_watching()
+            self.pcap.start(self.network, self.run_dir, self.metadata)  # --pcap: before any traffic
+            self.save_metadata()
         except BaseException as exc:
             self.__exit__(type(exc), exc, None)
             raise
@@ -222,6 +227,7 @@ class RunSession:
             self.metadata["failure"] = failure_record(cause)
             if self.data_path_after_death is not None:
                 self.metadata["failure"]["data_path_after_death"] = self.data_path_after_death
+        self.pcap.stop(self.metadata)  # --pcap: after the receivers stopped, before the network goes
         self._stop_sentinel()
         self._stop_mobility()
         try:

@@ -49,6 +49,8 @@ def run_experiment(experiment: Experiment, options: RunOptions = RunOptions()) -
             for name, frame in tables.items():
                 if not isinstance(frame, StoredTable):  # else the kind wrote it, in chunks
                     write_parquet(session.run_dir / f"{name}.parquet", frame)
+            if session.pcap.check(session.run_dir, session.metadata):  # --pcap: pcap/cross_check.json
+                session.save_metadata()
             summary = kind.summarise(tables, session, params)
             write_json(session.run_dir / "summary.json", summary)
             held = (summary.get("fidelity") or {}).get("held")

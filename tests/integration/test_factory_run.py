@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from experiments.framework.definition import Experiment
+from experiments.framework.pcap import parse_pcap_option
 from experiments.framework.results import is_complete
 from experiments.framework.session import RunOptions
 from experiments.framework.skeleton import run_experiment
@@ -23,7 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 def test_factory_run_reports_ts22104_service_per_flow_and_slice(tmp_path) -> None:
     experiment = Experiment.from_file(REPO / "experiments" / "factory" / "experiment.toml")
     result = run_experiment(experiment, RunOptions(duration_s=6.0, results_root=tmp_path / "results",
-                                                   progress=False))
+                                                   progress=False,
+                                                   pcap=parse_pcap_option("edge1-eth0,agv1-eth0")))
     run_dir = Path(result.run_dir)
     assert is_complete(run_dir)
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -32,7 +34,7 @@ def test_factory_run_reports_ts22104_service_per_flow_and_slice(tmp_path) -> Non
     loops = {name: f for name, f in flows.items() if f["model"] == "status"}
     commands = {name: f for name, f in flows.items() if f["model"] == "command"}
     assert len(loops) == 4 and len(commands) == 4
-    for name, loop in loops.items():
+    for loop in loops.values():
         # 6 s of 10 ms cycles, from a seeded phase: 600 cycles, nearly all answered in time
         assert 590 <= loop["messages"] <= 600, loop
         assert loop["cycle_ms"]["p50"] is not None and 0.5 < loop["cycle_ms"]["p50"] < 10.0, loop
@@ -59,5 +61,9 @@ def test_factory_run_reports_ts22104_service_per_flow_and_slice(tmp_path) -> Non
     assert summary["urllc"]["dscp_marked_pct"] == 100.0
     cycles = pd.read_parquet(run_dir / "cycles.parquet")
     assert set(cycles["ue"]) == {"agv1", "agv2", "agv3", "agv4"}
+    # the capture at the edge (uplink: statuses, video, nothing else) and at an AGV (its commands)
+    # holds exactly the receivers' records, DSCP and kernel stamps included
+    check = json.loads((run_dir / "pcap" / "cross_check.json").read_text())
+    assert check["passed"] is True and set(check["interfaces"]) == {"edge1-eth0", "agv1-eth0"}, check
     for figure in ("availability_timeline", "failure_bursts", "cycle_time_cdf"):
         assert (run_dir / f"{figure}.png").stat().st_size > 5000, figure
