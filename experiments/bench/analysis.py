@@ -88,13 +88,15 @@ def child(raw: Path, out: Path, duration_s: float) -> dict[str, Any]:
     """The analysis of one duration, in this (child) process; its figures and peak memory."""
     from experiments.bench import scale
     from experiments.framework.plotting import save
-    from experiments.kinds.slices import analysis, counts, figures, packetstream
+    from experiments.kinds.slices import analysis, counts, figures, messages, packetstream
     from experiments.kinds.slices.traffic import flows_table, plan_flows
 
     t0 = time.monotonic()
     flows = flows_table(plan_flows(scale.factory(UES)), raw)
+    outcomes = messages.MessageOutcomes(flows, START_NS, duration_s, include_stalls=False)  # TS 22.104
     stored, packet_counts, slice_figures = packetstream.store_packets(
-        raw, flows, None, out / "packets.parquet", include=False, start_ns=START_NS)
+        raw, flows, None, out / "packets.parquet", include=False, start_ns=START_NS, outcomes=outcomes)
+    service = outcomes.flow_metrics()
     problems, checks = counts.reconcile_flows(packet_counts, flows, duration_s, counts.read_receivers(raw))
     summary = analysis.summary_from(slice_figures, flows)
     hists, _ = packetstream.owd_histograms(
@@ -106,6 +108,7 @@ def child(raw: Path, out: Path, duration_s: float) -> dict[str, Any]:
             "pass2_held": slice_figures.owd.kept + slice_figures.late.kept,
             "reconciled": not problems, "problems": problems[:3], "checks": checks,
             "urllc_owd_ms_p99": summary["urllc"]["owd_ms_p99"],
+            "flows_with_service_metrics": len(service),
             "parquet_bytes": stored.path.stat().st_size}
 
 

@@ -73,7 +73,17 @@ def test_demo_run_is_complete_and_leaves_nothing(tmp_path) -> None:
     assert meta["git"]["commit"] and "dirty" in meta["git"] and meta["seed"] == 1
     summary = json.loads((run_dir / "summary.json").read_text())
     assert set(summary) == {"urllc", "embb", "mmtc", "loss_accounting", "reconciliation", "host_stalls",
-                            "fidelity", "handovers"}
+                            "fidelity", "handovers", "flows"}
+    # TS 22.104 per slice and flow, and what 6 s can claim: not URLLC's 99.9999 % (3.7 M messages)
+    for name in ("urllc", "embb", "mmtc"):
+        service = summary[name]["service"]
+        assert 0.0 <= service["availability_pct"] <= 100.0 and service["survival_violations"] >= 0
+        assert service["availability_pct_ci95"][0] <= service["availability_msgs_pct"]
+    assert summary["urllc"]["service"]["target_met"] in (False, "undetermined")
+    assert summary["urllc"]["service"]["messages_needed_for_target"] == 3_688_878
+    assert set(summary["flows"]) == {"agv1", "agv2", "agv3", "agv4", "cam1", "cam2", "sensor1", "sensor2",
+                                     "sensor3", "sensor4"}
+    assert (run_dir / "availability_timeline.png").is_file() and (run_dir / "outages.parquet").is_file()
     # the run checked its own error: relay lateness of every link kind, an estimate per slice, a verdict
     fid = summary["fidelity"]
     assert isinstance(fid["held"], bool) and fid["held"] == (not fid["causes"])
