@@ -43,8 +43,8 @@ HEADER = struct.Struct("!IIQ")  # flow_id, seq, send_ns (network order, in the p
 RECORD = struct.Struct("<IIQQIB3x")  # flow_id, seq, send_ns, recv_ns, bytes, tos (raw file)
 
 
-def _pattern(path: str) -> tuple[int, list[tuple[int, int]]]:
-    """A pattern file (experiments/kinds/slices/models.py writes it): period, (offset, bytes) each."""
+def read_pattern(path: str) -> tuple[int, list[tuple[int, int]]]:
+    """A pattern file (experiments/kinds/slices/models.py Pattern.write): period, (offset, bytes) each."""
     with open(path) as handle:
         lines = handle.read().split("\n")
     period_ns, n = (int(x) for x in lines[0].split())
@@ -60,7 +60,7 @@ def send(args: argparse.Namespace) -> int:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
     interval_ns = int(args.interval_ms * 1e6)
-    period_ns, pattern = _pattern(args.pattern) if args.pattern else \
+    period_ns, pattern = read_pattern(args.pattern) if args.pattern else \
         (interval_ns, [(0, args.payload_bytes)])
     paddings = [bytes(max(0, size - HEADER.size)) for _, size in pattern]
     start_ns = args.start_ns
@@ -99,7 +99,8 @@ class Replies:
         self.by_command: dict[int, dict[str, Any]] = {}
         for item in filter(None, spec.split(";")):
             cmd, flow, ip, port, size, summary = item.split(",")
-            self.by_command[int(cmd)] = {"flow": int(flow), "dest": (ip, int(port)), "size": int(size),
+            self.by_command[int(cmd)] = {"flow": int(flow), "dest": (ip, int(port)),
+                                         "padding": bytes(max(0, int(size) - HEADER.size)),
                                          "summary": summary, "scheduled": 0, "sent": 0, "errors": 0,
                                          "why": {}, "at_stop": 0}
 
@@ -112,8 +113,7 @@ class Replies:
             return
         r["scheduled"] += 1
         try:
-            sock.sendto(HEADER.pack(r["flow"], seq, time.time_ns()) + bytes(max(0, r["size"] - HEADER.size)),
-                        r["dest"])
+            sock.sendto(HEADER.pack(r["flow"], seq, time.time_ns()) + r["padding"], r["dest"])
             r["sent"] += 1
         except OSError as exc:
             r["errors"] += 1

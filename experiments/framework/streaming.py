@@ -139,12 +139,9 @@ class TwoPassQuantiles:
 
     def percentile(self, group: Hashable, q: float, digits: int = 4) -> float | None:
         """The ``q``-th percentile of ``group`` (numpy's linear method), rounded; None when empty."""
-        if q not in self.qs:
-            raise ValueError(f"percentile {q} was not planned; planned: {self.qs}")
-        hist = self._hist.get(group)
-        if hist is None:
+        cum = self._planned_cum(group, q, self.qs, "percentile")
+        if cum is None:
             return None
-        cum = np.cumsum(hist)
         lo_rank, hi_rank = _ranks(int(cum[-1]), q)
         lo, hi = self._value(group, cum, lo_rank), self._value(group, cum, hi_rank)
         h = (int(cum[-1]) - 1) * q / 100
@@ -155,16 +152,21 @@ class TwoPassQuantiles:
     def percentile_ci(self, group: Hashable, q: float, digits: int = 4) -> list[float | None] | None:
         """The distribution-free 95 % interval of the ``q``-th percentile (confidence.quantile_ci's
         order statistics, exact); a bound the sample is too small to give is None; None when empty."""
-        if q not in self.ci_qs:
-            raise ValueError(f"interval of percentile {q} was not planned; planned: {self.ci_qs}")
-        hist = self._hist.get(group)
-        if hist is None:
+        cum = self._planned_cum(group, q, self.ci_qs, "interval of percentile")
+        if cum is None:
             return None
-        cum = np.cumsum(hist)
         return [None if r is None else round(self._value(group, cum, r), digits)
                 for r in ranks_for_quantile_ci(int(cum[-1]), q)]
 
     # --- internals ------------------------------------------------------------------------------
+    def _planned_cum(self, group: Hashable, q: float, planned: tuple[float, ...], what: str
+                     ) -> np.ndarray | None:
+        """``group``'s cumulative counts for a read of ``q`` (None when empty); ``q`` must be planned."""
+        if q not in planned:
+            raise ValueError(f"{what} {q} was not planned; planned: {planned}")
+        hist = self._hist.get(group)
+        return None if hist is None else np.cumsum(hist)
+
     def _bins(self, values: np.ndarray) -> np.ndarray:
         values = np.asarray(values, dtype=np.float64)
         return bin_of(np.rint(values[~np.isnan(values)] * self.scale))

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from experiments.agents.traffic import read_pattern
 from experiments.kinds.slices import models
 from experiments.kinds.slices.counts import planned_flow_packets
 from experiments.kinds.slices.traffic import flow_pattern, plan_flows, summary_name
@@ -47,7 +48,7 @@ def test_pattern_packets_scheduled_matches_the_sender_rule() -> None:
 
 def test_pattern_file_round_trip(tmp_path: Path) -> None:
     p = models.video(10.0, 3, 3000, 1500, 1400, 5.0)
-    period, entries = models.read_pattern(p.write(tmp_path / "pattern.txt"))
+    period, entries = read_pattern(str(p.write(tmp_path / "pattern.txt")))  # the Python sender's reader
     assert period == p.period_ns
     assert entries == list(zip(p.offsets_ns.tolist(), p.sizes_bytes.tolist(), strict=True))
 

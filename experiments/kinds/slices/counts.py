@@ -45,8 +45,6 @@ def planned_flow_packets(flow: Any, duration_s: float) -> int | None:
     """Packets a flow's schedule holds (a flows-table row); None for a control loop's status flow,
     which sends one reply per command received."""
     length_s = duration_s - getattr(flow, "start_offset_s", 0.0)
-    if getattr(flow, "model", "periodic") == "periodic":
-        return planned_packets(length_s, flow.interval_ms)
     pattern = flow_pattern(flow)
     return None if pattern is None else pattern.packets_scheduled(int(length_s * 1e9))
 

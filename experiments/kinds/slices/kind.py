@@ -26,9 +26,9 @@ from experiments.kinds.slices.traffic import (
     OVS_COUNTERS_FILE,
     FlowPlan,
     TrafficRun,
+    flow_name,
     flows_table,
     plan_flows,
-    summary_name,
 )
 
 
@@ -138,8 +138,7 @@ class SlicesKind(Kind):
             per_flow = {i: out for i, (_, out) in self._service.items()}
             for name, service in messages.slice_service(tables["flows"], metrics, per_flow).items():
                 summary[name]["service"] = service
-            names = {int(r.flow_id): summary_name(r).removeprefix("send-").removesuffix(".json")
-                     for r in tables["flows"].itertuples()}
+            names = {int(r.flow_id): flow_name(r) for r in tables["flows"].itertuples()}
             summary["flows"] = {names[i]: {"flow_id": i, **out} for i, out in per_flow.items()}
         if "rtt" in tables:
             summary["probes"] = analysis.probe_summary(tables["rtt"])

@@ -36,6 +36,7 @@ class _Flow:
     """One flow's message state (see the module docstring)."""
 
     row: Any
+    model: str                    # FlowPlan.model
     base_ns: int                  # when its schedule starts (a status flow: its command's)
     pattern: Pattern              # its schedule (a status flow: its command's)
     bound_ns: int                 # a message's deadline after its scheduled start
@@ -69,7 +70,8 @@ class MessageOutcomes:
             bound_ms = float(r.message_bound_ms) or float(r.latency_bound_ms)
             seq_space = int(getattr(r, "seq_space", r.packets_scheduled))
             messages = int(pattern.message_of(np.array([seq_space - 1]))[0]) + 1 if seq_space else 0
-            f = _Flow(r, base, pattern, round(bound_ms * 1e6), messages, np.zeros(messages, dtype=np.uint8))
+            f = _Flow(r, model, base, pattern, round(bound_ms * 1e6), messages,
+                      np.zeros(messages, dtype=np.uint8))
             if model in ("command", "status"):
                 f.stamps = np.full(messages, -1, dtype=np.int64)
             if model == "video":
@@ -95,15 +97,14 @@ class MessageOutcomes:
             recv = chunk["recv_ns"].to_numpy(np.int64)[idx]
             stall = stall_all[idx] & (not self.include)
             msg = f.pattern.message_of(seq)
-            due = f.base_ns + f.pattern.message_start_ns(msg) + f.bound_ns
-            on_time = recv <= due
+            sched = f.base_ns + f.pattern.message_start_ns(msg)
+            on_time = recv <= sched + f.bound_ns
             if f.frame_ok is not None:
                 self._frames(f, msg, recv, on_time, stall)
                 continue
             if f.stamps is not None:
-                f.stamps[msg] = chunk["send_ns"].to_numpy(np.int64)[idx] if f.row.model == "status" else recv
-            if getattr(f.row, "model", "") == "status":
-                sched = f.base_ns + f.pattern.message_start_ns(msg)
+                f.stamps[msg] = chunk["send_ns"].to_numpy(np.int64)[idx] if f.model == "status" else recv
+            if f.model == "status":
                 f.cycles_ms.append((recv[~stall] - sched[~stall]) / 1e6)
             f.status[msg] = np.where(stall, EXCLUDED, np.where(on_time, ON_TIME, LATE))
             # keep the arrival of on-time messages whose predecessor is not (yet) on time: only such
@@ -122,7 +123,7 @@ class MessageOutcomes:
 
     # --- results --------------------------------------------------------------------------------
     def flow_metrics(self) -> dict[int, tuple[reliability.ServiceMetrics, dict[str, Any]]]:
-        """Per flow: its ServiceMetrics and the summary.json figures (see flow_summary)."""
+        """Per flow: its ServiceMetrics and its summary.json figures."""
         jitter = self.jitter.result()
         return {fid: self._flow(fid, f, jitter.get(fid)) for fid, f in self.flows.items()}
 
@@ -150,7 +151,7 @@ class MessageOutcomes:
         end_ns = self.start_ns + round(self.duration_s * 1e9)
         metrics = reliability.service_metrics(due, arrival, ok, float(f.row.survival_time_ms),
                                               f.base_ns + f.bound_ns, end_ns + f.bound_ns, excluded)
-        out: dict[str, Any] = {"model": getattr(f.row, "model", "periodic"), "messages": f.messages,
+        out: dict[str, Any] = {"model": f.model, "messages": f.messages,
                                **metrics.as_summary(), **(jitter or {"jitter_ms": None})}
         out.update(self._claims(metrics, float(f.row.target_pct), f.pattern.period_ns /
                                 f.pattern.messages_per_period / 1e9))
@@ -159,7 +160,7 @@ class MessageOutcomes:
             out["cycle_ms"] = {f"p{q:g}".replace(".", ""): percentile(cycles, q) for q in CYCLE_QS}
             out["cycle_ms"]["p99_ci95"] = [None if v is None else round(float(v), 4)
                                            for v in confidence.quantile_ci(cycles, 99)]
-        command = self.flows.get(int(f.row.reply_to)) if f.row.model == "status" else None
+        command = self.flows.get(int(f.row.reply_to)) if f.model == "status" else None
         if command is not None and command.stamps is not None and f.stamps is not None:
             both = (command.stamps >= 0) & (f.stamps >= 0)
             turn = (f.stamps[both] - command.stamps[both]) / 1e6  # the emulator's part of each cycle
@@ -185,7 +186,7 @@ class MessageOutcomes:
             f = self.flows[fid]
             shift_s = (f.base_ns + f.bound_ns - self.start_ns) / 1e9  # the flow's window start
             rows += [{"flow_id": fid, "ue": f.row.ue, "slice": f.row.slice,
-                      "model": getattr(f.row, "model", "periodic"),
+                      "model": f.model,
                       "start_s": round(shift_s + float(s), 9), "end_s": round(shift_s + float(e), 9)}
                      for s, e in m.outages]
         return pd.DataFrame(rows, columns=["flow_id", "ue", "slice", "model", "start_s", "end_s"])

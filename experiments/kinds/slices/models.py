@@ -14,6 +14,7 @@ Messages (what TS 22.104 counts): a packet for periodic flows, a frame for video
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -49,14 +50,17 @@ class Pattern:
         per = np.bincount(self.message, minlength=self.messages_per_period).astype(np.int64)
         return np.resize(per, messages)
 
+    @cached_property
+    def _first_offset_ns(self) -> np.ndarray:
+        """Each message's first packet's offset in the period (computed once: a hot path uses it)."""
+        _, first = np.unique(self.message, return_index=True)  # offsets are non-decreasing
+        return self.offsets_ns[first]
+
     def message_start_ns(self, message: np.ndarray) -> np.ndarray:
         """When each message's first packet is scheduled, after the flow's start (ns)."""
         message = np.asarray(message, dtype=np.int64)
-        first = np.full(self.messages_per_period, -1, dtype=np.int64)
-        for i in range(self.n - 1, -1, -1):  # the pattern is small: one period
-            first[self.message[i]] = self.offsets_ns[i]
         per = self.messages_per_period
-        return (message // per) * self.period_ns + first[message % per]
+        return (message // per) * self.period_ns + self._first_offset_ns[message % per]
 
     def packets_scheduled(self, duration_ns: int) -> int:
         """Packets whose scheduled send time is before ``duration_ns`` (what the senders send)."""
@@ -72,16 +76,6 @@ class Pattern:
                                                   zip(self.offsets_ns, self.sizes_bytes, strict=True)]
         path.write_text("\n".join(lines) + "\n")
         return path
-
-
-def read_pattern(path: Path) -> tuple[int, list[tuple[int, int]]]:
-    """A pattern file back: (period_ns, [(offset_ns, bytes)]) (the Python sender's reader)."""
-    lines = path.read_text().split("\n")
-    period_ns, n = (int(x) for x in lines[0].split())
-    entries = [tuple(int(x) for x in line.split()) for line in lines[1:1 + n]]
-    if len(entries) != n or any(len(e) != 2 for e in entries):
-        raise ValueError(f"{path}: expected {n} 'offset_ns bytes' lines")
-    return period_ns, [(e[0], e[1]) for e in entries]
 
 
 def periodic(interval_ms: float, payload_bytes: int) -> Pattern:

@@ -137,11 +137,16 @@ def plan_flows(scenario: Scenario) -> list[FlowPlan]:
     return flows
 
 
-def summary_name(flow: Any) -> str:
-    """The sender summary file of a flow: ``send-<ue>.json``; a control loop's two flows add their
-    model (``send-agv1-command.json``, ``send-agv1-status.json``)."""
+def flow_name(flow: Any) -> str:
+    """A flow's name (summary.json ``flows``): its UE; a control loop's two flows add their model
+    (``agv1-command``, ``agv1-status``)."""
     model = getattr(flow, "model", "periodic")
-    return f"send-{flow.ue}{'' if model in ('periodic', 'video') else '-' + model}.json"
+    return f"{flow.ue}{'' if model in ('periodic', 'video') else '-' + model}"
+
+
+def summary_name(flow: Any) -> str:
+    """The sender summary file of a flow: ``send-<flow name>.json``."""
+    return f"send-{flow_name(flow)}.json"
 
 
 def flows_table(flows: list[FlowPlan], raw_dir: Path) -> pd.DataFrame:
@@ -250,7 +255,7 @@ class TrafficRun:
         else:
             for flow in scheduled:
                 dest_ip = self.network.host(flow.destination).IP()
-                name = summary_name(flow).removesuffix(".json")
+                name = f"send-{flow_name(flow)}"
                 pattern = self._pattern_file(flow)
                 self.senders[name] = self._popen(flow.sender, [
                     "send", "--dest", dest_ip, "--port", str(RECEIVER_PORT),
