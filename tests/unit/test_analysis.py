@@ -150,3 +150,17 @@ def test_summary_carries_the_loss_split_and_the_table_shows_it(tmp_path) -> None
     table = analysis.format_table(summary)
     assert "lost packets by cause" in table and "COUNTS DO NOT RECONCILE: 2 duplicate packets" in table
     assert "loss_accounting" not in table.split("lost packets")[0]  # not drawn as a slice row
+
+
+def test_service_lines_say_what_the_run_can_claim() -> None:
+    base = {"availability_pct": 99.91, "availability_pct_ci95": [99.85, 99.92], "survival_violations": 3,
+            "mtbf_s": 10.0, "availability_target_pct": 99.9, "messages_needed_for_target": 3688,
+            "messages_considered": 49893}
+    lines = analysis.service_lines({"embb": {"service": {**base, "target_met": "undetermined"}},
+                                    "urllc": {"service": {**base, "target_met": False, "mtbf_s": None,
+                                                          "mtbf_s_at_least": 40.0}}})
+    embb = next(line for line in lines if line.startswith("embb"))
+    assert "undetermined: the interval holds the target" in embb and "3,688" in embb and "49,893" in embb
+    urllc = next(line for line in lines if line.startswith("urllc"))
+    assert urllc.endswith("False") and ">=40" in urllc
+    assert analysis.service_lines({"mmtc": {"packets": 1}}) == []

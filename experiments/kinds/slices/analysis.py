@@ -190,8 +190,9 @@ def service_lines(slices: dict[str, dict]) -> list[str]:
         avail = v.get("availability_pct")
         verdict = v.get("target_met")
         if verdict == "undetermined" and v.get("messages_needed_for_target"):
-            verdict = (f"undetermined: needs >= {v['messages_needed_for_target']:,} messages without a "
-                       f"failure (this run: {v.get('messages_considered', 0):,})")
+            verdict = (f"undetermined: the interval holds the target (a run without a failure would "
+                       f"need >= {v['messages_needed_for_target']:,} messages; this one had "
+                       f"{v.get('messages_considered', 0):,})")
         lines.append(f"{name:<7} {avail if avail is not None else float('nan'):>14.4f} {ci_text:>23} "
                      f"{v.get('survival_violations', 0):>10d} {mtbf_text:>9} "
                      f"{v.get('availability_target_pct', float('nan')):>9g}  {verdict}")
