@@ -34,7 +34,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,34 @@ COOKIE_UNICAST = COOKIE_APP | 0x3
 COOKIE_FLOOD = COOKIE_APP | 0x4
 COOKIE_MISS = COOKIE_APP | 0x5
 COOKIE_SLICE_MARK_DOWNLINK = COOKIE_APP | 0x6
+
+# Generation of a controller's rules: bits 32..47 of the cookie. A (re)started controller reads the
+# generations of this app's flows on a switch, installs its rules under the next one over them (an
+# OF1.3 ADD replaces a flow of the same match and priority in place, so forwarding never stops), then
+# deletes what is left of older generations (rules the new policy no longer has).
+GENERATION_SHIFT = 32
+GENERATION_MASK = 0xFFFF << GENERATION_SHIFT
+
+
+def with_generation(cookie: int, generation: int) -> int:
+    """``cookie`` with its generation bits set to ``generation`` (0..0xFFFF)."""
+    if not 0 <= generation <= 0xFFFF:
+        raise ValueError(f"generation {generation}: allowed 0..65535")
+    return (cookie & ~GENERATION_MASK) | (generation << GENERATION_SHIFT)
+
+
+def generation_of(cookie: int) -> int:
+    return (cookie & GENERATION_MASK) >> GENERATION_SHIFT
+
+
+def next_generation(seen: Iterable[int]) -> int:
+    """The generation after the newest of ``seen`` (1..0xFFFF, never one of ``seen``; 1 when none)."""
+    used = set(seen)
+    candidate = (max(used, default=0) % 0xFFFF) + 1
+    while candidate in used:
+        candidate = candidate % 0xFFFF + 1
+    return candidate
+
 
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 

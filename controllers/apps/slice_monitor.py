@@ -157,6 +157,8 @@ class SliceMonitor(SliceSwitch):
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def flow_stats_reply_handler(self, ev: Any) -> None:
+        if self.is_resync_reply(ev.msg):
+            return  # the switch app's own resync request, not a statistics round
         self._collect(ev.msg, "flow_stats", "flows", flow_stats_entries)
 
     def _collect(self, msg: Any, kind: str, key: str, entries: Any) -> None:

@@ -9,9 +9,13 @@ Registry name ``slice_switch`` (``controllers.apps.APPS``); the default app. Con
   A dpid is ready once its flows are installed and a barrier reply confirmed them; it leaves the
   list when the switch disconnects. ``errors`` lists switches that rejected a flow or are unknown.
 
-On every switch (re)connect the app deletes the flows carrying its cookie, installs
-``rules_for(datapath)`` (by default ``slice_rules(policy, dpid)``), then sends a barrier. No
-packet-in is used for forwarding. Other apps extend ``SliceSwitch`` by subclassing it (see its
+Restart safety: the bridges run in fail-mode secure, so a switch keeps its rules while the
+controller is away. On every switch (re)connect the app first reads the generations of the flows
+carrying its cookie (a flow stats request), installs ``rules_for(datapath)`` (by default
+``slice_rules(policy, dpid)``) under the next generation over them (an OF1.3 ADD replaces a flow
+of the same match and priority in place: forwarding never stops), deletes the older generations'
+leftovers, then sends a barrier (``controllers.policy.next_generation``). No packet-in is used for
+forwarding. Other apps extend ``SliceSwitch`` by subclassing it (see its
 class docstring), as Ryu's ``SimpleMonitor13`` extends ``SimpleSwitch13``.
 """
 
@@ -39,6 +43,8 @@ from controllers.apps import ENV_POLICY, ENV_STATUS, PATH_SWITCH_FILE_NAME
 from controllers.policy import (
     COOKIE_APP,
     COOKIE_APP_MASK,
+    GENERATION_MASK,
+    GENERATION_SHIFT,
     Flood,
     FlowRule,
     GotoTable,
@@ -48,12 +54,16 @@ from controllers.policy import (
     SlicePolicy,
     UnknownDatapathError,
     forward_rule,
+    generation_of,
+    next_generation,
     slice_rules,
+    with_generation,
 )
 
 
-def build_flow_mod(datapath: Any, rule: FlowRule) -> Any:
-    """Translate a ``FlowRule`` into an ``OFPFlowMod`` (OFPFC_ADD) for ``datapath``.
+def build_flow_mod(datapath: Any, rule: FlowRule, generation: int = 0) -> Any:
+    """Translate a ``FlowRule`` into an ``OFPFlowMod`` (OFPFC_ADD) for ``datapath``, its cookie
+    carrying ``generation``.
 
     Instructions are emitted in the OF1.3 execution order: meter, apply-actions, goto-table.
     """
@@ -71,7 +81,8 @@ def build_flow_mod(datapath: Any, rule: FlowRule) -> Any:
         inst.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions))
     inst += [parser.OFPInstructionGotoTable(a.table_id) for a in rule.actions if isinstance(a, GotoTable)]
     return parser.OFPFlowMod(
-        datapath=datapath, cookie=rule.cookie, table_id=rule.table_id, command=ofp.OFPFC_ADD,
+        datapath=datapath, cookie=with_generation(rule.cookie, generation), table_id=rule.table_id,
+        command=ofp.OFPFC_ADD,
         priority=rule.priority, match=parser.OFPMatch(**dict(rule.match)), instructions=inst,
     )
 
@@ -106,13 +117,14 @@ class SliceSwitch(app_manager.OSKenApp):
         The flow rules ``install_policy`` installs on ``datapath``; by default
         ``slice_rules(self.policy, datapath.id)``. Add rules with
         ``return super().rules_for(datapath) + [FlowRule(...)]``; give them a cookie under
-        ``COOKIE_APP`` so a reconnect deletes and reinstalls them with the others.
+        ``COOKIE_APP`` so a reconnect reinstalls them with the others (and deletes them when the
+        policy no longer has them).
     ``prepare_datapath(datapath)``
-        Called after this app's old flows are deleted and before any rule is sent: send meter or
-        group mods here that the rules refer to. Default: nothing.
+        Called before any rule is sent: send meter or group mods here that the rules refer to.
+        Default: nothing.
     ``add_flow(datapath, rule)``
-        The one flow-install helper: sends ``rule`` as an OFPFC_ADD flow mod. Use it for flows
-        added later too.
+        The one flow-install helper: sends ``rule`` as an OFPFC_ADD flow mod under the switch's
+        current generation. Use it for flows added later too.
     ``on_datapath_ready(datapath)``
         Called once the barrier after the rules is answered without a rejected flow (the dpid is
         then in the status file's ``ready_dpids``). Default: nothing.
@@ -137,6 +149,10 @@ class SliceSwitch(app_manager.OSKenApp):
         self.errors: dict[int, str] = {}
         self.pending_barrier: dict[int, int] = {}  # dpid -> xid of the barrier awaited
         self.connected: dict[int, Any] = {}  # dpid -> the datapath of its current connection
+        self.generation: dict[int, int] = {}  # dpid -> generation of the rules installed on it
+        self.pending_resync: dict[int, tuple[int, set[int]]] = {}  # dpid -> (xid, generations seen)
+        self.resync_xids: set[tuple[int, int]] = set()  # (dpid, xid) of resync flow stats requests
+        self.resyncs: list[dict[str, Any]] = []  # per (re)connect: dpid, generation, stale ones deleted
         self.path_switch_path = self.status_path.with_name(PATH_SWITCH_FILE_NAME)
         self.path_switches: list[dict[str, Any]] = []  # what was applied, for the status file
         self._path_switch_offset = 0
@@ -153,8 +169,8 @@ class SliceSwitch(app_manager.OSKenApp):
         """Send messages the rules depend on (meters, groups) before the rules. Default: none."""
 
     def add_flow(self, datapath: Any, rule: FlowRule) -> None:
-        """Send one flow rule to ``datapath`` (OFPFC_ADD)."""
-        datapath.send_msg(build_flow_mod(datapath, rule))
+        """Send one flow rule to ``datapath`` (OFPFC_ADD) under its current generation."""
+        datapath.send_msg(build_flow_mod(datapath, rule, self.generation.get(datapath.id, 0)))
 
     def on_datapath_ready(self, datapath: Any) -> None:
         """``datapath``'s rules are confirmed by a barrier. Default: nothing."""
@@ -209,9 +225,24 @@ class SliceSwitch(app_manager.OSKenApp):
         self._write_status()
 
     # --- flow installation -----------------------------------------------------------------
-    def install_policy(self, datapath: Any) -> None:
-        """Replace this app's flows on ``datapath`` with ``rules_for(datapath)`` and ask for a
-        barrier to confirm them (``on_datapath_ready`` follows its reply)."""
+    def request_resync(self, datapath: Any) -> None:
+        """Ask ``datapath`` for this app's flows (their cookies' generations); the reply installs
+        the policy (``resync_reply_handler``)."""
+        ofp, parser = datapath.ofproto, datapath.ofproto_parser
+        request = parser.OFPFlowStatsRequest(datapath, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
+                                             COOKIE_APP, COOKIE_APP_MASK, parser.OFPMatch())
+        datapath.send_msg(request)  # sets request.xid
+        self.pending_resync[datapath.id] = (request.xid, set())
+        self.resync_xids.add((datapath.id, request.xid))
+
+    def is_resync_reply(self, msg: Any) -> bool:
+        """``msg`` answers this app's resync request (a subclass polling flow stats skips it)."""
+        return (msg.datapath.id, msg.xid) in self.resync_xids
+
+    def install_policy(self, datapath: Any, stale: set[int] | frozenset[int] = frozenset()) -> None:
+        """Install ``rules_for(datapath)`` under the generation after ``stale`` (the generations of
+        this app's flows found on the switch), delete the stale generations' leftovers, and ask for
+        a barrier to confirm them (``on_datapath_ready`` follows its reply)."""
         dpid = datapath.id
         try:
             rules = self.rules_for(datapath)
@@ -220,14 +251,22 @@ class SliceSwitch(app_manager.OSKenApp):
             self.errors[dpid] = str(exc)
             self._write_status()
             return
-        datapath.send_msg(build_delete_own_flows(datapath))
+        generation = next_generation(stale)
+        self.generation[dpid] = generation
         self.prepare_datapath(datapath)
         for rule in rules:
             self.add_flow(datapath, rule)
+        for old in sorted(stale):
+            datapath.send_msg(build_delete_own_flows(datapath, COOKIE_APP | old << GENERATION_SHIFT,
+                                                     COOKIE_APP_MASK | GENERATION_MASK))
+        self.resyncs.append({"dpid": dpid, "generation": generation, "stale_deleted": sorted(stale),
+                             "t_unix_s": time.time()})
+        self._write_status()
         barrier = datapath.ofproto_parser.OFPBarrierRequest(datapath)
         datapath.send_msg(barrier)  # sets barrier.xid
         self.pending_barrier[dpid] = barrier.xid
-        self.logger.info("dpid %#x: sent %d flows, awaiting barrier xid %d", dpid, len(rules), barrier.xid)
+        self.logger.info("dpid %#x: sent %d flows (generation %d, stale %s), awaiting barrier xid %d", dpid,
+                         len(rules), generation, sorted(stale) or "none", barrier.xid)
 
     # --- events ----------------------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
@@ -236,8 +275,21 @@ class SliceSwitch(app_manager.OSKenApp):
         self.connected[datapath.id] = datapath
         self.ready_dpids.discard(datapath.id)
         self.errors.pop(datapath.id, None)
-        self.install_policy(datapath)
+        self.request_resync(datapath)
         self._write_status()
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def resync_reply_handler(self, ev: Any) -> None:
+        msg = ev.msg
+        datapath = msg.datapath
+        pending = self.pending_resync.get(datapath.id)
+        if pending is None or pending[0] != msg.xid or self.connected.get(datapath.id) is not datapath:
+            return
+        pending[1].update(generation_of(stat.cookie) for stat in msg.body)
+        if msg.flags & datapath.ofproto.OFPMPF_REPLY_MORE:
+            return  # more parts of this reply follow
+        del self.pending_resync[datapath.id]
+        self.install_policy(datapath, pending[1])
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def barrier_reply_handler(self, ev: Any) -> None:
@@ -274,6 +326,8 @@ class SliceSwitch(app_manager.OSKenApp):
         del self.connected[dpid]
         self.ready_dpids.discard(dpid)
         self.pending_barrier.pop(dpid, None)
+        self.pending_resync.pop(dpid, None)
+        self.resync_xids = {k for k in self.resync_xids if k[0] != dpid}
         self._write_status()
         self.on_datapath_down(datapath)
 
@@ -283,6 +337,7 @@ class SliceSwitch(app_manager.OSKenApp):
             "pid": os.getpid(),
             "errors": {str(k): v for k, v in sorted(self.errors.items())},
             "path_switches": self.path_switches,
+            "resyncs": self.resyncs,
         })
 
 

@@ -21,7 +21,15 @@ import pytest
 
 from controllers.apps import ENV_STATS_INTERVAL_S, STATS_FILE_NAME
 from controllers.launcher import ControllerProcess, tcp_listening
-from controllers.policy import COOKIE_APP, COOKIE_SLICE_MARK, SlicePolicy, slice_rules
+from controllers.policy import (
+    COOKIE_APP,
+    COOKIE_SLICE_MARK,
+    GENERATION_SHIFT,
+    SlicePolicy,
+    generation_of,
+    slice_rules,
+    with_generation,
+)
 from topologies.manifest import Manifest, proc_start_time
 
 pytestmark = pytest.mark.root
@@ -60,6 +68,26 @@ def _check_environment() -> None:
 
     if not ovs_running():
         pytest.fail("OVS daemons are not running: run ./bootstrap.sh")
+
+
+STREAM = textwrap.dedent("""
+    import socket, sys, time
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    n, gap = int(sys.argv[3]), float(sys.argv[4])
+    t0 = time.monotonic()
+    for i in range(n):
+        time.sleep(max(0.0, t0 + i * gap - time.monotonic()))
+        s.sendto(str(i).encode(), (sys.argv[1], int(sys.argv[2])))
+""")
+
+
+def _generation(flow: str) -> int:
+    cookie = int(flow.split("cookie=")[1].split(",")[0], 16)
+    return generation_of(cookie)
+
+
+def _no_cookie(flow: str) -> str:
+    return ",".join(part for part in flow.split(",") if not part.strip().startswith("cookie="))
 
 
 def _bridges() -> set[str]:
@@ -180,18 +208,39 @@ def test_slice_switch_on_userspace_ovs(tmp_path: Path) -> None:
 
         flows = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", sw_name],
                                check=True, capture_output=True, text=True).stdout
-        marks = [f for f in flows.splitlines() if f"cookie={COOKIE_SLICE_MARK:#x}" in f]
+        marks = [f for f in flows.splitlines() if f"cookie={with_generation(COOKIE_SLICE_MARK, 1):#x}" in f]
         assert len(marks) == 2, flows
         assert all("n_packets=0," not in f for f in marks), flows
         before = _own_flows(sw_name)
         assert len(before) == len(slice_rules(SlicePolicy.from_dict(policy), dpid)), before
 
-        # Restart on the same port: the switch reconnects, the app replaces its flows (no duplicates).
+        # Restart on the same port while a stream flows: fail-mode secure keeps the rules while no
+        # controller runs; the new one installs its rules over them under generation 2 (no gap),
+        # deletes generation 1's leftovers (a stale rule planted here) and loses no packet.
+        assert {_generation(line) for line in before} == {1}
+        stale = f"cookie={COOKIE_APP | 1 << GENERATION_SHIFT | 0xF0:#x},table=1,priority=1,dl_type=0x88b5"
+        subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "add-flow", sw_name, f"{stale},actions=drop"],
+                       check=True)
+        stream = 600  # 6 s at 100 packets/s, across the restart
+        receiver = edge.popen([sys.executable, "-c", RECEIVER, str(stream), str(UDP_PORT)], text=True)
+        assert receiver.stdout.readline().strip() == "READY"
+        sender = agv.popen([sys.executable, "-c", STREAM, edge.IP(), str(UDP_PORT), str(stream), "0.01"])
+        time.sleep(0.5)
         ctl.stop()
+        time.sleep(1.0)  # no controller at all for a second
         ctl2.start(policy_path, status_path, log_path, port=ctl.port)
         manifest.add_process("controller2", ctl2.pid)
         ctl2.wait_ready([dpid], timeout_s=20)
-        assert _own_flows(sw_name) == before
+        assert sender.wait(20) == 0
+        got = [json.loads(line) for line in receiver.stdout]
+        assert receiver.wait(15) == 0, receiver.stderr.read()
+        assert len(got) == stream and {g["tos"] for g in got} == {46 << 2}
+        after = _own_flows(sw_name)
+        assert {_generation(line) for line in after} == {2}
+        assert [_no_cookie(line) for line in after] == [_no_cookie(line) for line in before]
+        assert "0x88b5" not in "".join(after)
+        status = json.loads(status_path.read_text())
+        assert status["resyncs"][-1]["generation"] == 2 and status["resyncs"][-1]["stale_deleted"] == [1]
         assert " 3 received" in agv.cmd(f"ping -c 3 -i 0.2 -W 1 {cam.IP()}")
     finally:
         _stop_net(net)
@@ -256,7 +305,7 @@ def test_slice_monitor_writes_stats_on_userspace_ovs(tmp_path: Path) -> None:
         # shows them on both host ports.
         def seen(lines: list[dict[str, Any]]) -> bool:
             flows = [f for line in lines if line["kind"] == "flow_stats" for f in line["flows"]
-                     if f["cookie"] == COOKIE_SLICE_MARK]
+                     if with_generation(f["cookie"], 0) == COOKIE_SLICE_MARK]
             ports = [{p["port_no"]: p["rx_packets"] for p in line["ports"]}
                      for line in lines if line["kind"] == "port_stats"]
             return (any(f["packet_count"] >= 3 for f in flows)
@@ -276,10 +325,10 @@ def test_slice_monitor_writes_stats_on_userspace_ovs(tmp_path: Path) -> None:
         times = [line["t_unix_s"] for line in lines if line["kind"] == "port_stats"]
         assert times == sorted(times)
         last_flows = [line for line in lines if line["kind"] == "flow_stats"][-1]["flows"]
-        (mark,) = [f for f in last_flows if f["cookie"] == COOKIE_SLICE_MARK]
+        (mark,) = [f for f in last_flows if f["cookie"] == with_generation(COOKIE_SLICE_MARK, 1)]
         assert mark["match"] == {"eth_type": 0x0800, "ipv4_src": hosts[0][1]} and mark["packet_count"] >= 3
         assert {f["cookie"] for line in lines if line["kind"] == "flow_stats" for f in line["flows"]} \
-            == {r.cookie for r in slice_rules(SlicePolicy.from_dict(policy), dpid)}
+            == {with_generation(r.cookie, 1) for r in slice_rules(SlicePolicy.from_dict(policy), dpid)}
     finally:
         _stop_net(net)
         ctl.stop()

@@ -33,12 +33,17 @@ from controllers.apps.slice_monitor import (  # noqa: E402
 from controllers.apps.slice_switch import SliceSwitch  # noqa: E402
 from controllers.policy import (  # noqa: E402
     COOKIE_APP,
+    COOKIE_APP_MASK,
     COOKIE_SLICE_MARK,
+    GENERATION_MASK,
+    GENERATION_SHIFT,
     TABLE_FORWARD,
     FlowRule,
     SlicePolicy,
     forward_rule,
+    generation_of,
     slice_rules,
+    with_generation,
 )
 from topologies.validate import ConfigError  # noqa: E402
 
@@ -94,12 +99,16 @@ def port_stats_reply(dp: FakeDatapath, xid: int, ports: list[tuple[int, int]], m
     return ofp_event.EventOFPPortStatsReply(_parse(dp, OFP.OFPT_MULTIPART_REPLY, xid, head + body))
 
 
-def flow_stats_reply(dp: FakeDatapath, xid: int) -> Any:
-    """One marking flow (masked-free match, goto-table instruction) and one table-miss flow."""
+def flow_stats_reply(dp: FakeDatapath, xid: int, generations: tuple[int, int] = (0, 0), more: bool = False
+                     ) -> Any:
+    """One marking flow (masked-free match, goto-table instruction) and one table-miss flow, their
+    cookies of ``generations``."""
     entries = b""
     for table_id, priority, cookie, match, packets in (
-            (0, 100, COOKIE_SLICE_MARK, P.OFPMatch(eth_type=0x0800, ipv4_src="10.0.0.1"), 42),
-            (1, 5, COOKIE_APP | 4, P.OFPMatch(eth_dst=("01:00:00:00:00:00", "01:00:00:00:00:00")), 3)):
+            (0, 100, with_generation(COOKIE_SLICE_MARK, generations[0]),
+             P.OFPMatch(eth_type=0x0800, ipv4_src="10.0.0.1"), 42),
+            (1, 5, with_generation(COOKIE_APP | 4, generations[1]),
+             P.OFPMatch(eth_dst=("01:00:00:00:00:00", "01:00:00:00:00:00")), 3)):
         tail = bytearray()
         match.serialize(tail, 0)
         if table_id == 0:
@@ -107,8 +116,24 @@ def flow_stats_reply(dp: FakeDatapath, xid: int) -> Any:
         length = OFP.OFP_FLOW_STATS_0_SIZE + len(tail)
         entries += struct.pack(OFP.OFP_FLOW_STATS_0_PACK_STR, length, table_id, 2, 250_000_000, priority,
                                0, 0, 0, cookie, packets, 100 * packets) + bytes(tail)
-    head = struct.pack(OFP.OFP_MULTIPART_REPLY_PACK_STR, OFP.OFPMP_FLOW, 0)
+    head = struct.pack(OFP.OFP_MULTIPART_REPLY_PACK_STR, OFP.OFPMP_FLOW, OFP.OFPMPF_REPLY_MORE if more else 0)
     return ofp_event.EventOFPFlowStatsReply(_parse(dp, OFP.OFPT_MULTIPART_REPLY, xid, head + entries))
+
+
+def empty_flow_stats_reply(dp: FakeDatapath, xid: int) -> Any:
+    head = struct.pack(OFP.OFP_MULTIPART_REPLY_PACK_STR, OFP.OFPMP_FLOW, 0)
+    return ofp_event.EventOFPFlowStatsReply(_parse(dp, OFP.OFPT_MULTIPART_REPLY, xid, head))
+
+
+def connect(app: SliceSwitch, dp: FakeDatapath, reply: Any = None) -> None:
+    """Features, then the app's resync request answered (by default: no flows of the app)."""
+    app.switch_features_handler(features(dp))
+    (request,) = dp.sent
+    assert isinstance(request, P.OFPFlowStatsRequest)
+    assert (request.cookie, request.cookie_mask) == (COOKIE_APP, COOKIE_APP_MASK)
+    assert request.table_id == OFP.OFPTT_ALL
+    dp.sent.clear()
+    app.resync_reply_handler(reply(dp, request.xid) if reply else empty_flow_stats_reply(dp, request.xid))
 
 
 @pytest.fixture
@@ -153,13 +178,14 @@ def _status(tmp: Path) -> dict[str, Any]:
 def test_extension_points_order_and_status(app_env: Path) -> None:
     app = ExtendedSwitch()
     dp = FakeDatapath(7)
-    app.switch_features_handler(features(dp))
+    connect(app, dp)
     kinds = [type(m).__name__ for m in dp.sent]
     base = slice_rules(SlicePolicy.from_dict(POLICY), 7)
-    # delete own flows, then prepare (meter), then base rules + the subclass's rule, then barrier
-    assert kinds == ["OFPFlowMod", "OFPMeterMod"] + ["OFPFlowMod"] * (len(base) + 1) + ["OFPBarrierRequest"]
-    assert dp.sent[0].command == OFP.OFPFC_DELETE
-    assert [m.cookie for m in dp.sent[2:-1]] == [r.cookie for r in base] + [EXTRA_COOKIE]
+    # prepare (meter), then base rules + the subclass's rule (generation 1: none on the switch), barrier
+    assert kinds == ["OFPMeterMod"] + ["OFPFlowMod"] * (len(base) + 1) + ["OFPBarrierRequest"]
+    assert all(m.command == OFP.OFPFC_ADD for m in dp.sent[1:-1])
+    assert [m.cookie for m in dp.sent[1:-1]] == [with_generation(r.cookie, 1) for r in base] + [
+        with_generation(EXTRA_COOKIE, 1)]
     assert app.calls == [("prepare", 7)] and _status(app_env)["ready_dpids"] == []
 
     app.barrier_reply_handler(barrier_reply(dp, dp.sent[-1].xid + 1))  # not the awaited barrier
@@ -168,10 +194,28 @@ def test_extension_points_order_and_status(app_env: Path) -> None:
     assert app.calls[-1] == ("ready", 7) and _status(app_env)["ready_dpids"] == [7]
 
     # Reconnect: the new connection's features come before the old connection's DEAD event.
+    # The switch holds flows of generations 1 and 3 (a reply in two parts): the rules go in under 4,
+    # over the old ones (ADD, nothing deleted first), then generations 1 and 3 are deleted.
     dp2 = FakeDatapath(7)
     app.switch_features_handler(features(dp2))
     app.state_change_handler(ofp_event.EventOFPStateChange(dp))  # stale: ignored
     assert ("down", 7) not in app.calls
+    (request,) = dp2.sent
+    dp2.sent.clear()
+    app.resync_reply_handler(flow_stats_reply(dp2, request.xid, (1, 1), more=True))
+    assert dp2.sent == []  # waits for the last part
+    app.resync_reply_handler(flow_stats_reply(dp2, request.xid + 1, (5, 5)))  # another request's: ignored
+    app.resync_reply_handler(flow_stats_reply(dp2, request.xid, (3, 1)))
+    mods = [m for m in dp2.sent if isinstance(m, P.OFPFlowMod)]
+    adds = [m for m in mods if m.command == OFP.OFPFC_ADD]
+    deletes = [m for m in mods if m.command == OFP.OFPFC_DELETE]
+    assert mods == adds + deletes and len(adds) == len(base) + 1
+    assert {generation_of(m.cookie) for m in adds} == {4}
+    assert [(m.cookie, m.cookie_mask) for m in deletes] == [
+        (COOKIE_APP | 1 << GENERATION_SHIFT, COOKIE_APP_MASK | GENERATION_MASK),
+        (COOKIE_APP | 3 << GENERATION_SHIFT, COOKIE_APP_MASK | GENERATION_MASK)]
+    assert _status(app_env)["resyncs"][-1]["generation"] == 4
+    assert _status(app_env)["resyncs"][-1]["stale_deleted"] == [1, 3]
     app.barrier_reply_handler(barrier_reply(dp2, dp2.sent[-1].xid))
     assert app.calls[-1] == ("ready", 7) and _status(app_env)["ready_dpids"] == [7]
     app.state_change_handler(ofp_event.EventOFPStateChange(dp2))
@@ -181,7 +225,7 @@ def test_extension_points_order_and_status(app_env: Path) -> None:
 def test_unknown_dpid_is_an_error_not_ready(app_env: Path) -> None:
     app = ExtendedSwitch()
     dp = FakeDatapath(99)
-    app.switch_features_handler(features(dp))
+    connect(app, dp)
     assert dp.sent == [] and app.calls == []
     assert "0x63" in _status(app_env)["errors"]["99"]
 
@@ -189,7 +233,7 @@ def test_unknown_dpid_is_an_error_not_ready(app_env: Path) -> None:
 def _ready_monitor(app_env: Path) -> tuple[SliceMonitor, FakeDatapath]:
     app = SliceMonitor()
     dp = FakeDatapath(7)
-    app.switch_features_handler(features(dp))
+    connect(app, dp)
     app.barrier_reply_handler(barrier_reply(dp, dp.sent[-1].xid))
     return app, dp
 
@@ -226,6 +270,14 @@ def test_monitor_writes_port_stats_joining_multipart_parts(app_env: Path) -> Non
                                 "tx_bytes": 4000, "rx_dropped": 1, "tx_dropped": 2, "rx_errors": 3,
                                 "tx_errors": 4, "duration_s": 5.5}
     assert app.partial_replies == {}
+
+
+def test_monitor_skips_the_resync_reply(app_env: Path) -> None:
+    app = SliceMonitor()
+    dp = FakeDatapath(7)
+    app.switch_features_handler(features(dp))
+    app.flow_stats_reply_handler(empty_flow_stats_reply(dp, dp.sent[0].xid))
+    assert _lines(app_env) == []
 
 
 def test_monitor_writes_flow_stats(app_env: Path) -> None:

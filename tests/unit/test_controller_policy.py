@@ -314,3 +314,21 @@ def test_flow_rule_rejects_bad_values(kwargs):
     base = {"table_id": 1, "priority": 1, "match": {}, "actions": ()}
     with pytest.raises(ValueError):
         FlowRule(**{**base, **kwargs})
+
+
+def test_generations_live_in_the_cookie_and_the_next_one_is_never_in_use() -> None:
+    from controllers.policy import (
+        COOKIE_SLICE_MARK,
+        GENERATION_MASK,
+        generation_of,
+        next_generation,
+        with_generation,
+    )
+
+    cookie = with_generation(COOKIE_SLICE_MARK, 7)
+    assert generation_of(cookie) == 7 and cookie & ~GENERATION_MASK == COOKIE_SLICE_MARK
+    assert with_generation(cookie, 0) == COOKIE_SLICE_MARK
+    assert next_generation([]) == 1 and next_generation([0]) == 1 and next_generation([1, 3]) == 4
+    assert next_generation([0xFFFF]) == 1 and next_generation([0xFFFF, 1, 2]) == 3  # wraps, skips used
+    with pytest.raises(ValueError, match="generation 65536"):
+        with_generation(COOKIE_SLICE_MARK, 0x10000)
