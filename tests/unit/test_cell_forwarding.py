@@ -135,7 +135,52 @@ def test_leave_and_delete_unwire_and_count() -> None:
     assert site.stats(10, "uplink")["dropped_unwired"] == 1
 
 
+def ipv4_frame(src: str, tos: int, ihl_words: int = 5) -> bytes:
+    """An Ethernet II / IPv4 / UDP frame from ``src`` with ``tos`` and a valid header checksum."""
+    header = bytearray(4 * ihl_words)
+    header[0], header[1], header[3], header[8], header[9] = 0x40 | ihl_words, tos, 4 * ihl_words + 12, 64, 17
+    header[12:20] = bytes([10, 0, 0, 1, 10, 0, 0, 9])
+    header[10:12] = _checksum(header).to_bytes(2, "big")
+    ethernet = bytes.fromhex("020000000099") + bytes.fromhex(src.replace(":", "")) + b"\x08\x00"
+    return ethernet + header + bytes(12)
+
+
+def _checksum(header: bytes | bytearray) -> int:
+    total = sum(int.from_bytes(header[i:i + 2], "big") for i in range(0, len(header), 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def test_n3_marking_sets_the_ues_dscp_keeps_ecn_and_a_valid_checksum() -> None:
+    site = Site()
+    assert site.relay.command("n3dscp 1 46") == "ok"
+    site.arrive(1, 0, ipv4_frame(UE1, tos=0x03), t=4.0)               # ECN CE, DSCP 0
+    site.arrive(1, 0, ipv4_frame(UE1, tos=0x00, ihl_words=6), t=4.0)  # with an option word
+    site.arrive(2, 0, ipv4_frame(UE2, tos=0x28), t=4.0)               # UE 2: not marked
+    site.arrive(1, 0, frame("02:00:00:00:00:99", UE1)[:12] + b"\x86\xdd" + bytes(60), t=4.0)  # IPv6: kept
+    site.relay.flush(4.0)
+    sent = site.upf_sock[11].sent
+    assert len(sent) == 4
+    ue1, ue2 = (bytes.fromhex(mac.replace(":", "")) for mac in (UE1, UE2))
+    first, option = (f for f in sent if f[6:12] == ue1 and f[12:14] == b"\x08\x00")
+    (other,) = (f for f in sent if f[6:12] == ue2)
+    (ipv6,) = (f for f in sent if f[12:14] == b"\x86\xdd")
+    assert first[15] == 46 << 2 | 3 and option[15] == 46 << 2 and other[15] == 0x28
+    for sent, ihl in ((first, 20), (option, 24), (other, 20)):
+        assert _checksum(sent[14:14 + ihl]) == 0  # a header with its checksum sums to 0xFFFF
+    assert ipv6[14:] == bytes(60)
+    assert site.relay.command("n3dscp 1 -") == "ok"
+    site.arrive(1, 0, ipv4_frame(UE1, tos=0x01), t=5.0)
+    site.relay.flush(5.0)
+    assert site.upf_sock[11].sent[-1][15] == 0x01
+
+
 @pytest.mark.parametrize(("request_line", "reply"), [
+    ("n3dscp 11 46", "err link 11 is not a UE radio link (its A end an interface, its B end -)"),
+    ("n3dscp 1 64", "err DSCP: got 64; allowed an integer 0..63 or -"),
+    ("n3dscp 1", "err usage: n3dscp ID DSCP|-"),
+    ("n3dscp 99 1", "err no link 99"),
     ("cell 1 11", "err link 1 is not a cell (both ends must be -)"),
     ("cell 10 1", "err link 1 cannot be a backhaul (its A end must be -, its B end an interface)"),
     ("cell 10 21", "err cell 10 has backhaul 11 already"),

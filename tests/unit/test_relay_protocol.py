@@ -129,8 +129,10 @@ def _message(rng: random.Random) -> bytes:
     if kind == 15:
         ids = [rng.choice(["1", "2", "3", idx]) for _ in range(2)]
         mac = rng.choice(["02:00:00:00:00:01", "02:00:00:00:00:0G", "2:0:0:0:0:1", "02-00-00-00-00-01"])
+        dscp = rng.choice(["46", "0", "63", "64", "-", "x", "-1"])
         text = rng.choice([f"cell {ids[0]} {ids[1]}", f"join {ids[0]} {ids[1]} {mac}", f"leave {ids[0]}",
-                           f"cell {ids[0]}", f"join {ids[0]} {ids[1]}", f"leave {ids[0]} {ids[1]}"])
+                           f"cell {ids[0]}", f"join {ids[0]} {ids[1]}", f"leave {ids[0]} {ids[1]}",
+                           f"n3dscp {ids[0]} {dscp}", f"n3dscp {ids[0]}"])
         return text.encode() + b"\n"
     if kind == 12:
         return f"set {idx} {dirn} {' '.join(['0'] * 12)}\n".encode()  # `up` missing

@@ -12,6 +12,7 @@ the relay, which cell a UE is in. The engine hands a link to the plane when its 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -55,6 +56,7 @@ class CellPlane:
         self.relay: RelayBackend | None = None  # the relay serving cells (see the module docstring)
         self.cells: dict[str, str] = {}         # cell name -> the link name of its capacity
         self.nr_plans: dict[str, NrPlan] = {}   # cell name -> its NR model's plan (NR cells only)
+        self.share_changes: list[dict[str, Any]] = []  # run-time slice share changes, in order
 
     # --- cells ----------------------------------------------------------------------------------
     def add_cell(self, cell: str, uplink: DirectionParams, downlink: DirectionParams,
@@ -99,6 +101,28 @@ class CellPlane:
             raise ValueError(f"link {link.name!r} is not a UE's radio link in an NR cell")
         assert self.relay is not None
         self.relay.nr_interrupt(link.backend_link, round(from_s * 1e9), round(until_s * 1e9))
+
+    def set_slice_shares(self, cell: str, plan: NrPlan) -> None:
+        """Change the running NR cell ``cell``'s slice shares to ``plan``'s (the same slices; from
+        the next slot, buffers and counters kept: relay/nrcell.c). Recorded in ``share_changes``."""
+        old = self.nr_plans.get(cell)
+        if old is None:
+            known = ", ".join(sorted(self.nr_plans)) or "(none)"
+            raise ValueError(f"cell {cell!r}: allowed NR cells {known}")
+        plan = old.with_shares(plan.slices)
+        assert self.relay is not None
+        self.relay.nr_configure(self._cell_link(cell), plan.slice_lines())
+        self.nr_plans[cell] = plan
+        self.share_changes.append({"cell": cell, "monotonic_s": time.monotonic(),
+                                   "slices": plan.metadata()["slices"]})
+
+    def set_n3_dscp(self, link: CellLink, dscp: int | None) -> None:
+        """The UE of radio link ``link``: its uplink gets ``dscp`` entering its cell (the gNB's N3
+        marking; None: left as it is)."""
+        if link.cell is None or link.inside != (False, True):
+            raise ValueError(f"link {link.name!r} is not a UE's radio link in a cell")
+        assert self.relay is not None
+        self.relay.n3_dscp(link.backend_link, dscp)
 
     def cell_of(self, link: CellLink) -> str | None:
         """The cell a UE's radio link is in now (None: not a cell's radio link)."""
@@ -159,7 +183,8 @@ class CellPlane:
         """Who serves the cells, their links and the relay's calibration (metadata.json ``cells``)."""
         return {"served_by": "relay" if self.cells else None, "links": dict(self.cells),
                 "calibration": self.relay.calibration() if self.relay else None,
-                "nr": {cell: plan.metadata() for cell, plan in self.nr_plans.items()}}
+                "nr": {cell: plan.metadata() for cell, plan in self.nr_plans.items()},
+                **({"share_changes": self.share_changes} if self.share_changes else {})}
 
     def nr_counters(self) -> dict[str, Any]:
         """Each NR cell's model counters now (relay nrstats: per slice and direction packets, HARQ,

@@ -74,6 +74,7 @@ class LinkEngine:
         self.shortfall_ms: dict[str, dict[str, float]] = {}  # link -> direction -> worst uncompensated
         self._lock = threading.Lock()
         self._queue_modelled: set[tuple[str, str]] = set()  # (link, direction) that ever had a rate
+        self.queue_configs: dict[tuple[str, str], Any] = {}  # (link, direction) -> per-slice queues set
         self._started = False
         self._link_class: type | None = None
         self._cell_class: type | None = None
@@ -248,6 +249,44 @@ class LinkEngine:
         """Create cell ``cell`` (its UEs share ``uplink`` / ``downlink``; ``nr``: an NrPlan, the NR
         slot model instead); the name of its link."""
         return self.cell_plane.add_cell(cell, uplink, downlink, nr)
+
+    def set_slice_shares(self, cell: str, plan: Any) -> None:
+        """Change running NR cell ``cell``'s slice shares to ``plan``'s (an NrPlan of the same
+        slices): a RAN controller's policy change, from the next slot (relay/nrcell.c)."""
+        self.cell_plane.set_slice_shares(cell, plan)
+
+    def set_queues(self, link_name: str, direction: str, config: Any) -> None:
+        """Per-slice DSCP queues (a topologies.links.queues.QueueConfig; None: one FIFO again) on
+        a shaped direction of ``link_name``. The relay's links have them; on the netem path they
+        are not built yet, which is said here rather than ignored."""
+        link = self._emulated(link_name, direction)
+        setter = getattr(link.backend, "set_queues", None)
+        if setter is None:
+            raise RunFailed(f"link {link_name!r}: per-slice queues run on the relay link backend only; "
+                            f"this link is on {self.backend_name} (set site.link_backend = \"relay\")")
+        setter(link.backend_link, direction, config)
+        self.queue_configs[(link_name, direction)] = config
+
+    def shaped_directions(self) -> list[tuple[str, str]]:
+        """(link, direction) of every emulated direction with a rate now, where a queue forms (an NR
+        cell's own link is left out: its model schedules, it has no serialiser)."""
+        out = []
+        for name, link in sorted(self._links.items()):
+            if not link.emulated or link.backend_link is None or link.cell in self.cell_plane.nr_plans \
+                    and link.inside == (True, True):
+                continue
+            out += [(name, d) for d in DIRECTIONS
+                    if d in link.params and link.params[d].rate_mbps is not None]
+        return out
+
+    def set_n3_dscp(self, radio_link: str, dscp: int | None) -> None:
+        """The UE of ``radio_link``: its uplink IPv4 packets get ``dscp`` entering its cell, as a gNB
+        marks N3 per QoS flow (None: left as they are; relay/cell.c)."""
+        self.cell_plane.set_n3_dscp(self._link(radio_link), dscp)
+
+    def nr_plan(self, cell: str) -> Any:
+        """The NrPlan NR cell ``cell`` runs now, or None (not an NR cell)."""
+        return self.cell_plane.nr_plans.get(cell)
 
     def interrupt_ue(self, radio_link: str, from_monotonic_s: float, until_monotonic_s: float) -> None:
         """A handover's interruption of the UE of ``radio_link`` (an NR cell's UE): not scheduled from

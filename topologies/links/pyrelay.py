@@ -28,6 +28,7 @@ from topologies.links.relayctl import (
     LATE_EDGES_NS,
     LINE_MAX_BYTES,
     MAX_LINKS,
+    QOS_MAX_CLASSES,
     ControlChannel,
     LineFramer,
     Row,
@@ -42,6 +43,84 @@ PACKET_QDISC_BYPASS = 20
 EARLY_S = 0.0002
 SIOCSIFFLAGS, SIOCGIFFLAGS, IFF_UP = 0x8914, 0x8913, 0x1
 MAX_BACKLOG_S = 1e6  # serialiser backlog beyond this (~11.6 days): dropped_queue (relay.c: MAX_BACKLOG_NS)
+QOS_QUANTUM_BYTES = 1514  # DRR quantum of the smallest weight (relay.c)
+CLASS_COUNTERS = ("rx", "tx", "dropped_queue", "tx_bytes")
+
+
+def frame_dscp(f: bytes) -> int:
+    """A frame's DSCP: IPv4 TOS >> 2 or IPv6 traffic class >> 2 behind Ethernet II and at most one
+    802.1Q tag; anything else 0 (relay.c frame_dscp)."""
+    if len(f) < 14:
+        return 0
+    off, et = 14, f[12] << 8 | f[13]
+    if et == 0x8100:
+        if len(f) < 18:
+            return 0
+        off, et = 18, f[16] << 8 | f[17]
+    if len(f) < off + 2:
+        return 0
+    if et == 0x0800 and f[off] >> 4 == 4:
+        return f[off + 1] >> 2
+    if et == 0x86DD and f[off] >> 4 == 6:
+        return ((f[off] & 0x0F) << 4 | f[off + 1] >> 4) >> 2
+    return 0
+
+
+class QClass:
+    """One class of a class-based queue (relay.h struct qclass): waiting (arrival, frame) and counters."""
+
+    def __init__(self) -> None:
+        self.waiting: deque[tuple[float, bytes]] = deque()
+        self.bytes = 0
+        self.weight = self.quantum = self.deficit = 0
+        self.c = dict.fromkeys(CLASS_COUNTERS, 0)
+        self.queue_max = self.wait_sum_ns = self.wait_max_ns = 0
+
+    def push(self, item: tuple[float, bytes]) -> None:
+        self.waiting.append(item)
+        self.bytes += len(item[1])
+        self.queue_max = max(self.queue_max, len(self.waiting))
+
+    def pop(self) -> tuple[float, bytes]:
+        item = self.waiting.popleft()
+        self.bytes -= len(item[1])
+        return item
+
+    def eligible(self, s: float) -> bool:
+        return bool(self.waiting) and self.waiting[0][0] <= s
+
+    def stats(self) -> dict:
+        return {**self.c, "queued": len(self.waiting), "queue_max": self.queue_max,
+                "wait_sum_ns": self.wait_sum_ns, "wait_max_ns": self.wait_max_ns}
+
+
+class Qos:
+    """A direction's class-based queue (relay.h struct qos; relay.c says how it serves)."""
+
+    def __init__(self) -> None:
+        self.on, self.n, self.map = False, 0, bytes(64)
+        self.classes = [QClass() for _ in range(QOS_MAX_CLASSES)]
+        self.waiting = self.rr = 0
+        self.rr_fresh = True
+
+    def pick(self, s: float) -> QClass:
+        """The class the serialiser takes from at s (some class has a packet that arrived by s)."""
+        live = self.classes[:self.n]
+        strict = next((c for c in live if c.weight == 0 and c.eligible(s)), None)
+        if strict is not None:
+            return strict
+        while True:
+            c = live[self.rr]
+            if c.weight and c.eligible(s):
+                if self.rr_fresh:
+                    c.deficit += c.quantum
+                    self.rr_fresh = False
+                if len(c.waiting[0][1]) <= c.deficit:
+                    c.deficit -= len(c.waiting[0][1])
+                    return c
+            else:
+                c.deficit = 0
+            self.rr, self.rr_fresh = (self.rr + 1) % self.n, True
 
 class Params:
     __slots__ = ("delay", "jitter", "jdist", "loss", "ge", "ge_p", "ge_r", "ge_lg", "ge_lb", "rate",
@@ -57,8 +136,11 @@ class Params:
 class Direction:
     """One direction; ``out`` None: it leads inside the relay, to ``next`` or a cell's UEs (cell.c)."""
 
-    def __init__(self, in_sock: socket.socket | None, out_sock: socket.socket | None) -> None:
+    def __init__(self, in_sock: socket.socket | None, out_sock: socket.socket | None,
+                 qos_active: set[Direction] | None = None) -> None:
         self.inp, self.out = in_sock, out_sock
+        self.qos: Qos | None = None           # its class-based queue, None if it never had one
+        self.qos_active = set() if qos_active is None else qos_active  # the relay's: with packets waiting
         self.owner: Link | None = None
         self.next: Direction | None = None
         self.sched: list[tuple[float, Params]] = [(0.0, Params([0.0] * 12 + [1.0]))]
@@ -97,6 +179,68 @@ class Direction:
             return xm / (1.0 - random.random()) ** (1 / 3) - 1.5 * xm
         return random.uniform(-p.jitter, p.jitter)
 
+    def depart(self, data: bytes, ready: float, p: Params) -> None:
+        """A packet serialised until ``ready`` joins the departure FIFO."""
+        dep = max(ready + p.delay + self.jitter(p), ready, self.last_dep)
+        self.fifo.append((dep, data))
+        self.last_dep = dep
+
+    def qos_start(self) -> float:
+        """The next serialisation start of the class queue: max(tx_free, earliest waiting arrival)."""
+        first = min((c.waiting[0][0] for c in self.qos.classes[:self.qos.n] if c.waiting), default=math.inf)
+        return max(first, self.tx_free) if first < math.inf else math.inf
+
+    def qos_serve(self, now: float) -> bool:
+        """Every serialisation start up to ``now``; True if the departure FIFO was empty and is not."""
+        q, was_empty = self.qos, not self.fifo
+        while q.waiting and (s := self.qos_start()) <= now:
+            c = q.pick(s)
+            t_arr, data = c.pop()
+            q.waiting -= 1
+            p = self.params(s)
+            wait_ns = round((s - t_arr) * 1e9)
+            c.c["tx"] += 1
+            c.c["tx_bytes"] += len(data)
+            c.wait_sum_ns += wait_ns
+            c.wait_max_ns = max(c.wait_max_ns, wait_ns)
+            self.tx_free = s + (len(data) * 8 / p.rate if p.rate > 0 else 0.0)
+            self.depart(data, self.tx_free, p)
+        if not q.waiting:
+            self.qos_active.discard(self)
+        return was_empty and bool(self.fifo)
+
+    def set_qos(self, n: int, dscp_map: bytes, weights: list[int]) -> None:
+        """As relay.c dir_set_qos: waiting packets move in arrival order (new classes, or off: the FIFO)."""
+        if self.qos is None:
+            if not n:
+                return
+            self.qos = Qos()
+        q = self.qos
+        moved = sorted(((t, i, j, data) for i, c in enumerate(q.classes[:q.n])
+                        for j, (t, data) in enumerate(c.waiting)))  # arrival order, stable
+        for c in q.classes:
+            c.waiting.clear()
+            c.bytes = 0
+        q.waiting, q.on = 0, n > 0
+        if n:
+            wmin = min((w for w in weights if w), default=1)
+            for c, w in zip(q.classes, weights, strict=False):
+                c.weight, c.deficit = w, 0
+                c.quantum = -(-QOS_QUANTUM_BYTES * w // wmin) if w else 0
+            q.n, q.map, q.rr, q.rr_fresh = n, dscp_map, 0, True
+        for t, _, _, data in moved:
+            if n:
+                q.classes[q.map[frame_dscp(data)]].push((t, data))
+                q.waiting += 1
+                continue
+            p = self.params(t)
+            self.tx_free = max(t, self.tx_free) + (len(data) * 8 / p.rate if p.rate > 0 else 0.0)
+            self.depart(data, self.tx_free, p)
+        if q.waiting:
+            self.qos_active.add(self)
+        else:
+            self.qos_active.discard(self)
+
     def enqueue(self, data: bytes, t: float) -> bool:
         """Returns True if the FIFO was empty before (caller schedules it)."""
         p, n = self.params(t), len(data)
@@ -108,6 +252,22 @@ class Direction:
         if self.lost(p):
             self.c["dropped_loss"] += 1
             return False
+        q = self.qos
+        if q is not None and q.on and (p.rate > 0 or q.waiting):
+            c = q.classes[q.map[frame_dscp(data)]]
+            c.c["rx"] += 1
+            if (p.qpk and len(c.waiting) + 1 > p.qpk) or (p.qby and c.bytes + n > p.qby):
+                c.c["dropped_queue"] += 1
+                self.c["dropped_queue"] += 1
+                return False
+            c.push((t, data))
+            q.waiting += 1
+            self.qos_active.add(self)
+            return self.qos_serve(t)
+        if q is not None and q.on:  # no serialiser: the classes only count
+            c = q.classes[q.map[frame_dscp(data)]]
+            for key, add in (("rx", 1), ("tx", 1), ("tx_bytes", n)):
+                c.c[key] += add
         ready = t
         if p.rate > 0:
             while self.serq and self.serq[0][0] <= t:
@@ -132,12 +292,32 @@ class Direction:
         return len(self.fifo) == 1
 
 
+def n3_mark(data: bytes, dscp: int) -> bytes:
+    """``data`` with its IPv4 DSCP set to ``dscp`` (ECN kept, header checksum recomputed; Ethernet II,
+    one optional 802.1Q tag); anything else unchanged (relay/cell.c n3_mark)."""
+    ip = 18 if data[12:14] == b"\x81\x00" else 14
+    if len(data) < ip + 20 or data[ip - 2:ip] != b"\x08\x00" or data[ip] >> 4 != 4:
+        return data
+    ihl = (data[ip] & 0x0F) * 4
+    if ihl < 20 or len(data) < ip + ihl:
+        return data
+    header = bytearray(data[ip:ip + ihl])
+    header[1] = (dscp << 2) | (header[1] & 3)
+    header[10:12] = b"\0\0"
+    total = sum(int.from_bytes(header[i:i + 2], "big") for i in range(0, ihl, 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    header[10:12] = (~total & 0xFFFF).to_bytes(2, "big")
+    return data[:ip] + bytes(header) + data[ip + ihl:]
+
+
 class Link:
     """A link: its two directions and, for links inside the relay, the cell wiring (relay/cell.c)."""
 
-    def __init__(self, link_id: int, sa: socket.socket | None, sb: socket.socket | None) -> None:
+    def __init__(self, link_id: int, sa: socket.socket | None, sb: socket.socket | None,
+                 qos_active: set[Direction] | None = None) -> None:
         self.id = link_id
-        self.dirs = (Direction(sa, sb), Direction(sb, sa))
+        self.dirs = (Direction(sa, sb, qos_active), Direction(sb, sa, qos_active))
         for d in self.dirs:
             d.owner = self
         self.inside_a, self.inside_b = sa is None, sb is None
@@ -146,6 +326,7 @@ class Link:
         self.n3: Link | None = None          # a cell: its backhaul
         self.n3_of: Link | None = None       # a backhaul: its cell
         self.members: list[Link] = []        # a cell: its UE radio links
+        self.n3_dscp: int | None = None      # a UE radio link: DSCP its uplink gets entering the cell
 
     @property
     def is_cell(self) -> bool:
@@ -175,6 +356,7 @@ class Relay(ControlChannel):
         self.links: dict[int, Link] = {}
         self.by_fd: dict[int, Direction] = {}
         self.heap: list[tuple[float, int, Direction]] = []
+        self.qos_active: set[Direction] = set()  # directions with packets waiting in a class queue
         self.framer = LineFramer(LINE_MAX_BYTES)
 
     def add_link(self, link_id: int, a: str, b: str) -> str:
@@ -197,7 +379,7 @@ class Relay(ControlChannel):
                 if s is not None:
                     s.close()
             return f"err socket: {os.strerror(exc.errno or 0)}"
-        link = self.links[link_id] = Link(link_id, *socks)
+        link = self.links[link_id] = Link(link_id, *socks, qos_active=self.qos_active)
         for d in link.dirs:
             if d.inp is not None:
                 self.by_fd[d.inp.fileno()] = d
@@ -211,6 +393,7 @@ class Relay(ControlChannel):
         link.unwire()
         for d in link.dirs:
             d.fifo.clear()
+            self.qos_active.discard(d)
             if d.inp is not None:
                 self.by_fd.pop(d.inp.fileno(), None)
                 d.inp.close()
@@ -219,9 +402,28 @@ class Relay(ControlChannel):
         d = self.links[link_id].dirs[direction]
         d.sched, d.sidx = [(t, Params(values)) for t, values in rows], 0
 
+    def set_qos(self, link_id: int, direction: int, classes: int, dscp_map: bytes,
+                weights: list[int]) -> None:
+        d = self.links[link_id].dirs[direction]
+        was_empty = not d.fifo
+        d.set_qos(classes, dscp_map, weights)
+        if was_empty and d.fifo:  # the heap holds one entry per non-empty FIFO
+            heapq.heappush(self.heap, (d.fifo[0][0], id(d), d))
+
     def link_stats(self, link_id: int) -> str:
-        return json.dumps({name: {**d.c, "queued": len(d.serq), "late_hist": d.late_hist}
-                           for name, d in zip(DIRECTIONS, self.links[link_id].dirs, strict=True)})
+        def one(d: Direction) -> dict:
+            out = {**d.c, "queued": len(d.serq) + (d.qos.waiting if d.qos else 0), "late_hist": d.late_hist}
+            if d.qos is not None:
+                out["classes"] = [c.stats() for c in d.qos.classes[:d.qos.n]]
+            return out
+        dirs = self.links[link_id].dirs
+        return json.dumps({name: one(d) for name, d in zip(DIRECTIONS, dirs, strict=True)})
+
+    def qos_run(self, now: float) -> None:
+        """Every class queue's serialisation starts up to ``now`` (relay.c qos_run)."""
+        for d in list(self.qos_active):
+            if d.qos_serve(now):
+                heapq.heappush(self.heap, (d.fifo[0][0], id(d), d))
 
     # --- cells (relay/cell.c; the same rules and texts) ------------------------------------------
     def cell_backhaul(self, cell_id: int, n3_id: int) -> str | None:
@@ -252,10 +454,19 @@ class Relay(ControlChannel):
     def cell_leave(self, ue_id: int) -> None:
         self.links[ue_id].leave()
 
+    def n3_dscp(self, ue_id: int, dscp: int | None) -> str | None:
+        ue = self.links[ue_id]
+        if ue.inside_a or not ue.inside_b:
+            return f"link {ue_id} is not a UE radio link (its A end an interface, its B end -)"
+        ue.n3_dscp = dscp
+        return None
+
     def forward(self, d: Direction, data: bytes, dep: float) -> bool:
         """A packet leaving ``d`` towards the inside enters what it is wired to, arriving at ``dep``."""
         link = d.owner
         targets: list[Direction] = []
+        if link is not None and link.n3_dscp is not None and link.cell is not None and d is link.dirs[0]:
+            data = n3_mark(data, link.n3_dscp)
         if link is not None and link.is_cell and d is link.dirs[1]:
             group = len(data) >= 6 and data[0] & 1
             targets = [ue.dirs[1] for ue in link.members if group or data[:6] == ue.mac]
@@ -318,8 +529,11 @@ class Relay(ControlChannel):
         print("ok relay ready", flush=True)
         while True:
             now = time.monotonic()
+            self.qos_run(now)
             self.flush(now)
-            timeout = None if not self.heap else max(0.0, self.heap[0][0] - now - EARLY_S)
+            wake = min([self.heap[0][0]] if self.heap else [], default=math.inf)
+            wake = min([wake, *(d.qos_start() for d in self.qos_active)])  # serialisation starts too
+            timeout = None if wake == math.inf else max(0.0, wake - now - EARLY_S)
             fds = [stdin, *self.by_fd]
             ready, _, _ = select.select(fds, [], [], timeout)
             for fd in ready:

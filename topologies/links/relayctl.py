@@ -22,6 +22,10 @@ MAX_T_NS = 4 * 10**18
 MAX_SEED = 2**64 - 1
 MAX_IFNAME = 15                # IFNAMSIZ - 1
 MAX_LINKS = 4096
+QOS_MAX_CLASSES = 8            # classes of a class-based queue ("qos"; relay/relay.c)
+QOS_MAX_WEIGHT = 1_000_000
+QOS_NDSCP = 64
+QOS_USAGE = "usage: qos ID uplink|downlink N MAP W_0 .. W_{N-1} | qos ID uplink|downlink off"
 INSIDE = "-"                   # a link end with no interface: inside the relay (relay/cell.c)
 MAC_RE = re.compile(rb"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 # Departure lateness histogram of the data path (stats key ``late_hist``): bucket i counts departures
@@ -203,6 +207,17 @@ class ControlChannel:
     def cell_leave(self, ue_id: int) -> None:
         raise NotImplementedError
 
+    def set_qos(self, link_id: int, direction: int, classes: int, dscp_map: bytes,
+                weights: list[int]) -> None:
+        """Class-based queue of a direction of an existing link: ``classes`` 0 = off; ``dscp_map[k]``
+        the class of DSCP k; ``weights[i]`` 0 = strict priority."""
+        raise NotImplementedError
+
+    def n3_dscp(self, ue_id: int, dscp: int | None) -> str | None:
+        """UE radio link ``ue_id``'s uplink packets get ``dscp`` entering its cell (None: left as
+        they are); None or the error."""
+        raise NotImplementedError
+
     # --- the protocol ----------------------------------------------------------------------------
     def command(self, line: str, next_row: Callable[[], str] = lambda: "") -> str:
         """One request (rows of a ``sched`` pulled from ``next_row``) -> its reply."""
@@ -249,6 +264,10 @@ class ControlChannel:
             return "ok"
         if cmd in ("cell", "join", "leave"):
             return self._cell_request(cmd, w)
+        if cmd == "qos":
+            return self._qos_request(w)
+        if cmd == "n3dscp":
+            return self._n3dscp(w)
         if cmd not in ("add", "del", "stats", "set"):
             return f"err unknown command {show(w[0])}"
         return self._link_request(cmd, w)
@@ -305,6 +324,53 @@ class ControlChannel:
             return "ok"
         error = self.cell_join(ids[0], ids[1], mac) if cmd == "join" else self.cell_backhaul(ids[0], ids[1])
         return "ok" if error is None else f"err {error}"
+
+    def _n3dscp(self, w: list[bytes]) -> str:
+        """``n3dscp ID DSCP|-`` (relay/cell.c: the gNB's N3 transport marking of a UE's uplink)."""
+        if len(w) != 3:
+            return "err usage: n3dscp ID DSCP|-"
+        if (ue_id := parse_uint(w[1], MAX_ID)) is None:
+            return f"err ID: got {show(w[1])}; allowed an integer 0..{MAX_ID}"
+        dscp = None if w[2] == b"-" else parse_uint(w[2], 63)
+        if dscp is None and w[2] != b"-":
+            return f"err DSCP: got {show(w[2])}; allowed an integer 0..63 or -"
+        if not self.has_link(ue_id):
+            return f"err no link {ue_id}"
+        error = self.n3_dscp(ue_id, dscp)
+        return "ok" if error is None else f"err {error}"
+
+    def _qos_request(self, w: list[bytes]) -> str:
+        """``qos ID DIR N MAP W_0 .. W_{N-1}`` | ``qos ID DIR off`` (relay/control.c qos_request)."""
+        if len(w) < 4 or w[2].decode() not in DIRECTIONS:
+            return f"err {QOS_USAGE}"
+        if (link_id := parse_uint(w[1], MAX_ID)) is None:
+            return f"err ID: got {show(w[1])}; allowed an integer 0..{MAX_ID}"
+        n, dscp_map, weights = 0, b"", []
+        if w[3] == b"off":
+            if len(w) != 4:
+                return f"err {QOS_USAGE}"
+        else:
+            n = parse_uint(w[3], QOS_MAX_CLASSES) or 0
+            if not n:
+                return f"err N: got {show(w[3])}; allowed an integer 1..{QOS_MAX_CLASSES} or off"
+            if len(w) != 5 + n:
+                return f"err expected MAP and {n} weights after N, got {len(w) - 4} words"
+            if len(w[4]) != QOS_NDSCP:
+                return (f"err MAP: got {len(w[4])} characters; allowed exactly {QOS_NDSCP} digits 0..{n - 1} "
+                        "(digit k: the class of DSCP k)")
+            for k, ch in enumerate(w[4]):
+                if not ord("0") <= ch < ord("0") + n:
+                    return f"err MAP: DSCP {k}: got {chr(ch)}; allowed a digit 0..{n - 1}"
+            dscp_map = bytes(ch - ord("0") for ch in w[4])
+            for i, word in enumerate(w[5:]):
+                if (weight := parse_uint(word, QOS_MAX_WEIGHT)) is None:
+                    return (f"err W_{i}: got {show(word)}; allowed an integer 0 (strict priority) or "
+                            f"1..{QOS_MAX_WEIGHT} (weight)")
+                weights.append(weight)
+        if not self.has_link(link_id):
+            return f"err no link {link_id}"
+        self.set_qos(link_id, DIRECTIONS.index(w[2].decode()), n, dscp_map, weights)
+        return "ok"
 
     def _sched(self, w: list[bytes]) -> str | None:
         """A ``sched`` header: an accepted N (1..MAX_SCHED_ROWS) makes the next N lines its rows."""

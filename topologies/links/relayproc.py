@@ -10,10 +10,24 @@ Control protocol (one request per line on the relay's stdin, one reply line on i
     join ID CELL MAC          UE radio link ID (IFB "-") joins CELL, which delivers frames for MAC
                               to it; a UE in another cell leaves that one first (a move)
     leave ID                  link ID leaves its cell
+    n3dscp ID DSCP|-          UE radio link ID's uplink IPv4 packets get DSCP (0..63) as they enter
+                              its cell, as a gNB marks N3 per QoS flow; "-": left as they are
     set ID DIR P...           parameters for direction DIR from now on: uplink (frames received on
                               IFA leave on IFB) or downlink (IFB -> IFA)
     sched ID DIR N            followed by N lines "T_NS P..." (CLOCK_MONOTONIC ns, non-decreasing)
-    stats ID                  -> ok {"uplink": {...}, "downlink": {...}}
+    qos ID DIR N MAP W_0 .. W_{N-1}
+                              class-based queue on direction DIR: N classes (1..8); MAP exactly 64
+                              digits, digit k the class (0..N-1) of DSCP k; W_i 0 = strict priority
+                              (before every weighted class, lower index first), 1..1000000 = deficit
+                              round robin weight. Only with rate_bps > 0: a non-preemptive priority
+                              serialiser, qlim_pkts/qlim_bytes per class (relay/relay.c top comment)
+    qos ID DIR off            back to the single FIFO. Waiting packets are moved, in arrival order,
+                              into the new classes (or serialised back to back): none lost, none
+                              reordered within a class. Both relays (C and Python) implement it.
+    stats ID                  -> ok {"uplink": {...}, "downlink": {...}}; a direction that has or had
+                              a qos gets "classes": [{rx, tx, dropped_queue, tx_bytes, queued,
+                              queue_max, wait_sum_ns, wait_max_ns}, ...] (wait: arrival -> start of
+                              serialisation; tx: taken by the serialiser)
     ctlstats                  -> ok {"requests":R,"errors":E,"too_long":L,"rows":W} (this channel)
     seed S | now | ping | quit
 

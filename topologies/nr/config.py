@@ -234,7 +234,13 @@ class NrPlan:
             f"{c.harq_max_transmissions} {1 if c.scheduler == 'proportional_fair' else 0} "
             f"{c.ue_buffer_bytes}",
         ]
-        n = c.prb_count
+        return [*lines, *self.slice_lines(), "on"]
+
+    def slice_lines(self) -> list[str]:
+        """The ``slice IDX ...`` requests, one per slice: before ``on`` they configure the cell, after
+        it they change a running cell's shares (relay/nrcell.c)."""
+        c, n = self.cell, self.cell.prb_count
+        lines = []
         for i, (_, r) in enumerate(self.slices):
             cg = r.uplink_grant == "configured" and c.configured_grant
             lines.append(
@@ -242,7 +248,15 @@ class NrPlan:
                 f"{math.floor(r.max_pct * n / 100)} {r.priority} "
                 f"{r.bler_pct / 100:.6g} {r.bler_pct / 100:.6g} "
                 f"{r.cg_period_ul_slots if cg else 0} {r.cg_bytes} {r.cg_repetitions}")
-        return [*lines, "on"]
+        return lines
+
+    def with_shares(self, slices: tuple[tuple[str, SliceRan], ...]) -> NrPlan:
+        """This cell with other shares for the same slices, in the same order (a RAN policy change)."""
+        names, own = [n for n, _ in slices], [n for n, _ in self.slices]
+        if names != own:
+            raise ValueError(f"slices {names}: allowed exactly {own}, in that order")
+        check_shares(list(slices))
+        return NrPlan(self.cell, slices)
 
     def metadata(self) -> dict[str, Any]:
         """The cell as run (metadata.json): parameters, PRBs, capacity per direction, slice PRBs."""

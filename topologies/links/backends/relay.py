@@ -33,8 +33,9 @@ from topologies.links.backend import (
     describe_exit,
 )
 from topologies.links.commands import run_cmd
-from topologies.links.direction import DOWNLINK, UPLINK
+from topologies.links.direction import DOWNLINK, UPLINK, check_direction
 from topologies.links.params import DirectionParams
+from topologies.links.queues import QueueConfig, relay_wire
 from topologies.links.relayproc import RelayProcess, wire_params
 from topologies.paths import REPO_ROOT
 
@@ -177,6 +178,15 @@ class RelayBackend(LinkBackend):
     def stats(self, link: RelayLink) -> dict[str, dict[str, Any]]:
         return self._relay().stats(link.link_id)
 
+    def set_queues(self, link: RelayLink, direction: str, config: QueueConfig | None) -> None:
+        """DSCP-aware class queues on one direction (topologies/links/queues.py); None: one FIFO again.
+
+        Packets waiting keep their order within their class; the direction's stats gain ``classes``.
+        RelayError with the relay's reason if it refuses."""
+        check_direction(direction)
+        wire = "off" if config is None else relay_wire(config)
+        self._relay().command(f"qos {link.link_id} {direction} {wire}")
+
     # --- cells (relay/cell.c) ---------------------------------------------------------------------
     def cell_backhaul(self, cell: RelayLink, n3: RelayLink) -> None:
         """``n3`` (end a inside) carries everything ``cell`` (both ends inside) sends up, and back."""
@@ -186,9 +196,15 @@ class RelayBackend(LinkBackend):
         """UE radio link ``ue`` (end b inside) joins ``cell`` (leaving its cell first: a move)."""
         self._relay().command(f"join {ue.link_id} {cell.link_id} {mac}")
 
+    def n3_dscp(self, ue: RelayLink, dscp: int | None) -> None:
+        """UE radio link ``ue``'s uplink IPv4 packets get ``dscp`` entering its cell, as a gNB marks
+        N3 per QoS flow (None: left as they are; relay/cell.c)."""
+        self._relay().command(f"n3dscp {ue.link_id} {'-' if dscp is None else dscp}")
+
     # --- NR cells (relay/nrcell.c) -----------------------------------------------------------------
     def nr_configure(self, cell: RelayLink, lines: Sequence[str]) -> None:
-        """Switch the NR slot model on in ``cell`` (topologies.nr.config.NrPlan.wire_lines)."""
+        """Configure ``cell``'s NR slot model (topologies.nr.config.NrPlan.wire_lines switch it on;
+        ``slice_lines`` change a running cell's shares)."""
         relay = self._relay()
         if relay.implementation != "c":
             raise RuntimeError("the NR cell model runs in the C relay only (relay/nrcell.c); this relay is "

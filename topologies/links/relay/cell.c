@@ -18,6 +18,11 @@
  * over Xn during a handover (3GPP TS 38.300 section 9.2.3.2); counted in the old cell's
  * xn_forwarded. Anything else (no UE with that address in any cell, no backhaul, a UE in no cell)
  * is counted in dropped_unwired.
+ *
+ * N3 marking: a gNB carries each QoS flow's uplink over N3 with the transport DSCP its QoS maps to
+ * (TS 38.415 / TS 29.281 GTP-U over IP; the DSCP per 5QI is the operator's choice). Here a UE radio
+ * link may be given a DSCP (n3dscp): its uplink IPv4 packets get it (ECN bits kept, header checksum
+ * recomputed) as they enter the cell, so DSCP queues on the backhaul see each slice's mark.
  */
 #include "relay.h"
 #include <stdio.h>
@@ -104,8 +109,31 @@ void nr_deliver(struct link *cell, struct link *ue, int dir, const unsigned char
     else dir_insert_at(d, data, len, dep);
 }
 
+void cell_n3_dscp(struct link *ue, int dscp) { ue->n3_dscp = dscp < 0 ? 0 : dscp + 1; }
+
+/* data with its IPv4 DSCP set to dscp (Ethernet II, one optional 802.1Q tag), in a static copy;
+ * anything else (IPv6, ARP, a short frame) unchanged. */
+static const unsigned char *n3_mark(const unsigned char *data, int len, int dscp) {
+    static unsigned char buf[9232];
+    int ip = 14;
+    if (len >= 18 && data[12] == 0x81 && data[13] == 0x00) ip = 18;
+    if (len > (int)sizeof buf || len < ip + 20 || data[ip - 2] != 0x08 || data[ip - 1] != 0x00) return data;
+    int ihl = (data[ip] & 0x0f) * 4;
+    if ((data[ip] >> 4) != 4 || ihl < 20 || len < ip + ihl) return data;
+    memcpy(buf, data, len);
+    buf[ip + 1] = (unsigned char)((dscp << 2) | (buf[ip + 1] & 3));
+    buf[ip + 10] = buf[ip + 11] = 0;
+    unsigned sum = 0;
+    for (int i = 0; i < ihl; i += 2) sum += (unsigned)(buf[ip + i] << 8 | buf[ip + i + 1]);
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    sum = ~sum & 0xffff;
+    buf[ip + 10] = (unsigned char)(sum >> 8); buf[ip + 11] = (unsigned char)sum;
+    return buf;
+}
+
 int cell_forward(struct dir *d, const unsigned char *data, int len, ns_t dep) {
     struct link *L = d->owner;
+    if (L->n3_dscp && d == &L->d[UPLINK] && L->cell) data = n3_mark(data, len, L->n3_dscp - 1);
     if (d == &L->d[DOWNLINK] && is_cell(L)) {
         int group = len >= 6 && (data[0] & 1), hit = 0;
         for (int i = 0; i < L->nmembers; i++) {

@@ -54,9 +54,20 @@ void print_dir(const char *name, const struct dir *d) {
            "\"tx_bytes\":%llu,\"queued\":%d,\"late_sum_ns\":%llu,\"late_max_ns\":%llu,"
            "\"late_over_50us\":%llu,\"dropped_unwired\":%llu,\"xn_forwarded\":%llu,\"late_hist\":[",
            name, d->rx, d->tx, d->drop_loss, d->drop_queue, d->drop_down, d->drop_err, d->drop_mem, d->rx_bytes,
-           d->tx_bytes, d->qn, d->late_sum_ns, d->late_max_ns, d->late_over_50us, d->drop_unwired, d->xn_forwarded);
+           d->tx_bytes, d->qn + (d->qos ? d->qos->waiting : 0), d->late_sum_ns, d->late_max_ns, d->late_over_50us, d->drop_unwired, d->xn_forwarded);
     for (int i = 0; i < LATE_BUCKETS; i++) printf(i ? ",%llu" : "%llu", d->late_hist[i]);
-    printf("]}");
+    printf("]");
+    if (d->qos) { /* is or was on: the classes of its last configuration */
+        printf(",\"classes\":[");
+        for (int i = 0; i < d->qos->n; i++) {
+            const struct qclass *c = &d->qos->c[i];
+            printf("%s{\"rx\":%llu,\"tx\":%llu,\"dropped_queue\":%llu,\"tx_bytes\":%llu,\"queued\":%d,"
+                   "\"queue_max\":%llu,\"wait_sum_ns\":%llu,\"wait_max_ns\":%llu}", i ? "," : "",
+                   c->rx, c->tx, c->drop_queue, c->tx_bytes, c->n, c->queue_max, c->wait_sum_ns, c->wait_max_ns);
+        }
+        putchar(']');
+    }
+    putchar('}');
 }
 
 
@@ -127,7 +138,7 @@ static int parse_uint(const char *s, unsigned long long max, unsigned long long 
     for (; *s; s++) {
         if (*s < '0' || *s > '9') return -1;
         unsigned d = (unsigned)(*s - '0');
-        if (v > (max - d) / 10) return -1;
+        if (d > max || v > (max - d) / 10) return -1; /* d > max: max - d would wrap (max < 9) */
         v = v * 10 + d;
     }
     *out = v;
@@ -245,6 +256,18 @@ static void cell_request(const char *c, char **w, int nw) {
     if (e) err("%s", e); else ok("");
 }
 
+/* ---- n3dscp ID DSCP|- : the DSCP UE radio link ID's uplink packets get entering its cell (cell.c) ---- */
+static void n3dscp_request(char **w, int nw) {
+    unsigned long long v, dscp = 0; struct link *L; int keep;
+    if (nw != 3) { err("usage: n3dscp ID DSCP|-"); return; }
+    if (parse_uint(w[1], MAX_ID, &v)) { err("ID: got %.32s; allowed an integer 0..%llu", w[1], MAX_ID); return; }
+    keep = !strcmp(w[2], "-");
+    if (!keep && parse_uint(w[2], 63, &dscp)) { err("DSCP: got %.32s; allowed an integer 0..63 or -", w[2]); return; }
+    if (!(L = find_link((int)v))) { err("no link %d", (int)v); return; }
+    if (L->fda < 0 || L->fdb >= 0) { err("link %d is not a UE radio link (its A end an interface, its B end -)", (int)v); return; }
+    cell_n3_dscp(L, keep ? -1 : (int)dscp); ok("");
+}
+
 /* ---- NR cells (nrcell.c): nr CELL grid|timing|slice|on ... | nrue ID SLICE | nrstats CELL |
  * nroff ID FROM_NS UNTIL_NS (a handover's interruption, CLOCK_MONOTONIC) ---- */
 static void nr_request(const char *c, char **w, int nw) {
@@ -278,6 +301,45 @@ static void nr_request(const char *c, char **w, int nw) {
         if (parse_uint(w[2], NR_MAX_SLICES - 1, &sl)) { err("SLICE: got %.32s; allowed an integer 0..%d", w[2], NR_MAX_SLICES - 1); return; }
         e = nr_ue_slice(L, (int)sl);
     } else e = nr_config(L, w + 2, nw - 2);
+    if (e) err("%s", e); else ok("");
+}
+
+/* ---- class-based queues (relay.c): qos ID DIR N MAP W_0 .. W_{N-1} | qos ID DIR off ---- */
+#define QOS_USAGE "usage: qos ID uplink|downlink N MAP W_0 .. W_{N-1} | qos ID uplink|downlink off"
+static void qos_request(char **w, int nw) {
+    unsigned long long v, n = 0, x; int dir, wt[QOS_MAX_CLASSES]; unsigned char map[QOS_NDSCP]; struct link *L;
+    if (nw < 4 || (dir = dir_arg(w[2])) < 0) { err(QOS_USAGE); return; }
+    if (parse_uint(w[1], MAX_ID, &v)) { err("ID: got %.32s; allowed an integer 0..%llu", w[1], MAX_ID); return; }
+    if (!strcmp(w[3], "off")) {
+        if (nw != 4) { err(QOS_USAGE); return; }
+    } else {
+        if (parse_uint(w[3], QOS_MAX_CLASSES, &n) || n < 1) {
+            err("N: got %.32s; allowed an integer 1..%d or off", w[3], QOS_MAX_CLASSES); return;
+        }
+        if (nw != 5 + (int)n) { err("expected MAP and %d weights after N, got %d words", (int)n, nw - 4); return; }
+        size_t len = strlen(w[4]);
+        if (len != QOS_NDSCP) {
+            err("MAP: got %zu characters; allowed exactly %d digits 0..%d (digit k: the class of DSCP k)",
+                len, QOS_NDSCP, (int)n - 1);
+            return;
+        }
+        for (int k = 0; k < QOS_NDSCP; k++) {
+            if (w[4][k] < '0' || w[4][k] > '0' + (int)n - 1) {
+                err("MAP: DSCP %d: got %c; allowed a digit 0..%d", k, w[4][k], (int)n - 1); return;
+            }
+            map[k] = (unsigned char)(w[4][k] - '0');
+        }
+        for (int i = 0; i < (int)n; i++) {
+            if (parse_uint(w[5 + i], QOS_MAX_WEIGHT, &x)) {
+                err("W_%d: got %.32s; allowed an integer 0 (strict priority) or 1..%d (weight)", i, w[5 + i],
+                    QOS_MAX_WEIGHT);
+                return;
+            }
+            wt[i] = (int)x;
+        }
+    }
+    if (!(L = find_link((int)v))) { err("no link %d", (int)v); return; }
+    const char *e = dir_set_qos(&L->d[dir], (int)n, map, wt);
     if (e) err("%s", e); else ok("");
 }
 
@@ -325,6 +387,8 @@ static int request(char *s, size_t n, int too_long) {
             print_dir(DIR_NAME[DOWNLINK], &L->d[DOWNLINK]); putchar('}'); end_reply(0);
         }
     } else if (!strcmp(c, "cell") || !strcmp(c, "join") || !strcmp(c, "leave")) cell_request(c, w, nw);
+    else if (!strcmp(c, "n3dscp")) n3dscp_request(w, nw);
+    else if (!strcmp(c, "qos")) qos_request(w, nw);
     else if (!strcmp(c, "nr") || !strcmp(c, "nrue") || !strcmp(c, "nrstats") || !strcmp(c, "nroff"))
         nr_request(c, w, nw);
     else err("unknown command %.32s", c);

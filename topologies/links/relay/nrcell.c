@@ -32,6 +32,9 @@
  *   at the next SR occasion (slot with uplink symbols, (k - sr_offset) mod sr_period == 0), the gNB
  *   answers gnb_proc_ns after it in the next downlink slot with a grant for an uplink slot >= k2
  *   slots later (TS 38.213 section 9.2.4, TS 38.214 section 6.1.2.1).
+ * A running cell's slice shares, priorities, BLERs and configured grants change with another "slice"
+ * request (a RAN controller's policy change, as O-RAN's near-RT RIC sets RRMPolicyRatio over E2): it
+ * applies from the next slot processed; buffers, HARQ processes in flight and counters are kept.
  * A handover interrupts a UE (nr_interrupt): in [from, until) it is neither scheduled nor sends a
  * scheduling request; its buffers wait (lossless handover with data forwarding, TS 38.300 9.2.3.2).
  * Left out: the PHY (no channel, MCS fixed per cell), mini-slots, the UE's N2 preparation cut-off
@@ -73,6 +76,7 @@ struct nr_slice {
     int cg_period, cg_bytes, cg_reps; /* configured grant (uplink): every cg_period-th U slot */
     unsigned long long in[2], out[2], out_bytes[2], drop_harq[2], drop_buffer[2], tbs[2], retx[2], srs;
     unsigned long long moved_in[2], moved_out[2]; /* buffered packets that came / left with a UE's move */
+    unsigned long long changes;  /* share changes while the cell ran (nr CELL slice after on) */
     unsigned long long prb[2], hist[2][NR_HIST_BINS + 1];
 };
 
@@ -497,7 +501,8 @@ const char *nr_config(struct link *L, char **w, int nw) {
     if (!(L->fda < 0 && L->fdb < 0)) { snprintf(msg, sizeof msg, "link %d is not a cell", L->id); return msg; }
     if (!L->nr && !(L->nr = calloc(1, sizeof *L->nr))) return "out of memory";
     struct nrcell *C = L->nr; double v[16];
-    if (C->on) return "the NR model is on already (configure before 'on')";
+    if (C->on && !(nw >= 1 && !strcmp(w[0], "slice")))
+        return "the NR model is on already (only 'slice' changes a running cell)";
     if (nw >= 1 && !strcmp(w[0], "grid")) {
         static const double lo[] = {0, 0, 0, 0, 0, 1, 0, 0}, hi[] = {3, 0, 14, 14, 14, 275, 1e5, 1e5};
         if (nw != 9) return "usage: nr CELL grid MU PATTERN S_DL S_GAP S_UL PRBS BITS_UL BITS_DL";
@@ -535,6 +540,17 @@ const char *nr_config(struct link *L, char **w, int nw) {
         }
         if (!(v[2] >= v[1] && v[3] >= v[2])) return "slice: DED <= MIN <= MAX";
         int s = (int)v[0]; struct nr_slice *S = &C->sl[s];
+        if (C->on) { /* a running cell (the RAN controller's share change): counters and queues kept */
+            if (s >= C->nslices) { snprintf(msg, sizeof msg, "slice: IDX %d: a running cell has slices 0..%d", s, C->nslices - 1); return msg; }
+            long long ded = (long long)v[1];
+            for (int i = 0; i < C->nslices; i++) if (i != s) ded += C->sl[i].ded;
+            if (ded > C->prbs) return "slice: the dedicated PRBs of the slices would exceed the cell's PRBs";
+            S->ded = (int)v[1]; S->min = (int)v[2]; S->max = (int)v[3] > C->prbs ? C->prbs : (int)v[3]; S->prio = (int)v[4];
+            S->bler[UPLINK] = v[5]; S->bler[DOWNLINK] = v[6];
+            S->cg_period = (int)v[7]; S->cg_bytes = (int)v[8]; S->cg_reps = v[9] < 1 ? 1 : (int)v[9];
+            S->changes++;
+            return NULL;
+        }
         memset(S, 0, sizeof *S);
         S->ded = (int)v[1]; S->min = (int)v[2]; S->max = (int)v[3]; S->prio = (int)v[4];
         S->bler[UPLINK] = v[5]; S->bler[DOWNLINK] = v[6];
@@ -567,7 +583,7 @@ void nr_print_stats(const struct link *cell) {
     printf(",\"hist_bin_ns\":%d,\"slices\":[", NR_HIST_BIN_NS);
     for (int s = 0; s < C->nslices; s++) {
         const struct nr_slice *S = &C->sl[s];
-        printf("%s{\"srs\":%llu", s ? "," : "", S->srs);
+        printf("%s{\"srs\":%llu,\"changes\":%llu", s ? "," : "", S->srs, S->changes);
         for (int d = 0; d < 2; d++) {
             printf(",\"%s\":{\"in\":%llu,\"out\":%llu,\"out_bytes\":%llu,\"dropped_harq\":%llu,\"dropped_buffer\":%llu,"
                    "\"tbs\":%llu,\"retx\":%llu,\"prb\":%llu,\"moved_in\":%llu,\"moved_out\":%llu,\"delay_hist\":[",

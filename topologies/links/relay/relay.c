@@ -8,6 +8,23 @@
  * Parameters come from a per-direction schedule of (t_ns CLOCK_MONOTONIC, params) rows, picked by
  * the packet's arrival time, so schedule changes happen in the data path with no control lag.
  *
+ * Class-based queue ("qos ID DIR N MAP W...", per direction): with it on and rate_bps > 0 the
+ * direction is a non-preemptive priority serialiser instead. Loss, Gilbert-Elliott and up/down
+ * still act at arrival; a packet that passes waits in the class MAP gives its DSCP (frame_dscp:
+ * Ethernet II, at most one 802.1Q tag, IPv4 TOS >> 2 or IPv6 traffic class >> 2, else 0), each
+ * class a drop-tail FIFO with qlim_pkts / qlim_bytes applied per class to its waiting packets
+ * (the one in serialisation not counted). Whenever the serialiser is free at s (s = max(tx_free,
+ * earliest waiting arrival)) it takes, among packets that had arrived by s, the head of the first
+ * strict class (weight 0, lower index first), else of the weighted classes by deficit round robin
+ * (quantum QOS_QUANTUM_BYTES * weight / smallest weight: each backlogged class gets at least its
+ * weight's share of the rate, and idle classes' share goes to the others). It leaves at
+ * dep = max(s + bits / rate + delay + jitter, previous dep): rate, delay and jitter of the row in
+ * force at s. The main loop wakes at every serialisation start (qos_next_wake) as at departures.
+ * With rate_bps == 0 (and nothing waiting) packets pass as without the queue (counted per class).
+ * Reconfiguring ("qos" again, or "off") takes the waiting packets out in arrival order and puts
+ * them into the new classes (by their DSCP), or, for off, serialises them back to back as the
+ * FIFO would: nothing waiting is lost, and packets of one class stay in order.
+ *
  * Control: one command per line on stdin, one reply line on stdout (control.c; the protocol is in
  * ../relayproc.py; ../pyrelay.py is the Python twin). Build: gcc -O2 -Wall -o relay relay.c control.c cell.c nrcell.c iface.c -lm
  */
@@ -37,11 +54,13 @@
 #define FRAME_MAX 9232           /* jumbo frame + VLAN headroom */
 #define MAX_MEM_BYTES (512LL << 20) /* all packets held by the relay, beyond this: dropped_mem */
 #define MAX_BACKLOG_NS 1000000000000000LL /* serialiser backlog beyond this (~11.6 days): dropped_queue */
+#define QOS_QUANTUM_BYTES 1514   /* DRR quantum of the class with the smallest weight: one full frame */
 
 const char *const DIR_NAME[2] = {"uplink", "downlink"};
 
 static struct link *links; static int nlinks;
 static struct dir **heap; static int heapn; /* room for every direction: allocated with links */
+static struct dir **qos_active; static int qos_nactive; /* directions with class-queued packets (same) */
 static long long mem_bytes;
 static int epfd;
 static uint64_t rng_s[4] = {0x9E3779B97F4A7C15ULL, 0xBF58476D1CE4E5B9ULL, 0x94D049BB133111EBULL, 1};
@@ -134,12 +153,170 @@ static int lost(struct dir *d, const struct params *p) {
     return p->loss_p > 0 && urand() < p->loss_p;
 }
 
+/* k leaves d after its serialisation ends at tx_done: the departure list is FIFO, dep never earlier
+ * than the previous one. */
+static void depart(struct dir *d, struct pkt *k, ns_t tx_done, const struct params *p) {
+    ns_t dep = tx_done + p->delay_ns + jitter_sample(p);
+    if (dep < tx_done) dep = tx_done;
+    if (dep < d->last_dep) dep = d->last_dep;
+    d->last_dep = dep;
+    k->next = NULL; k->dep = dep;
+    if (d->tail) d->tail->next = k; else d->head = k;
+    d->tail = k;
+    if (d->heap_pos < 0) heap_push(d);
+}
+
+/* ---- class-based queues ---- */
+int frame_dscp(const unsigned char *f, int len) {
+    if (len < 14) return 0;
+    int off = 14; unsigned et = (unsigned)f[12] << 8 | f[13];
+    if (et == 0x8100) {
+        if (len < 18) return 0;
+        et = (unsigned)f[16] << 8 | f[17]; off = 18;
+    }
+    if (len < off + 2) return 0;
+    if (et == 0x0800 && f[off] >> 4 == 4) return f[off + 1] >> 2;
+    if (et == 0x86DD && f[off] >> 4 == 6) return ((f[off] & 0x0f) << 4 | f[off + 1] >> 4) >> 2;
+    return 0;
+}
+
+static void qos_activate(struct dir *d) {
+    if (d->qos->active_pos >= 0) return;
+    d->qos->active_pos = qos_nactive; qos_active[qos_nactive++] = d;
+}
+static void qos_deactivate(struct dir *d) {
+    int i = d->qos->active_pos;
+    if (i < 0) return;
+    d->qos->active_pos = -1; qos_active[i] = qos_active[--qos_nactive];
+    if (i < qos_nactive) qos_active[i]->qos->active_pos = i;
+}
+static void class_push(struct qclass *c, struct pkt *k) {
+    k->next = NULL;
+    if (c->tail) c->tail->next = k; else c->head = k;
+    c->tail = k; c->n++; c->bytes += k->len;
+    if ((unsigned long long)c->n > c->queue_max) c->queue_max = c->n;
+}
+static struct pkt *class_pop(struct qclass *c) {
+    struct pkt *k = c->head;
+    c->head = k->next;
+    if (!c->head) c->tail = NULL;
+    c->n--; c->bytes -= k->len;
+    return k;
+}
+static int eligible(const struct qclass *c, ns_t s) { return c->head && c->head->dep <= s; }
+
+/* The class the serialiser takes from at s: the first strict class with a packet that had arrived by
+ * s, else deficit round robin over the weighted ones; -1: none. */
+static int qos_pick(struct qos *q, ns_t s) {
+    int any = 0;
+    for (int i = 0; i < q->n; i++)
+        if (eligible(&q->c[i], s)) { if (!q->c[i].weight) return i; any = 1; }
+    if (!any) return -1;
+    for (;;) { /* ends: every visit credits each eligible class a quantum (>= 1514 bytes) */
+        struct qclass *c = &q->c[q->rr];
+        if (c->weight && eligible(c, s)) {
+            if (q->rr_fresh) { c->deficit += c->quantum; q->rr_fresh = 0; }
+            if (c->head->len <= c->deficit) { c->deficit -= c->head->len; return q->rr; }
+        } else c->deficit = 0; /* an idle (or strict) class keeps no credit */
+        q->rr = (q->rr + 1) % q->n; q->rr_fresh = 1;
+    }
+}
+
+/* The earliest serialisation start of d: max(tx_free, earliest waiting arrival); INT64_MAX: none. */
+static ns_t qos_start(const struct dir *d) {
+    const struct qos *q = d->qos; ns_t first = INT64_MAX;
+    for (int i = 0; i < q->n; i++) if (q->c[i].head && q->c[i].head->dep < first) first = q->c[i].head->dep;
+    return first == INT64_MAX || d->tx_free <= first ? first : d->tx_free;
+}
+
+/* Every serialisation start of d up to now, in order. */
+static void qos_serve(struct dir *d, ns_t now) {
+    struct qos *q = d->qos; ns_t s;
+    while (q->waiting > 0 && (s = qos_start(d)) <= now) {
+        struct qclass *c = &q->c[qos_pick(q, s)];
+        struct pkt *k = class_pop(c); q->waiting--;
+        const struct params *p = cur_params(d, s);
+        unsigned long long wait = (unsigned long long)(s - k->dep);
+        c->tx++; c->tx_bytes += k->len; c->wait_sum_ns += wait;
+        if (wait > c->wait_max_ns) c->wait_max_ns = wait;
+        d->tx_free = s + (p->rate_bps > 0 ? (ns_t)(k->len * 8.0 * 1e9 / p->rate_bps) : 0);
+        depart(d, k, d->tx_free, p);
+    }
+    if (!q->waiting) qos_deactivate(d);
+}
+
+void qos_run(ns_t now) {
+    for (int j = qos_nactive - 1; j >= 0; j--) qos_serve(qos_active[j], now); /* a drained one swaps in a served one */
+}
+
+ns_t qos_next_wake(void) {
+    ns_t next = INT64_MAX;
+    for (int j = 0; j < qos_nactive; j++) { ns_t s = qos_start(qos_active[j]); if (s < next) next = s; }
+    return next;
+}
+
+static void qos_arrive(struct dir *d, const struct params *p, const unsigned char *data, int len, ns_t t_arr) {
+    struct qos *q = d->qos;
+    struct qclass *c = &q->c[q->map[frame_dscp(data, len)]];
+    c->rx++;
+    if ((p->qlim_pkts > 0 && c->n + 1 > p->qlim_pkts) || (p->qlim_bytes > 0 && c->bytes + len > p->qlim_bytes)) {
+        c->drop_queue++; d->drop_queue++; return;
+    }
+    struct pkt *k = malloc(sizeof *k + len);
+    if (!k) { d->drop_err++; return; }
+    k->dep = t_arr; k->len = len; memcpy(k->data, data, len); /* dep: its arrival, while it waits */
+    mem_bytes += len;
+    class_push(c, k); q->waiting++;
+    qos_activate(d);
+    qos_serve(d, t_arr); /* starts up to its arrival: a chain inside the relay adds no wake-up latency */
+}
+
+const char *dir_set_qos(struct dir *d, int n, const unsigned char *map, const int *w) {
+    struct qos *q = d->qos;
+    if (!q) {
+        if (!n) return NULL;
+        if (!(q = calloc(1, sizeof *q))) return "out of memory";
+        q->active_pos = -1; d->qos = q;
+    }
+    /* the waiting packets in arrival order: a stable merge of the class FIFOs */
+    struct pkt *all = NULL, **tail = &all;
+    for (;;) {
+        int b = -1;
+        for (int i = 0; i < q->n; i++) if (q->c[i].head && (b < 0 || q->c[i].head->dep < q->c[b].head->dep)) b = i;
+        if (b < 0) break;
+        struct pkt *k = class_pop(&q->c[b]); *tail = k; tail = &k->next;
+    }
+    *tail = NULL; q->waiting = 0;
+    q->on = n > 0;
+    if (n) { /* counters of class i carry over from the previous configuration's class i */
+        long long wmin = 0;
+        for (int i = 0; i < n; i++) if (w[i] && (!wmin || w[i] < wmin)) wmin = w[i];
+        for (int i = 0; i < n; i++) {
+            q->c[i].weight = w[i]; q->c[i].deficit = 0;
+            q->c[i].quantum = w[i] ? (QOS_QUANTUM_BYTES * (long long)w[i] + wmin - 1) / wmin : 0;
+        }
+        q->n = n; memcpy(q->map, map, QOS_NDSCP); q->rr = 0; q->rr_fresh = 1;
+    }
+    while (all) {
+        struct pkt *k = all; all = k->next;
+        if (n) { class_push(&q->c[q->map[frame_dscp(k->data, k->len)]], k); q->waiting++; continue; }
+        const struct params *p = cur_params(d, k->dep); /* off: back to back, as the FIFO would */
+        ns_t s = k->dep > d->tx_free ? k->dep : d->tx_free;
+        d->tx_free = s + (p->rate_bps > 0 ? (ns_t)(k->len * 8.0 * 1e9 / p->rate_bps) : 0);
+        depart(d, k, d->tx_free, p);
+    }
+    if (q->waiting) qos_activate(d); else qos_deactivate(d);
+    return NULL;
+}
+
 void dir_enqueue(struct dir *d, const unsigned char *data, int len, ns_t t_arr) {
     const struct params *p = cur_params(d, t_arr);
+    struct qos *q = d->qos;
     d->rx++; d->rx_bytes += len;
     if (!p->up) { d->drop_down++; return; }
     if (lost(d, p)) { d->drop_loss++; return; }
     if (mem_bytes + len > MAX_MEM_BYTES) { d->drop_mem++; return; } /* the emulator's limit, not the model's */
+    if (q && q->on && (p->rate_bps > 0 || q->waiting)) { qos_arrive(d, p, data, len, t_arr); return; }
     ns_t t = t_arr;
     if (p->rate_bps > 0) {
         while (d->qn > 0 && d->q[d->qhead].tx_done <= t_arr) {
@@ -165,15 +342,13 @@ void dir_enqueue(struct dir *d, const unsigned char *data, int len, ns_t t_arr) 
         d->tx_free = t;
         d->q[(d->qhead + d->qn) % d->qcap] = (struct qent){t, len}; d->qn++; d->qbytes += len;
     }
-    ns_t dep = t + p->delay_ns + jitter_sample(p);
-    if (dep < t) dep = t;
-    if (dep < d->last_dep) dep = d->last_dep;
-    d->last_dep = dep;
-    k->next = NULL; k->dep = dep; k->len = len; memcpy(k->data, data, len);
+    if (q && q->on) { /* no serialiser: the classes only count */
+        struct qclass *c = &q->c[q->map[frame_dscp(data, len)]];
+        c->rx++; c->tx++; c->tx_bytes += len;
+    }
+    k->len = len; memcpy(k->data, data, len);
     mem_bytes += len;
-    if (d->tail) d->tail->next = k; else d->head = k;
-    d->tail = k;
-    if (d->heap_pos < 0) heap_push(d);
+    depart(d, k, t, p);
 }
 
 void dir_insert_at(struct dir *d, const unsigned char *data, int len, ns_t dep) {
@@ -286,6 +461,12 @@ static void free_dir(struct dir *d) {
     heap_remove(d);
     while (d->head) { struct pkt *k = d->head; d->head = k->next; mem_bytes -= k->len; free(k); }
     d->tail = NULL; free(d->sched); d->sched = NULL; free(d->q); d->q = NULL;
+    if (d->qos) {
+        qos_deactivate(d);
+        for (int i = 0; i < QOS_MAX_CLASSES; i++)
+            while (d->qos->c[i].head) { struct pkt *k = class_pop(&d->qos->c[i]); mem_bytes -= k->len; free(k); }
+        free(d->qos); d->qos = NULL;
+    }
 }
 
 static void epoll_add(int fd, int tag) {
@@ -301,7 +482,11 @@ const char *link_add(int id, const char *a, const char *b) {
     if (slot < 0 && nlinks == MAX_LINKS) { snprintf(msg, sizeof msg, "too many links (max %d)", MAX_LINKS); return msg; }
     if (!links) { /* both arrays once, at their maximum size: directions in the heap hold pointers */
         links = calloc(MAX_LINKS, sizeof *links); heap = calloc(2 * MAX_LINKS, sizeof *heap);
-        if (!links || !heap) { free(links); free(heap); links = NULL; heap = NULL; return "out of memory"; }
+        qos_active = calloc(2 * MAX_LINKS, sizeof *qos_active);
+        if (!links || !heap || !qos_active) {
+            free(links); free(heap); free(qos_active); links = NULL; heap = NULL; qos_active = NULL;
+            return "out of memory";
+        }
     }
     struct row *sa = calloc(1, sizeof *sa), *sb = calloc(1, sizeof *sb);
     if (!sa || !sb) { free(sa); free(sb); return "out of memory"; }
@@ -380,9 +565,11 @@ int main(int argc, char **argv) {
     for (;;) {
         ns_t now = mono_ns();
         nr_run(now);
+        qos_run(now);
         flush_due(now);
         int n;
-        ns_t next = nr_next_wake();
+        ns_t next = nr_next_wake(), qnext = qos_next_wake(); /* a serialisation start wakes like a departure */
+        if (qnext < next) next = qnext;
         if (heapn > 0 && heap[0]->head->dep < next) next = heap[0]->head->dep;
         if (next == INT64_MAX) n = epoll_wait(epfd, ev, 64, -1);
         else {

@@ -26,6 +26,34 @@ struct pkt { struct pkt *next; ns_t dep; int len; unsigned char data[]; };
 
 struct qent { ns_t tx_done; int len; };
 
+/* Class-based queue of a direction ("qos" command; relay.c says how it serves). */
+#define QOS_MAX_CLASSES 8
+#define QOS_MAX_WEIGHT 1000000
+#define QOS_NDSCP 64
+struct qclass {
+    struct pkt *head, *tail;   /* waiting packets in arrival order; a waiting pkt's dep holds its arrival time */
+    int n;                     /* packets waiting */
+    long long bytes;           /* bytes waiting */
+    int weight;                /* 0: strict priority; 1..QOS_MAX_WEIGHT: deficit-round-robin weight */
+    long long quantum;         /* DRR: bytes credited per visit (QOS_QUANTUM_BYTES * weight / smallest weight) */
+    long long deficit;         /* DRR: bytes the class may still send on this visit */
+    unsigned long long rx;     /* packets classified into it (after loss and up/down) */
+    unsigned long long tx, tx_bytes; /* packets (bytes) the serialiser took from it; each leaves at its dep */
+    unsigned long long drop_queue; /* dropped by its drop-tail limit (counted in the direction's too) */
+    unsigned long long queue_max;  /* most packets ever waiting in it */
+    unsigned long long wait_sum_ns, wait_max_ns; /* over tx: arrival -> serialisation start */
+};
+struct qos {
+    int on;                    /* 0 after "qos ... off": the counters stay, the direction is one FIFO again */
+    int n;                     /* classes (1..QOS_MAX_CLASSES) of the last configuration */
+    unsigned char map[QOS_NDSCP]; /* DSCP -> class */
+    struct qclass c[QOS_MAX_CLASSES];
+    int waiting;               /* packets waiting in all classes */
+    int rr;                    /* DRR: the weighted class whose visit it is */
+    int rr_fresh;              /* DRR: rr has not been credited its quantum on this visit yet */
+    int active_pos;            /* index in relay.c's list of directions with packets waiting, -1: none */
+};
+
 /* Lateness histogram edges (ns) of the data path; relayctl.py LATE_EDGES_NS holds the same list. */
 #define LATE_BUCKETS 14
 extern const long long LATE_EDGE_NS[LATE_BUCKETS - 1];
@@ -45,6 +73,7 @@ struct dir {
     unsigned long long xn_forwarded; /* a cell's downlink: frames for a UE now in another cell (cell.c) */
     struct link *owner;        /* the link of this direction */
     struct dir *next;          /* out_fd < 0: the direction its packets enter next (cell.c), or NULL */
+    struct qos *qos;           /* its class-based queue ("qos"), NULL if it never had one */
 };
 
 enum { UPLINK, DOWNLINK };   /* d[UPLINK]: A->B, d[DOWNLINK]: B->A */
@@ -55,6 +84,8 @@ struct link {
     int used; int id; int fda, fdb; struct dir d[2];
     struct link *cell;         /* a UE radio link: the cell it is in */
     unsigned char mac[6];      /* a UE radio link: its UE's address (the cell's downlink delivers by it) */
+    int n3_dscp;               /* a UE radio link: 1 + the DSCP its uplink packets get entering the cell
+                                * (the gNB's N3 transport marking, cell.c); 0: left as they are */
     struct link *n3, *n3_of;   /* a cell: its backhaul link; a backhaul link: its cell */
     struct link **members; int nmembers, cap_members; /* a cell: its UE radio links */
     struct nrcell *nr;         /* a cell with the NR slot model (nrcell.c), else NULL */
@@ -70,6 +101,12 @@ struct link *links_table(int *n);  /* every link slot (used or not) and how many
 const char *link_add(int id, const char *a, const char *b);
 void link_del(struct link *L);
 void dir_set_schedule(struct dir *d, struct row *rows, int n); /* takes ownership of rows */
+/* Class-based queue of d: n classes (0 = off, back to the FIFO), map[dscp] = class, w[i] = weight (0 strict);
+ * NULL on success, else a static error text. Packets waiting keep their order (relay.c). */
+const char *dir_set_qos(struct dir *d, int n, const unsigned char *map, const int *w);
+int frame_dscp(const unsigned char *f, int len); /* a frame's DSCP (IPv4/IPv6 behind Ethernet, one 802.1Q tag), else 0 */
+void qos_run(ns_t now);          /* every direction with a class queue: the serialisation starts up to now */
+ns_t qos_next_wake(void);        /* the next serialisation start of a class queue, or INT64_MAX */
 void print_dir(const char *name, const struct dir *d); /* control.c: one direction's counters (JSON) */
 
 /* iface.c: interfaces (-1 on failure) */
@@ -85,6 +122,8 @@ void cell_leave(struct link *ue);
 void cell_unwire(struct link *L);       /* before L is deleted: nothing may lead into it */
 /* A packet leaving d (out_fd < 0) at dep into what d is wired to; 0: nothing is (dropped_unwired). */
 int cell_forward(struct dir *d, const unsigned char *data, int len, ns_t dep);
+/* The DSCP UE radio link ue's uplink packets get as they enter its cell (-1: left as they are). */
+void cell_n3_dscp(struct link *ue, int dscp);
 
 /* relay.c: a packet put into direction d (towards the inside) to leave at dep, kept in dep order
  * (not FIFO): the NR cell's output (nrcell.c). */
