@@ -16,6 +16,7 @@ REGISTRY: dict[str, str] = {
     "slices": "experiments.kinds.slices:SlicesKind",
     "offload": "experiments.kinds.offload:OffloadKind",
     "cell_load": "experiments.kinds.cell_load:CellLoadKind",
+    "isolation": "experiments.kinds.isolation:IsolationKind",
 }
 
 

@@ -55,7 +55,8 @@ def test_start_wait_timeout_and_stop(files):
         with pytest.raises(TimeoutError) as err:
             ctl.wait_ready([5], timeout_s=0.5)  # no switch: the stale "ready" must not count
         assert "5 (0x5)" in str(err.value) and str(log) in str(err.value)
-        assert ctl.read_status() == {"ready_dpids": [], "pid": ctl.pid, "errors": {}, "path_switches": [], "resyncs": []}
+        assert ctl.read_status() == {"ready_dpids": [], "pid": ctl.pid, "errors": {}, "path_switches": [],
+                                     "resyncs": []}
     finally:
         ctl.stop()
     assert not ctl.running()
@@ -142,7 +143,8 @@ def test_start_runs_the_listed_apps(files):
     with ControllerProcess() as ctl:
         ctl.start(policy, status, log, apps=(a for a in ["slice_monitor"]))  # any iterable
         assert ctl.apps == ["controllers.apps.slice_monitor"]
-        assert ctl.read_status() == {"ready_dpids": [], "pid": ctl.pid, "errors": {}, "path_switches": [], "resyncs": []}
+        assert ctl.read_status() == {"ready_dpids": [], "pid": ctl.pid, "errors": {}, "path_switches": [],
+                                     "resyncs": []}
     text = log.read_text()
     assert "apps slice_monitor" in text and "apps: controllers.apps.slice_monitor (SliceMonitor)" in text
 

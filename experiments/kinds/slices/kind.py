@@ -64,8 +64,10 @@ class SlicesKind(Kind):
             traffic.start_receivers()
             if traffic.engine is not None:
                 session.metadata["traffic_engine"]["realtime"] = traffic.engine.realtime
+            self.before_traffic(session, params)
             start_ns = session.start_clock()
             traffic.start_senders(start_ns, session.duration_s)
+            self.traffic_started(session, params, start_ns)
             meter = CpuMeter(traffic.cpu_components())
             meter.start()
             session.network.start_load_probe(session.duration_s)
@@ -77,7 +79,18 @@ class SlicesKind(Kind):
             session.metadata["cpu_during_traffic"] = meter.stop()
             traffic.stop_receivers()
         finally:
+            self.traffic_ended(session, params)
             traffic.kill_all()
+
+    def before_traffic(self, session: RunSession, params: Any) -> None:
+        """Receivers are up, senders not yet started: a kind may set the network up. Default: nothing."""
+
+    def traffic_started(self, session: RunSession, params: Any, start_ns: int) -> None:
+        """Senders start at ``start_ns`` (CLOCK_REALTIME): a kind may start timed actions. Default:
+        nothing."""
+
+    def traffic_ended(self, session: RunSession, params: Any) -> None:
+        """Traffic is over (or failed): stop what ``traffic_started`` started. Default: nothing."""
 
     def collect(self, session: RunSession, params: Any) -> dict[str, Any]:
         """Raw records -> packets.parquet in chunks (packetstream.py: memory bounded in run length),
