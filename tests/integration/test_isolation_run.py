@@ -13,6 +13,7 @@ from experiments.framework.definition import Experiment
 from experiments.framework.results import is_complete
 from experiments.framework.session import RunOptions
 from experiments.framework.skeleton import run_experiment
+from experiments.kinds.isolation import IsolationKind
 from topologies.scenario import load_scenario
 
 pytestmark = pytest.mark.root
@@ -49,6 +50,8 @@ def test_isolation_run_shows_urllc_protected_only_with_enforcement_on(tmp_path) 
     assert on["deadline_met_pct"] >= 99.9, on
     assert on["owd_ms_p99"] < 10.0, on
     assert summary["isolation"]["holds"]["off"] is False
+    text = IsolationKind().print_summary(summary)
+    assert "slice enforcement" in text and "isolation shown" in text, text
     # what each arm set, and when
     enforcement = summary["enforcement"]["arms"]
     assert enforcement["off"]["plan"]["queues"] is None

@@ -71,6 +71,10 @@ def test_a_lost_packet_misses_its_deadline_and_host_stalls_are_kept() -> None:
 def test_the_verdict_needs_the_threshold_met_with_enforcement_and_missed_without() -> None:
     shown = arms.verdict(summary(packets(late_off=90, late_on=0, lost_on=0, stalled_on=0)), "urllc", 99.99)
     assert shown["holds"] == {"off": False, "on": True} and shown["isolation_shown"] is True
+    # 900 failure-free packets cannot show 99.99 % at 95 % confidence (36,887 would)
+    assert shown["confident"] == {"off": False, "on": "undetermined"}
+    assert shown["isolation_shown_confident"] is False
+    assert arms.verdict(summary(packets(90, 0, 0, 0)), "urllc", 99.0)["isolation_shown_confident"] is True
     late = summary(packets(late_off=90, late_on=1, lost_on=0, stalled_on=0))
     not_shown = arms.verdict(late, "urllc", 99.99)
     assert not_shown["holds"]["on"] is False and not_shown["isolation_shown"] is False

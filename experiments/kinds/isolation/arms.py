@@ -88,7 +88,8 @@ def arm_summary(delays: dict[tuple[int, str], dict[str, Any]], due: dict[tuple[i
             met = min(c["on_time"], n)
             target = targets.get(name)
             slices[name] = {
-                "packets": n, "packets_received": c["received"], "packets_host_stall": c["host_stall"],
+                "packets": n, "packets_received": c["received"], "packets_on_time": met,
+                "packets_host_stall": c["host_stall"],
                 "latency_bound_ms": bounds.get(name),
                 "owd_ms_p50": percentile(c["owd"], 50), "owd_ms_p99": percentile(c["owd"], 99),
                 "owd_ms_p9999": percentile(c["owd"], 99.99), "owd_ms_max": percentile(c["owd"], 100),
@@ -105,11 +106,16 @@ def arm_summary(delays: dict[tuple[int, str], dict[str, Any]], due: dict[tuple[i
 
 def verdict(arms: dict[str, Any], protected: str, threshold_pct: float) -> dict[str, Any]:
     """Does enforcement isolate ``protected``: its share within bound >= ``threshold_pct`` with
-    enforcement on and below it with enforcement off (point estimates, with their intervals)."""
-    share = {arm: arms[arm]["slices"].get(protected, {}).get("deadline_met_pct") for arm in ARMS}
+    enforcement on and below it with enforcement off. ``holds``: the point estimates; ``confident``:
+    what the exact 95 % interval allows (true / false / "undetermined": the arm had too few packets
+    to tell, confidence.target_verdict)."""
+    figures = {arm: arms[arm]["slices"].get(protected, {}) for arm in ARMS}
+    share = {arm: f.get("deadline_met_pct") for arm, f in figures.items()}
     holds = {arm: None if v is None else v >= threshold_pct for arm, v in share.items()}
-    return {"slice": protected, "threshold_pct": threshold_pct,
-            "deadline_met_pct": share,
-            "deadline_met_pct_ci95": {arm: arms[arm]["slices"].get(protected, {}).get("deadline_met_pct_ci95")
-                                      for arm in ARMS},
-            "holds": holds, "isolation_shown": holds["on"] is True and holds["off"] is False}
+    confident = {arm: target_verdict(f["packets_on_time"], f["packets"], threshold_pct) if f.get("packets")
+                 else None for arm, f in figures.items()}
+    return {"slice": protected, "threshold_pct": threshold_pct, "deadline_met_pct": share,
+            "deadline_met_pct_ci95": {arm: f.get("deadline_met_pct_ci95") for arm, f in figures.items()},
+            "holds": holds, "isolation_shown": holds["on"] is True and holds["off"] is False,
+            "confident": confident,
+            "isolation_shown_confident": confident["on"] is True and confident["off"] is False}

@@ -174,7 +174,9 @@ class IsolationKind(SlicesKind):
         v = summary["isolation"]
         lines.append(f"  {v['slice']} within bound >= {v['threshold_pct']:g} %: off "
                      f"{_yes(v['holds']['off'])}, on {_yes(v['holds']['on'])} -> isolation "
-                     f"{'shown' if v['isolation_shown'] else 'NOT shown'}")
+                     f"{'shown' if v['isolation_shown'] else 'NOT shown'}; at 95 % confidence: off "
+                     f"{_yes(v['confident']['off'])}, on {_yes(v['confident']['on'])} -> "
+                     f"{'shown' if v['isolation_shown_confident'] else 'not shown'}")
         return "\n".join(lines)
 
 
@@ -182,5 +184,5 @@ def _f(v: float | None, digits: int = 2) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
-def _yes(v: bool | None) -> str:
-    return "-" if v is None else "yes" if v else "no"
+def _yes(v: bool | str | None) -> str:
+    return "-" if v is None else v if isinstance(v, str) else "yes" if v else "no"

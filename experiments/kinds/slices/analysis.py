@@ -115,9 +115,10 @@ def probe_summary(rtt: pd.DataFrame) -> dict[str, dict[str, float | int | None]]
     return out
 
 
-# summary.json keys that are not slices (cell_load and points: the cell_load kind's)
+# summary.json keys that are not slices (cell_load and points: the cell_load kind's; arms, isolation,
+# enforcement: the isolation kind's)
 NOT_SLICES = ("probes", "loss_accounting", "reconciliation", "host_stalls", "fidelity", "handovers",
-              "cell_load", "points", "flows")
+              "cell_load", "points", "flows", "arms", "isolation", "enforcement")
 
 
 def format_table(summary: dict[str, dict]) -> str:
