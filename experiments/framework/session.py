@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
+from experiments.framework.controlplane import RunControlPlane
 from experiments.framework.definition import Experiment
 from experiments.framework.leo_link import build_leo_schedules
 from experiments.framework.mobility_driver import MobilityDriver
@@ -62,6 +63,7 @@ class RunOptions:
     ovs_realtime: bool | None = None  # userspace OVS's packet thread real-time (None: the default)
     scenario: Scenario | None = None  # an in-memory scenario (benchmarks); overrides scenario_path
     pcap: PcapRequest | None = None  # --pcap: interfaces to capture (pcap.py)
+    northbound: bool = False  # --northbound: the REST API on 127.0.0.1 during the run (controlplane.py)
 
 
 @dataclass
@@ -161,6 +163,7 @@ class RunSession:
                                        controller_apps=experiment.controller_apps,
                                        ovs_realtime=options.ovs_realtime)
         self.pcap = RunCapture(options.pcap, scenario)  # --pcap: names checked now, nothing created yet
+        self.control_plane = RunControlPlane(options.northbound)
         self.run_id = ""
         self.run_dir = Path()
         self.metadata: dict[str, Any] = {}
@@ -201,6 +204,7 @@ class RunSession:
             self.save_metadata()
             self._start_watching()
             self.pcap.start(self.network, self.run_dir, self.metadata)  # --pcap: before any traffic
+            self.control_plane.start(self.scenario, self.network.engine, self.run_dir, self.metadata)
             self.save_metadata()
         except BaseException as exc:
             self.__exit__(type(exc), exc, None)
@@ -228,6 +232,7 @@ class RunSession:
             if self.data_path_after_death is not None:
                 self.metadata["failure"]["data_path_after_death"] = self.data_path_after_death
         self.pcap.stop(self.metadata)  # --pcap: after the receivers stopped, before the network goes
+        self.control_plane.stop(self.metadata)
         self._stop_sentinel()
         self._stop_mobility()
         try:
