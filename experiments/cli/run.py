@@ -62,6 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="capture UDP on these host interfaces (e.g. edge1-eth0) or on every one "
                         "('all') into the run folder's pcap/, checked against the receivers' records "
                         "(README 'Packet capture')")
+    p.add_argument("--sla-monitor", action="store_true",
+                   help="sample each slice's SLA state every second (sla_timeline.parquet, sla_state.png)")
     p.add_argument("--northbound", action="store_true",
                    help="serve the controller's REST API on 127.0.0.1 during the run; URL and token in "
                         "the run folder's northbound.json (README 'Slice enforcement')")
@@ -92,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             results_root=args.results, progress=not args.quiet,
             include_host_stalls=args.include_host_stalls,
             ovs_realtime=None if args.ovs_realtime is None else args.ovs_realtime == "on", pcap=pcap,
-            northbound=args.northbound))
+            northbound=args.northbound, sla_monitor=args.sla_monitor))
     except ConfigError as exc:
         print(f"factorysat run: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG

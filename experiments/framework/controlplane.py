@@ -1,4 +1,10 @@
-"""A run's live control plane: the northbound REST API (``--northbound``) over the running network.
+"""A run's live control plane: the SLA monitor and the northbound REST API over the running network.
+
+The SLA monitor (``experiments/framework/sla_monitor.py``) runs with ``--sla-monitor``, an
+experiment's ``[controller] sla_monitor = true`` or ``--northbound`` (the API serves its states): it
+samples the link engine's counters every second from bring-up to teardown and leaves
+``sla_samples.jsonl``, ``sla_timeline.parquet`` (times from traffic start) and ``metadata.json``
+``sla_monitor`` (per slice seconds per state, violations, transitions).
 
 :class:`RunSliceControl` is the run's ``controllers.northbound.SliceControl``: it describes the
 scenario's slices with the RAN shares the NR cells run now and their SLA state (when an SLA monitor
@@ -12,6 +18,7 @@ and changes in ``metadata.json`` ``northbound`` when the run ends.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,9 +26,15 @@ from typing import Any
 
 from controllers.admission import Decision, FlowRequest, check_admission
 from controllers.northbound import NorthboundServer, ran_with_changes
+from experiments.framework.accounting import path_hops, topology_links
+from experiments.framework.results import write_parquet
+from experiments.framework.sla_monitor import SlaMonitor, queue_class_names, sla_table
 from topologies.scenario import Scenario
 
 CREDENTIALS_FILE = "northbound.json"
+SLA_SAMPLES_FILE = "sla_samples.jsonl"
+SLA_TABLE_FILE = "sla_timeline.parquet"
+SLA_INTERVAL_S = 1.0  # one counter snapshot per second: ~1 relay request per link (cheap at demo scale)
 
 
 class RunSliceControl:
@@ -103,30 +116,66 @@ def _ran_dict(ran: Any) -> dict[str, Any]:
             "priority": ran.priority}
 
 
-class RunControlPlane:
-    """Starts the northbound API of a run when asked (``enabled``), stops it, records it."""
+def slice_hops(scenario: Scenario, links: list[tuple[str, str, str]]) -> dict[str, list[tuple[str, str]]]:
+    """Slice -> the (link, direction) hops its UEs' flows cross, both ways between each UE and its
+    traffic's destination (what the SLA monitor attributes FIFO links by)."""
+    out: dict[str, set[tuple[str, str]]] = {}
+    for ue in scenario.ues:
+        hops = out.setdefault(ue.slice, set())
+        for a, b in ((ue.name, ue.traffic.destination), (ue.traffic.destination, ue.name)):
+            with contextlib.suppress(ValueError):  # no path: nothing to attribute
+                hops.update(path_hops(links, a, b))
+    return {name: sorted(h) for name, h in out.items()}
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
+
+class RunControlPlane:
+    """Starts a run's SLA monitor (``monitor``) and northbound API (``northbound``, which implies the
+    monitor) once the network is up, stops them at teardown and records them."""
+
+    def __init__(self, northbound: bool, monitor: bool) -> None:
+        self.northbound = northbound
+        self.monitor_on = monitor or northbound
         self.server: NorthboundServer | None = None
         self.control: RunSliceControl | None = None
+        self.monitor: SlaMonitor | None = None
+        self._monitor_t0_ns = 0  # CLOCK_REALTIME of the monitor's t = 0
 
-    def start(self, scenario: Scenario, engine: Any, run_dir: Path, metadata: dict[str, Any],
-              sla_state: Callable[[], dict[str, Any]] | None = None) -> None:
-        if not self.enabled:
-            return
-        self.control = RunSliceControl(scenario, engine, sla_state)
-        self.server = NorthboundServer(self.control)
-        port, _token = self.server.start()
-        path = self.server.write_credentials(run_dir / CREDENTIALS_FILE)
-        metadata["northbound"] = {"url": self.server.url, "port": port, "credentials": path.name}
+    def start(self, scenario: Scenario, network: Any, run_dir: Path, metadata: dict[str, Any]) -> None:
+        """``network``: the run's EmulatedNetwork (its ``engine``, and ``topo`` for the slices' paths)."""
+        engine = network.engine
+        if self.monitor_on:
+            topo = getattr(network, "topo", None)
+            hops = slice_hops(scenario, topology_links(topo)) if topo is not None else {}
+            self.monitor = SlaMonitor(engine.counters, lambda: queue_class_names(engine.queue_configs),
+                                      scenario.slices, SLA_INTERVAL_S, run_dir / SLA_SAMPLES_FILE,
+                                      slice_hops=hops)
+            self._monitor_t0_ns = time.time_ns()
+            self.monitor.start(time.monotonic())
+        if self.northbound:
+            self.control = RunSliceControl(scenario, engine, self.monitor.current if self.monitor else None)
+            self.server = NorthboundServer(self.control)
+            port, _token = self.server.start()
+            path = self.server.write_credentials(run_dir / CREDENTIALS_FILE)
+            metadata["northbound"] = {"url": self.server.url, "port": port, "credentials": path.name}
 
-    def stop(self, metadata: dict[str, Any]) -> None:
-        if self.server is None:
-            return
-        self.server.stop()
-        assert self.control is not None
-        metadata["northbound"] = {**metadata.get("northbound", {}), "requests": self.server.requests,
-                                  "ran_changes": self.control.changes,
-                                  "admitted_flows": self.control.flows()}
-        self.server = None
+    def stop(self, metadata: dict[str, Any], run_dir: Path, traffic_start_ns: int) -> None:
+        """Stop both; the monitor's table is written with times from ``traffic_start_ns``
+        (CLOCK_REALTIME; 0: no traffic started, times from the monitor's start)."""
+        if self.server is not None:
+            self.server.stop()
+            assert self.control is not None
+            metadata["northbound"] = {**metadata.get("northbound", {}), "requests": self.server.requests,
+                                      "ran_changes": self.control.changes,
+                                      "admitted_flows": self.control.flows()}
+            self.server = None
+        if self.monitor is not None:
+            summary = self.monitor.stop()
+            offset_s = (traffic_start_ns - self._monitor_t0_ns) / 1e9 if traffic_start_ns else 0.0
+            table = sla_table(self.monitor.timeline())
+            write_parquet(run_dir / SLA_TABLE_FILE, table.assign(t_s=table["t_s"] - offset_s))
+            metadata["sla_monitor"] = {**summary, "traffic_start_s": round(offset_s, 6),
+                                       "samples": SLA_SAMPLES_FILE, "table": SLA_TABLE_FILE,
+                                       "note": "states judge the model's per-hop delay and loss "
+                                               "(RAN p99 + the slice's queue wait), not measured "
+                                               "end-to-end delay; times in the table from traffic start"}
+            self.monitor = None

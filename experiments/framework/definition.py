@@ -51,6 +51,7 @@ class Experiment:
     probes: tuple[ProbeSpec, ...] = ()
     params: dict = field(default_factory=dict)  # kind-specific [params] table, validated by the kind
     controller_apps: tuple[str, ...] = tuple(DEFAULT_APPS)  # [controller] apps, by name
+    sla_monitor: bool = False  # [controller] sla_monitor: the live per-slice SLA monitor (sla_monitor.py)
     file: Path | None = None  # the experiment.toml this was read from
 
     def load_scenario(self) -> Scenario:
@@ -93,14 +94,15 @@ class Experiment:
                 )
             probes = tuple(_probe(p) for p in root.tables("probes", []))
             params = dict(root.table("params", {}).raw)
-            apps = tuple(DEFAULT_APPS)
+            apps, sla_monitor = tuple(DEFAULT_APPS), False
             if root.has("controller"):
                 with root.table("controller") as c:
                     raw_apps = c.get("apps", list(DEFAULT_APPS))
                     resolve_apps(raw_apps)  # unknown apps fail here, with the allowed names
                     apps = tuple(raw_apps)
+                    sla_monitor = c.bool("sla_monitor", False)
         return cls(folder=path.parent, file=path, probes=probes, params=params, controller_apps=apps,
-                   **fields_)
+                   sla_monitor=sla_monitor, **fields_)
 
 
 def available_experiments() -> list[str]:

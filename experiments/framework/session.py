@@ -64,6 +64,7 @@ class RunOptions:
     scenario: Scenario | None = None  # an in-memory scenario (benchmarks); overrides scenario_path
     pcap: PcapRequest | None = None  # --pcap: interfaces to capture (pcap.py)
     northbound: bool = False  # --northbound: the REST API on 127.0.0.1 during the run (controlplane.py)
+    sla_monitor: bool = False  # --sla-monitor (also [controller] sla_monitor, or --northbound)
 
 
 @dataclass
@@ -163,7 +164,8 @@ class RunSession:
                                        controller_apps=experiment.controller_apps,
                                        ovs_realtime=options.ovs_realtime)
         self.pcap = RunCapture(options.pcap, scenario)  # --pcap: names checked now, nothing created yet
-        self.control_plane = RunControlPlane(options.northbound)
+        self.control_plane = RunControlPlane(options.northbound,  # --northbound / the SLA monitor
+                                             options.sla_monitor or experiment.sla_monitor)
         self.run_id = ""
         self.run_dir = Path()
         self.metadata: dict[str, Any] = {}
@@ -204,7 +206,7 @@ class RunSession:
             self.save_metadata()
             self._start_watching()
             self.pcap.start(self.network, self.run_dir, self.metadata)  # --pcap: before any traffic
-            self.control_plane.start(self.scenario, self.network.engine, self.run_dir, self.metadata)
+            self.control_plane.start(self.scenario, self.network, self.run_dir, self.metadata)
             self.save_metadata()
         except BaseException as exc:
             self.__exit__(type(exc), exc, None)
@@ -232,7 +234,7 @@ class RunSession:
             if self.data_path_after_death is not None:
                 self.metadata["failure"]["data_path_after_death"] = self.data_path_after_death
         self.pcap.stop(self.metadata)  # --pcap: after the receivers stopped, before the network goes
-        self.control_plane.stop(self.metadata)
+        self.control_plane.stop(self.metadata, self.run_dir, self.start_ns)
         self._stop_sentinel()
         self._stop_mobility()
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from experiments.framework.definition import Experiment
@@ -27,6 +28,9 @@ drain_s = 1.0
 
 [params]
 settle_s = 2.0
+
+[controller]
+sla_monitor = true
 """
 
 
@@ -51,7 +55,7 @@ def test_isolation_run_shows_urllc_protected_only_with_enforcement_on(tmp_path) 
     assert on["owd_ms_p99"] < 10.0, on
     assert summary["isolation"]["holds"]["off"] is False
     text = IsolationKind().print_summary(summary)
-    assert "slice enforcement" in text and "isolation shown" in text, text
+    assert "slice enforcement" in text and "urllc within bound >= 99.99 %: off no" in text, text
     # what each arm set, and when
     enforcement = summary["enforcement"]["arms"]
     assert enforcement["off"]["plan"]["queues"] is None
@@ -66,5 +70,13 @@ def test_isolation_run_shows_urllc_protected_only_with_enforcement_on(tmp_path) 
     classes = backhaul["classes"]
     assert classes[0]["tx"] > 1000 and classes[0]["dropped_queue"] == 0  # URLLC's strict class
     assert sum(c["dropped_queue"] for c in classes[1:]) > 0  # the cameras' class overflowed
-    for name in ("isolation_cdf.png", "isolation_timeline.png", "owd_cdf.png"):
+    # the live SLA monitor (experiment [controller] sla_monitor): URLLC violated in the off arm, then ok
+    sla = summary["sla"]["slices"]["urllc"]
+    assert summary["sla"]["errors"] == 0 and sla["violations"] >= 1, sla
+    timeline = pd.read_parquet(run_dir / "sla_timeline.parquet")
+    urllc = timeline[timeline["slice"] == "urllc"]
+    assert (urllc[urllc["t_s"] < 8.0]["state"] == "violated").any()
+    last = urllc[urllc["t_s"] < 15.0].iloc[-1]
+    assert last["state"] in ("ok", "at_risk") and last["t_s"] > 8.0, urllc
+    for name in ("isolation_cdf.png", "isolation_timeline.png", "owd_cdf.png", "sla_state.png"):
         assert (run_dir / name).stat().st_size > 10_000, name

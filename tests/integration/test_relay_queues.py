@@ -115,6 +115,9 @@ def test_ef_strict_priority_bounds_its_delay_by_one_bulk_packet() -> None:
           f"p99 {p99_prio:.3f} max {d_prio.max():.3f}; late_hist fifo {fifo_stats['late_hist']} "
           f"qos {stats['late_hist']}; classes {stats['classes']}")
     assert "classes" not in fifo_stats
+    # the FIFO serialiser's own wait counters: a full queue of bulk frames in front (QLIM frames)
+    assert fifo_stats["serialised"] > 1000
+    assert 20 * BULK_TX_MS < fifo_stats["wait_max_ns"] / 1e6 <= (QLIM + 1) * BULK_TX_MS, fifo_stats
     # FIFO: EF waits behind up to QLIM bulk frames (~50 ms); far beyond a few serialisations
     assert p99_fifo > 20 * BULK_TX_MS, p99_fifo
     assert len(d_prio) > 400

@@ -93,6 +93,8 @@ def test_ues_of_a_cell_share_its_capacity() -> None:
     assert len(site.upf_sock[11].sent) == 1          # the second waits behind the first
     site.relay.flush(5.00201)
     assert len(site.upf_sock[11].sent) == 2
+    cell = site.stats(10, "uplink")  # the second waited 1 ms for the serialiser
+    assert (cell["serialised"], cell["wait_sum_ns"], cell["wait_max_ns"]) == (2, 1_000_000, 1_000_000)
 
 
 def test_downlink_is_delivered_by_destination_mac_broadcast_to_all_unknown_dropped() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from controllers.admission import FlowRequest
-from experiments.framework.controlplane import CREDENTIALS_FILE, RunControlPlane, RunSliceControl
+from experiments.framework.controlplane import CREDENTIALS_FILE, RunControlPlane, RunSliceControl, slice_hops
 from topologies.scenario import load_scenario
 from topologies.validate import ConfigError
 
@@ -24,12 +24,32 @@ class FakeEngine:
         self.plans = {c: SCENARIO.nr_plan(c) for c in ("gnb1", "gnb2")}
         self.applied: list[str] = []
 
+    queue_configs: dict = {}
+
     def nr_plan(self, cell: str) -> Any:
         return self.plans.get(cell)
+
+    def counters(self) -> dict:
+        return {"links": {}, "nr_cells": {}}
 
     def set_slice_shares(self, cell: str, plan: Any) -> None:
         self.plans[cell] = plan
         self.applied.append(cell)
+
+
+class FakeNetwork:
+    def __init__(self) -> None:
+        self.engine, self.topo = FakeEngine(), None
+
+
+def test_slice_hops_follow_each_ues_traffic_both_ways() -> None:
+    from experiments.framework.accounting import topology_links
+    from topologies.factory import FactoryTopo
+
+    hops = slice_hops(SCENARIO, topology_links(FactoryTopo(scenario=SCENARIO)))
+    assert ("bh_gnb1", "uplink") in hops["urllc"] and ("bh_gnb1", "downlink") in hops["urllc"]
+    assert ("leo", "uplink") in hops["mmtc"]            # sensors report to the cloud over LEO
+    assert ("leo", "uplink") not in hops["urllc"]       # AGVs talk to the edge server
 
 
 def flow(name: str, ue: str = "cam1", slice_name: str = "embb", rate: float = 10.0, **kw: Any) -> FlowRequest:
@@ -78,8 +98,8 @@ def test_admission_counts_the_slices_share_of_the_ues_cell() -> None:
 
 
 def test_the_control_plane_serves_the_api_and_records_it(tmp_path: Path) -> None:
-    plane, metadata = RunControlPlane(True), {}
-    plane.start(SCENARIO, FakeEngine(), tmp_path, metadata)
+    plane, metadata = RunControlPlane(northbound=True, monitor=False), {}  # the API implies the monitor
+    plane.start(SCENARIO, FakeNetwork(), tmp_path, metadata)
     try:
         creds = json.loads((tmp_path / CREDENTIALS_FILE).read_text())
         assert (tmp_path / CREDENTIALS_FILE).stat().st_mode & 0o777 == 0o600
@@ -88,10 +108,14 @@ def test_the_control_plane_serves_the_api_and_records_it(tmp_path: Path) -> None
                                          headers={"Authorization": f"Bearer {creds['token']}"})
         with urllib.request.urlopen(request, timeout=5) as response:
             assert set(json.load(response)["slices"]) == {"urllc", "embb", "mmtc"}
+        with urllib.request.urlopen(request, timeout=5) as response:  # the monitor's state is served
+            # before the monitor's second round there is no state; after it, no traffic flows here
+            assert json.load(response)["slices"]["urllc"]["sla"]["state"] in ("not monitored", "no_traffic")
     finally:
-        plane.stop(metadata)
+        plane.stop(metadata, tmp_path, 0)
     assert metadata["northbound"]["requests"][0]["status"] == 200
     assert metadata["northbound"]["ran_changes"] == [] and metadata["northbound"]["admitted_flows"] == []
-    off = {}
-    RunControlPlane(False).start(SCENARIO, FakeEngine(), tmp_path / "x", off)
+    assert metadata["sla_monitor"]["errors"] == 0 and (tmp_path / "sla_timeline.parquet").exists()
+    off: dict = {}
+    RunControlPlane(False, False).start(SCENARIO, FakeNetwork(), tmp_path / "x", off)
     assert off == {}

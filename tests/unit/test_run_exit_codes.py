@@ -19,7 +19,7 @@ from topologies.validate import ConfigError
 def _args(**overrides: object) -> argparse.Namespace:
     base = dict(experiment="demo", scenario=None, duration_s=None, link_backend=None, ovs_datapath=None,
                 seed=None, results=Path("/nonexistent/results"), quiet=True, include_host_stalls=False,
-                ovs_realtime=None, pcap=None)
+                ovs_realtime=None, pcap=None, northbound=False, sla_monitor=False)
     return argparse.Namespace(**{**base, **overrides})
 
 

@@ -153,7 +153,7 @@ class Direction:
         # dropped_mem: the C relay's 512 MiB cap on held packets; here memory errors are dropped_error
         self.c = dict.fromkeys(("rx", "tx", "dropped_loss", "dropped_queue", "dropped_down",
                                 "dropped_error", "dropped_mem", "rx_bytes", "tx_bytes", "dropped_unwired",
-                                "xn_forwarded"), 0)
+                                "xn_forwarded", "serialised", "wait_sum_ns", "wait_max_ns"), 0)
         self.late_hist = [0] * (len(LATE_EDGES_NS) + 1)  # as the C relay's ``late_hist``
 
     def params(self, t: float) -> Params:
@@ -287,6 +287,10 @@ class Direction:
         if p.rate > 0:
             self.tx_free = ready
             self.serq.append((ready, n))
+            wait_ns = round((start - t) * 1e9)  # the FIFO serialiser's wait (relay.c: the same counters)
+            self.c["serialised"] += 1
+            self.c["wait_sum_ns"] += wait_ns
+            self.c["wait_max_ns"] = max(self.c["wait_max_ns"], wait_ns)
             self.qbytes += n
         self.last_dep = dep
         return len(self.fifo) == 1

@@ -118,7 +118,7 @@ def probe_summary(rtt: pd.DataFrame) -> dict[str, dict[str, float | int | None]]
 # summary.json keys that are not slices (cell_load and points: the cell_load kind's; arms, isolation,
 # enforcement: the isolation kind's)
 NOT_SLICES = ("probes", "loss_accounting", "reconciliation", "host_stalls", "fidelity", "handovers",
-              "cell_load", "points", "flows", "arms", "isolation", "enforcement")
+              "cell_load", "points", "flows", "arms", "isolation", "enforcement", "sla")
 
 
 def format_table(summary: dict[str, dict]) -> str:

@@ -20,6 +20,7 @@ from experiments.framework.kind import Kind
 from experiments.framework.mobility_figures import handover_timeline
 from experiments.framework.plotting import save
 from experiments.framework.session import RunSession
+from experiments.framework.sla_monitor import sla_state_figure
 from experiments.kinds.slices import analysis, counts, figures, messages, packetstream, service_figures
 from experiments.kinds.slices.traffic import (
     LINK_COUNTERS_FILE,
@@ -165,6 +166,10 @@ class SlicesKind(Kind):
             session.host_stalls, figures.flagged(), figures.received(), include,
             session.metadata.get("host_stalls", {}).get("unavailable"))
         summary["fidelity"] = self._fidelity(tables, session, summary)
+        if "sla_monitor" in session.metadata:  # the live SLA monitor's per-slice time in each state
+            monitor = session.metadata["sla_monitor"]
+            summary["sla"] = {"slices": monitor["slices"], "rounds": monitor["rounds"],
+                              "errors": monitor["errors"], "note": monitor["note"]}
         if session.mobility is not None:  # the run's handover events (handovers.json holds them all)
             summary["handovers"] = session.metadata.get("handovers") or {
                 "planned": len(session.mobility.handovers)}
@@ -244,6 +249,11 @@ class SlicesKind(Kind):
                 schedule = frame[frame["link"] == "leo"]
             paths += save(figures.rtt_timeline(rtt, schedule), run_dir / "rtt_timeline")
         paths += service_figures.draw(run_dir)
+        if (run_dir / "sla_timeline.parquet").exists():  # the live SLA monitor's states
+            switch = (summary.get("enforcement") or {}).get("arm_s")
+            paths += save(sla_state_figure(pd.read_parquet(run_dir / "sla_timeline.parquet"),
+                                           list(flows["slice"].drop_duplicates()), switch),
+                          run_dir / "sla_state")
         if (run_dir / "mobility.parquet").exists() and (run_dir / "handovers.json").exists():
             paths += self._handover_figure(run_dir)
         return paths

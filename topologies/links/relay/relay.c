@@ -317,12 +317,13 @@ void dir_enqueue(struct dir *d, const unsigned char *data, int len, ns_t t_arr) 
     if (lost(d, p)) { d->drop_loss++; return; }
     if (mem_bytes + len > MAX_MEM_BYTES) { d->drop_mem++; return; } /* the emulator's limit, not the model's */
     if (q && q->on && (p->rate_bps > 0 || q->waiting)) { qos_arrive(d, p, data, len, t_arr); return; }
-    ns_t t = t_arr;
+    ns_t t = t_arr, wait = 0; /* wait: from arrival to serialisation start (FIFO serialiser) */
     if (p->rate_bps > 0) {
         while (d->qn > 0 && d->q[d->qhead].tx_done <= t_arr) {
             d->qbytes -= d->q[d->qhead].len; d->qhead = (d->qhead + 1) % d->qcap; d->qn--;
         }
         ns_t start = t_arr > d->tx_free ? t_arr : d->tx_free;
+        wait = start - t_arr;
         if ((p->qlim_pkts > 0 && d->qn + 1 > p->qlim_pkts) || (p->qlim_bytes > 0 && d->qbytes + len > p->qlim_bytes)
             || start - t_arr > MAX_BACKLOG_NS) {
             d->drop_queue++; return;
@@ -341,6 +342,8 @@ void dir_enqueue(struct dir *d, const unsigned char *data, int len, ns_t t_arr) 
     if (p->rate_bps > 0) {
         d->tx_free = t;
         d->q[(d->qhead + d->qn) % d->qcap] = (struct qent){t, len}; d->qn++; d->qbytes += len;
+        d->serialised++; d->wait_sum_ns += (unsigned long long)wait;
+        if ((unsigned long long)wait > d->wait_max_ns) d->wait_max_ns = (unsigned long long)wait;
     }
     if (q && q->on) { /* no serialiser: the classes only count */
         struct qclass *c = &q->c[q->map[frame_dscp(data, len)]];

@@ -71,6 +71,8 @@ struct dir {
     unsigned long long late_hist[LATE_BUCKETS]; /* departures by lateness: <= LATE_EDGE_NS[i], last: beyond */
     unsigned long long drop_unwired; /* left towards the inside, and nothing was wired there (cell.c) */
     unsigned long long xn_forwarded; /* a cell's downlink: frames for a UE now in another cell (cell.c) */
+    unsigned long long serialised, wait_sum_ns, wait_max_ns; /* the FIFO serialiser (rate set, no qos):
+                                * packets accepted, their waits from arrival to serialisation start */
     struct link *owner;        /* the link of this direction */
     struct dir *next;          /* out_fd < 0: the direction its packets enter next (cell.c), or NULL */
     struct qos *qos;           /* its class-based queue ("qos"), NULL if it never had one */
