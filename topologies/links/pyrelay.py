@@ -153,7 +153,7 @@ class Direction:
         # dropped_mem: the C relay's 512 MiB cap on held packets; here memory errors are dropped_error
         self.c = dict.fromkeys(("rx", "tx", "dropped_loss", "dropped_queue", "dropped_down",
                                 "dropped_error", "dropped_mem", "rx_bytes", "tx_bytes", "dropped_unwired",
-                                "xn_forwarded", "serialised", "wait_sum_ns", "wait_max_ns"), 0)
+                                "xn_forwarded", "serialised", "wait_sum_ns", "wait_max_ns", "tx_retries"), 0)
         self.late_hist = [0] * (len(LATE_EDGES_NS) + 1)  # as the C relay's ``late_hist``
 
     def params(self, t: float) -> Params:

@@ -375,17 +375,34 @@ void dir_insert_at(struct dir *d, const unsigned char *data, int len, ns_t dep) 
 
 double rng_uniform(void) { return urand(); }
 
+/* A send the kernel refused for lack of room (ENOBUFS: the receiving CPU's backlog is full, e.g.
+ * while this real-time process keeps ksoftirqd from draining it) is tried again after a short sleep
+ * that lets it drain, up to SEND_RETRIES times per batch; the wait shows as lateness (late_hist) and
+ * in tx_retries. Any other failure drops that one packet (dropped_error), not the rest of its batch. */
+#define SEND_RETRIES 20
+#define SEND_RETRY_SLEEP_NS 50000
+
 static void flush_dir(struct dir *d, ns_t now) {
     struct mmsghdr mm[BATCH]; struct iovec iov[BATCH]; struct pkt *ks[BATCH];
+    int retries = 0;
     while (d->head && d->head->dep <= now) {
         int n = 0;
         for (struct pkt *k = d->head; k && k->dep <= now && n < BATCH; k = k->next, n++) {
             ks[n] = k; iov[n].iov_base = k->data; iov[n].iov_len = k->len;
             memset(&mm[n], 0, sizeof mm[n]); mm[n].msg_hdr.msg_iov = &iov[n]; mm[n].msg_hdr.msg_iovlen = 1;
         }
-        int sent = sendmmsg(d->out_fd, mm, n, MSG_DONTWAIT);
-        if (sent < 0) sent = 0;
-        for (int i = 0; i < n; i++) {
+        int sent = sendmmsg(d->out_fd, mm, n, MSG_DONTWAIT), dropped = 0;
+        if (sent < 0) {
+            if ((errno == ENOBUFS || errno == EAGAIN) && retries < SEND_RETRIES) {
+                struct timespec ts = {0, SEND_RETRY_SLEEP_NS};
+                retries++; d->tx_retries++;
+                nanosleep(&ts, NULL);
+                now = mono_ns();
+                continue;  /* the same packets again */
+            }
+            sent = 0; dropped = 1;  /* the first one failed for good: count it, try the rest */
+        }
+        for (int i = 0; i < sent + dropped; i++) {
             if (i < sent) {
                 ns_t late = now - ks[i]->dep;
                 d->tx++; d->tx_bytes += ks[i]->len; d->late_sum_ns += late;
@@ -395,7 +412,7 @@ static void flush_dir(struct dir *d, ns_t now) {
                 while (b < LATE_BUCKETS - 1 && late > LATE_EDGE_NS[b]) b++;
                 d->late_hist[b]++;
             }
-            else d->drop_err++; /* interface gone or full: count, never block */
+            else d->drop_err++; /* interface gone, or still full after the retries: count, never block */
             d->head = ks[i]->next; mem_bytes -= ks[i]->len; free(ks[i]);
         }
         if (!d->head) d->tail = NULL;
