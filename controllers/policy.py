@@ -11,11 +11,16 @@ Pipeline per switch (OpenFlow 1.3):
 - table 1 (forward): eth_dst = known MAC -> output port (priority 10); broadcast / multicast ->
   FLOOD (priority 5); table-miss -> drop (priority 0, no packet-in).
 
-Later SLA work adds meters (``Meter`` instruction) and queues between the two tables.
+A slice with ``max_rate_mbps`` gets an OF1.3 meter (``slice_meters``) on each switch its hosts
+attach to (in the factory topology the UPF, where the cells hang): its uplink marking rules in
+table 0 pass the packet through the meter first (``Meter`` instruction), whose one drop band holds
+the slice's hosts together to the rate. Downlink traffic to the slice's hosts is not metered (the
+downlink marking rule has no meter: a cap on what a slice's devices send is the UPF's uplink
+policing; a shared meter would couple the two directions).
 
 The policy's JSON shape (``SlicePolicy.to_dict()`` writes it, ``from_dict`` / ``from_json`` read it)::
 
-    {"slices":   {"urllc": {"dscp": 46}, ...},
+    {"slices":   {"urllc": {"dscp": 46}, "embb": {"dscp": 34, "max_rate_mbps": 50.0}, ...},
      "hosts":    [{"name": "agv1", "ip": "10.0.0.1", "mac": "00:00:00:00:00:01", "slice": "urllc"},
                   {"name": "edge1", ..., "slice": null}, ...],
      "switches": [{"name": "s1", "dpid": 1, "access_hosts": ["agv1", "edge1"],
@@ -33,13 +38,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from topologies.validate import ConfigError, Table
+from topologies.validate import ConfigError, Table, check_number
 
 # --- OpenFlow constants used by the rules (values from the OpenFlow 1.3.5 spec, ONF TS-023) -------
 ETH_TYPE_IPV4 = 0x0800
@@ -48,6 +54,10 @@ MAX_TABLE_ID = 254  # 255 is OFPTT_ALL
 MAX_PRIORITY = 0xFFFF
 BROADCAST_MAC = "ff:ff:ff:ff:ff:ff"
 MULTICAST_MAC_MASKED = ("01:00:00:00:00:00", "01:00:00:00:00:00")  # I/G bit set
+
+# A slice's maximum rate (Mbit/s): 1 kbit/s (an OF1.3 meter's unit with OFPMF_KBPS) .. 100 Gbit/s.
+MAX_RATE_MBPS_RANGE = (0.001, 100_000.0)
+OFPM_MAX = 0xFFFF0000  # highest meter id (OF1.3: above it are the virtual meters)
 
 # Tables and priorities of this app's pipeline.
 TABLE_CLASSIFY = 0
@@ -169,10 +179,13 @@ class FlowRule:
 # The specs are plain values; a ``SlicePolicy`` validates them together (names, ranges, references).
 @dataclass(frozen=True)
 class SliceSpec:
-    """A slice and the DSCP its hosts' IPv4 packets are marked with (0..63)."""
+    """A slice, the DSCP its hosts' IPv4 packets are marked with (0..63) and, optionally, the
+    maximum rate its hosts may send at (Mbit/s, ``MAX_RATE_MBPS_RANGE``), enforced by an OF1.3
+    meter on the switch they attach to (``slice_meters``); None: no cap."""
 
     name: str
     dscp: int
+    max_rate_mbps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -280,6 +293,8 @@ def _specs_as_dict(slices: Any, hosts: Any, switches: Any) -> dict[str, Any]:
         if key in raw_slices:
             raise ConfigError(f"slices.{key}", key, "a slice name listed once")
         raw_slices[key] = {"dscp": spec.dscp}
+        if spec.max_rate_mbps is not None:  # absent when uncapped: older policy files look the same
+            raw_slices[key]["max_rate_mbps"] = spec.max_rate_mbps
     raw_hosts = []
     for i, h in enumerate(_iterable("hosts", hosts)):
         _check_spec(f"hosts[{i}]", h, HostSpec)
@@ -310,7 +325,12 @@ def _parse_slices(t: Table) -> dict[str, SliceSpec]:
         if not isinstance(name, str) or not name:
             raise ConfigError(t.key(str(name)), name, "a non-empty slice name")
         with t.table(name) as s:
-            slices[name] = SliceSpec(name, s.int("dscp", min=0, max=63))
+            dscp = s.int("dscp", min=0, max=63)
+            max_rate = s.get("max_rate_mbps", None)
+            if max_rate is not None:
+                max_rate = check_number(s.key("max_rate_mbps"), max_rate, min=MAX_RATE_MBPS_RANGE[0],
+                                        max=MAX_RATE_MBPS_RANGE[1])
+            slices[name] = SliceSpec(name, dscp, max_rate)
     if not slices:
         raise ConfigError("slices", {}, "at least one slice")
     return slices
@@ -394,8 +414,69 @@ def forward_rule(mac: str, port: int) -> FlowRule:
     return FlowRule(TABLE_FORWARD, PRIO_UNICAST, {"eth_dst": mac}, (Output(port),), COOKIE_UNICAST)
 
 
+# --- meters ------------------------------------------------------------------------------------
+# Burst of a slice's drop band (OF1.3 ``burst_size``; kilobits with OFPMF_KBPS): the larger of
+# METER_BURST_S at the rate and METER_BURST_FRAMES full-size Ethernet frames. OVS meters are token
+# buckets of this depth (userspace: dpif-netdev refills the bucket once per batch of up to 32
+# received packets, by rate x time since the last batch, and caps it at the depth). Too small a
+# bucket loses the tokens of a pause longer than depth/rate and drops the next batch's packets:
+# the delivered rate falls below the cap, most for many small packets arriving in batches; a
+# 1500 B frame larger than the bucket would never pass. Too large a bucket lets that much pass at
+# line rate above the cap after an idle time. 20 ms of the rate covers the scheduling hiccups of a
+# userspace switch on a busy host; 10 frames (~121 kbit) keep a low rate from starving whole batches.
+# Measured on userspace OVS 3.1 (tests/integration/test_controller_meters.py): see its header.
+METER_BURST_S = 0.02
+METER_BURST_FRAMES = 10
+MAX_FRAME_BYTES = 1518  # Ethernet frame with a VLAN tag and no FCS, as a switch counts it
+
+
+@dataclass(frozen=True)
+class MeterSpec:
+    """An OF1.3 meter with one drop band: packets above ``rate_kbps`` (kbit/s, frames as the
+    switch counts them) are dropped once a bucket of ``burst_kb`` kilobits is used up."""
+
+    meter_id: int
+    rate_kbps: int
+    burst_kb: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.meter_id <= OFPM_MAX:
+            raise ValueError(f"MeterSpec.meter_id {self.meter_id}: allowed 1..{OFPM_MAX}")
+        for name in ("rate_kbps", "burst_kb"):
+            if not 1 <= getattr(self, name) < 1 << 32:
+                raise ValueError(f"MeterSpec.{name} {getattr(self, name)}: allowed 1..{(1 << 32) - 1}")
+
+
+def slice_meter_id(policy: SlicePolicy, slice_name: str) -> int:
+    """The meter id of ``slice_name``: 1 + its index among the policy's slice names, sorted (stable
+    across restarts of the same policy, and across adding or removing a cap)."""
+    return sorted(policy.slices).index(slice_name) + 1
+
+
+def meter_burst_kb(rate_kbps: int) -> int:
+    """The drop band's burst (kilobits) for ``rate_kbps``: see METER_BURST_S and METER_BURST_FRAMES."""
+    frames_kb = math.ceil(METER_BURST_FRAMES * MAX_FRAME_BYTES * 8 / 1000)
+    return max(math.ceil(rate_kbps * METER_BURST_S), frames_kb)
+
+
+def slice_meters(policy: SlicePolicy, dpid: int) -> list[MeterSpec]:
+    """The meters of switch ``dpid``, by id: one per slice with ``max_rate_mbps`` that has a host
+    attached to this switch (``UnknownDatapathError`` if the switch is not in the policy)."""
+    sw = policy.switch(dpid)
+    here = {policy.host(h).slice for h in sw.access_hosts} - {None}
+    meters = []
+    for name in sorted(here):
+        rate_mbps = policy.slices[name].max_rate_mbps
+        if rate_mbps is None:
+            continue
+        rate_kbps = max(1, round(rate_mbps * 1000))
+        meters.append(MeterSpec(slice_meter_id(policy, name), rate_kbps, meter_burst_kb(rate_kbps)))
+    return sorted(meters, key=lambda m: m.meter_id)
+
+
 def slice_rules(policy: SlicePolicy, dpid: int) -> list[FlowRule]:
-    """All flow rules for switch ``dpid``: DSCP marking in table 0, L2 forwarding in table 1."""
+    """All flow rules for switch ``dpid``: DSCP marking in table 0 (uplink through the slice's
+    meter when it has a maximum rate), L2 forwarding in table 1."""
     sw = policy.switch(dpid)
     rules: list[FlowRule] = []
     for host_name in sw.access_hosts:
@@ -403,10 +484,13 @@ def slice_rules(policy: SlicePolicy, dpid: int) -> list[FlowRule]:
         if host.slice is None:
             continue
         dscp = policy.slices[host.slice].dscp
+        meter: tuple[Action, ...] = ()
+        if policy.slices[host.slice].max_rate_mbps is not None:
+            meter = (Meter(slice_meter_id(policy, host.slice)),)
         rules.append(FlowRule(
             TABLE_CLASSIFY, PRIO_SLICE_MARK,
             {"eth_type": ETH_TYPE_IPV4, "ipv4_src": host.ip},
-            (SetField("ip_dscp", dscp), GotoTable(TABLE_FORWARD)),
+            (*meter, SetField("ip_dscp", dscp), GotoTable(TABLE_FORWARD)),
             COOKIE_SLICE_MARK,
         ))
         rules.append(FlowRule(  # downlink (e.g. a control loop's commands), as a UPF marks a QoS flow

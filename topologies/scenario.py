@@ -60,6 +60,14 @@ class Slice:
     reliability_target_pct: float
     radio: LinkPair               # the fixed radio model's per-slice air interface
     ran: SliceRan = DEFAULT_SLICE_RAN  # the slice's share of every NR cell (topologies/nr)
+    # The most the slice's UEs may send together (Mbit/s), policed by an OF1.3 meter at the switch
+    # they attach to (the UPF; controllers/policy.py slice_meters); None: no cap.
+    max_rate_mbps: float | None = None
+
+
+# A slice's max_rate_mbps: 1 kbit/s (a meter's unit) .. 100 Gbit/s; controllers.policy checks the
+# same range (MAX_RATE_MBPS_RANGE; topologies may not import controllers).
+SLICE_MAX_RATE_MBPS = (0.001, 100_000.0)
 
 
 @dataclass(frozen=True)
@@ -273,6 +281,8 @@ def _slice(t: Table) -> Slice:
             reliability_target_pct=t.number("reliability_target_pct", 99.9, min=0, max=100),
             radio=_link_pair(t, "radio"),
             ran=parse_slice_ran(t.table("ran")) if t.has("ran") else _absent(t, "ran", DEFAULT_SLICE_RAN),
+            max_rate_mbps=t.optional_number("max_rate_mbps", min=SLICE_MAX_RATE_MBPS[0],
+                                            max=SLICE_MAX_RATE_MBPS[1]),
         )
 
 

@@ -15,8 +15,12 @@ carrying its cookie (a flow stats request), installs ``rules_for(datapath)`` (by
 ``slice_rules(policy, dpid)``) under the next generation over them (an OF1.3 ADD replaces a flow
 of the same match and priority in place: forwarding never stops), deletes the older generations'
 leftovers, then sends a barrier (``controllers.policy.next_generation``). No packet-in is used for
-forwarding. Other apps extend ``SliceSwitch`` by subclassing it (see its
-class docstring), as Ryu's ``SimpleMonitor13`` extends ``SimpleSwitch13``.
+forwarding. Meters (``meters_for``: a slice's maximum rate) go before the rules: when the switch
+needs any, the app first asks which meter ids exist (meter config stats) and then MODIFYs those in
+place and ADDs the others (OVS refuses an ADD of an existing id, and a DELETE would remove the flows
+using the meter: either would disturb traffic across a controller restart). Other apps extend
+``SliceSwitch`` by subclassing it (see its class docstring), as Ryu's
+``SimpleMonitor13`` extends ``SimpleSwitch13``.
 """
 
 from __future__ import annotations
@@ -26,18 +30,6 @@ import os
 import time
 from pathlib import Path
 from typing import Any
-
-from os_ken.base import app_manager
-from os_ken.controller import ofp_event
-from os_ken.controller.handler import (
-    CONFIG_DISPATCHER,
-    DEAD_DISPATCHER,
-    HANDSHAKE_DISPATCHER,
-    MAIN_DISPATCHER,
-    set_ev_cls,
-)
-from os_ken.lib import hub
-from os_ken.ofproto import ofproto_v1_3
 
 from controllers.apps import ENV_POLICY, ENV_STATUS, PATH_SWITCH_FILE_NAME
 from controllers.policy import (
@@ -49,6 +41,7 @@ from controllers.policy import (
     FlowRule,
     GotoTable,
     Meter,
+    MeterSpec,
     Output,
     SetField,
     SlicePolicy,
@@ -56,8 +49,20 @@ from controllers.policy import (
     forward_rule,
     generation_of,
     next_generation,
+    slice_meters,
     slice_rules,
     with_generation,
+)
+from controllers.sdn import (
+    CONFIG_DISPATCHER,
+    DEAD_DISPATCHER,
+    HANDSHAKE_DISPATCHER,
+    MAIN_DISPATCHER,
+    app_manager,
+    hub,
+    ofp_event,
+    ofproto_v1_3,
+    set_ev_cls,
 )
 
 
@@ -84,6 +89,17 @@ def build_flow_mod(datapath: Any, rule: FlowRule, generation: int = 0) -> Any:
         datapath=datapath, cookie=with_generation(rule.cookie, generation), table_id=rule.table_id,
         command=ofp.OFPFC_ADD,
         priority=rule.priority, match=parser.OFPMatch(**dict(rule.match)), instructions=inst,
+    )
+
+
+def build_meter_mod(datapath: Any, meter: MeterSpec, modify: bool = False) -> Any:
+    """An ``OFPMeterMod`` adding (or, with ``modify``, changing in place) ``meter``: one drop band,
+    rate in kbit/s, burst in kilobits, statistics on (OFPMF_KBPS | OFPMF_BURST | OFPMF_STATS)."""
+    ofp, parser = datapath.ofproto, datapath.ofproto_parser
+    return parser.OFPMeterMod(
+        datapath, command=ofp.OFPMC_MODIFY if modify else ofp.OFPMC_ADD,
+        flags=ofp.OFPMF_KBPS | ofp.OFPMF_BURST | ofp.OFPMF_STATS, meter_id=meter.meter_id,
+        bands=[parser.OFPMeterBandDrop(rate=meter.rate_kbps, burst_size=meter.burst_kb)],
     )
 
 
@@ -119,9 +135,12 @@ class SliceSwitch(app_manager.OSKenApp):
         ``return super().rules_for(datapath) + [FlowRule(...)]``; give them a cookie under
         ``COOKIE_APP`` so a reconnect reinstalls them with the others (and deletes them when the
         policy no longer has them).
+    ``meters_for(datapath) -> list[MeterSpec]``
+        The meters ``install_policy`` adds (or modifies, if the id exists) before the rules; by
+        default ``slice_meters(self.policy, datapath.id)`` (ids 1..number of slices).
     ``prepare_datapath(datapath)``
-        Called before any rule is sent: send meter or group mods here that the rules refer to.
-        Default: nothing.
+        Called after this app's meters, before any rule is sent: send other meter or group mods
+        here that the rules refer to (use meter ids the policy's slices do not). Default: nothing.
     ``add_flow(datapath, rule)``
         The one flow-install helper: sends ``rule`` as an OFPFC_ADD flow mod under the switch's
         current generation. Use it for flows added later too.
@@ -152,6 +171,8 @@ class SliceSwitch(app_manager.OSKenApp):
         self.generation: dict[int, int] = {}  # dpid -> generation of the rules installed on it
         self.pending_resync: dict[int, tuple[int, set[int]]] = {}  # dpid -> (xid, generations seen)
         self.resync_xids: set[tuple[int, int]] = set()  # (dpid, xid) of resync flow stats requests
+        # dpid -> (xid, stale generations, meter ids seen) while the meter config reply is awaited
+        self.pending_meters: dict[int, tuple[int, set[int], set[int]]] = {}
         self.resyncs: list[dict[str, Any]] = []  # per (re)connect: dpid, generation, stale ones deleted
         self.path_switch_path = self.status_path.with_name(PATH_SWITCH_FILE_NAME)
         self.path_switches: list[dict[str, Any]] = []  # what was applied, for the status file
@@ -164,6 +185,11 @@ class SliceSwitch(app_manager.OSKenApp):
     def rules_for(self, datapath: Any) -> list[FlowRule]:
         """The flow rules to install on ``datapath``; ``UnknownDatapathError`` if not in the policy."""
         return slice_rules(self.policy, datapath.id)
+
+    def meters_for(self, datapath: Any) -> list[MeterSpec]:
+        """The meters to set on ``datapath`` before its rules; ``UnknownDatapathError`` if not in
+        the policy."""
+        return slice_meters(self.policy, datapath.id)
 
     def prepare_datapath(self, datapath: Any) -> None:
         """Send messages the rules depend on (meters, groups) before the rules. Default: none."""
@@ -239,12 +265,30 @@ class SliceSwitch(app_manager.OSKenApp):
         """``msg`` answers this app's resync request (a subclass polling flow stats skips it)."""
         return (msg.datapath.id, msg.xid) in self.resync_xids
 
-    def install_policy(self, datapath: Any, stale: set[int] | frozenset[int] = frozenset()) -> None:
-        """Install ``rules_for(datapath)`` under the generation after ``stale`` (the generations of
-        this app's flows found on the switch), delete the stale generations' leftovers, and ask for
-        a barrier to confirm them (``on_datapath_ready`` follows its reply)."""
+    def request_meters(self, datapath: Any, stale: set[int]) -> None:
+        """The flows are read: if the switch needs meters, ask which meter ids exist (the reply
+        installs the policy, ``meter_config_reply_handler``); otherwise install it now."""
+        try:
+            needed = self.meters_for(datapath)
+        except UnknownDatapathError:
+            needed = []  # install_policy reports it
+        if not needed:
+            self.install_policy(datapath, stale)
+            return
+        ofp, parser = datapath.ofproto, datapath.ofproto_parser
+        request = parser.OFPMeterConfigStatsRequest(datapath, 0, ofp.OFPM_ALL)
+        datapath.send_msg(request)  # sets request.xid
+        self.pending_meters[datapath.id] = (request.xid, stale, set())
+
+    def install_policy(self, datapath: Any, stale: set[int] | frozenset[int] = frozenset(),
+                       existing_meters: set[int] | frozenset[int] = frozenset()) -> None:
+        """Set ``meters_for(datapath)`` (MODIFY the ids in ``existing_meters``, the switch's meters,
+        ADD the others), then install ``rules_for(datapath)`` under the generation after ``stale``
+        (the generations of this app's flows found on the switch), delete the stale generations'
+        leftovers, and ask for a barrier to confirm them (``on_datapath_ready`` follows its reply)."""
         dpid = datapath.id
         try:
+            meters = self.meters_for(datapath)
             rules = self.rules_for(datapath)
         except UnknownDatapathError as exc:
             self.logger.error("%s", exc)
@@ -253,6 +297,8 @@ class SliceSwitch(app_manager.OSKenApp):
             return
         generation = next_generation(stale)
         self.generation[dpid] = generation
+        for meter in meters:
+            datapath.send_msg(build_meter_mod(datapath, meter, modify=meter.meter_id in existing_meters))
         self.prepare_datapath(datapath)
         for rule in rules:
             self.add_flow(datapath, rule)
@@ -260,6 +306,9 @@ class SliceSwitch(app_manager.OSKenApp):
             datapath.send_msg(build_delete_own_flows(datapath, COOKIE_APP | old << GENERATION_SHIFT,
                                                      COOKIE_APP_MASK | GENERATION_MASK))
         self.resyncs.append({"dpid": dpid, "generation": generation, "stale_deleted": sorted(stale),
+                             "meters": [m.meter_id for m in meters],
+                             "meters_modified": sorted(m.meter_id for m in meters
+                                                       if m.meter_id in existing_meters),
                              "t_unix_s": time.time()})
         self._write_status()
         barrier = datapath.ofproto_parser.OFPBarrierRequest(datapath)
@@ -289,7 +338,20 @@ class SliceSwitch(app_manager.OSKenApp):
         if msg.flags & datapath.ofproto.OFPMPF_REPLY_MORE:
             return  # more parts of this reply follow
         del self.pending_resync[datapath.id]
-        self.install_policy(datapath, pending[1])
+        self.request_meters(datapath, pending[1])
+
+    @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def meter_config_reply_handler(self, ev: Any) -> None:
+        msg = ev.msg
+        datapath = msg.datapath
+        pending = self.pending_meters.get(datapath.id)
+        if pending is None or pending[0] != msg.xid or self.connected.get(datapath.id) is not datapath:
+            return
+        pending[2].update(stat.meter_id for stat in msg.body)
+        if msg.flags & datapath.ofproto.OFPMPF_REPLY_MORE:
+            return  # more parts of this reply follow
+        del self.pending_meters[datapath.id]
+        self.install_policy(datapath, pending[1], pending[2])
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def barrier_reply_handler(self, ev: Any) -> None:
@@ -327,6 +389,7 @@ class SliceSwitch(app_manager.OSKenApp):
         self.ready_dpids.discard(dpid)
         self.pending_barrier.pop(dpid, None)
         self.pending_resync.pop(dpid, None)
+        self.pending_meters.pop(dpid, None)
         self.resync_xids = {k for k in self.resync_xids if k[0] != dpid}
         self._write_status()
         self.on_datapath_down(datapath)

@@ -196,7 +196,7 @@ class EmulatedNetwork:
                                        tuple(n for n in access if n in ue_slice or n in servers),
                                        self._mac_to_port(switch)))
         return SlicePolicy(
-            slices={s.name: SliceSpec(s.name, s.dscp) for s in self.scenario.slices},
+            slices={s.name: SliceSpec(s.name, s.dscp, s.max_rate_mbps) for s in self.scenario.slices},
             hosts=tuple(HostSpec(h.name, h.IP(), h.MAC(), ue_slice.get(h.name)) for h in self.net.hosts),
             switches=tuple(switches))
 

@@ -349,3 +349,86 @@ def test_a_path_switch_moves_the_ues_forwarding_rule_to_the_new_port(app_env: Pa
     assert len(dp.sent) == sent + 2
     second, third = _status(app_env)["path_switches"][1:]
     assert second["seq"] == 2 and second["applied_ns"] and third["error"] == "dpid 0x9 is not connected"
+
+
+# --- meters: a slice's maximum rate ------------------------------------------------------------
+CAPPED = {**POLICY, "slices": {"urllc": {"dscp": 46, "max_rate_mbps": 2.0}}}
+
+
+def meter_config_reply(dp: FakeDatapath, xid: int, meter_ids: list[int], more: bool = False) -> Any:
+    """A meter config reply listing ``meter_ids`` (one drop band each)."""
+    body = b"".join(struct.pack(OFP.OFP_METER_CONFIG_PACK_STR, OFP.OFP_METER_CONFIG_SIZE
+                                + OFP.OFP_METER_BAND_DROP_SIZE, OFP.OFPMF_KBPS, mid)
+                    + struct.pack(OFP.OFP_METER_BAND_DROP_PACK_STR, OFP.OFPMBT_DROP,
+                                  OFP.OFP_METER_BAND_DROP_SIZE, 1000, 100) for mid in meter_ids)
+    head = struct.pack(OFP.OFP_MULTIPART_REPLY_PACK_STR, OFP.OFPMP_METER_CONFIG,
+                       OFP.OFPMPF_REPLY_MORE if more else 0)
+    return ofp_event.EventOFPMeterConfigStatsReply(_parse(dp, OFP.OFPT_MULTIPART_REPLY, xid, head + body))
+
+
+@pytest.fixture
+def capped_env(app_env: Path) -> Path:
+    (app_env / "policy.json").write_text(json.dumps(CAPPED))
+    return app_env
+
+
+def _ask_meters(app: SliceSwitch, dp: FakeDatapath, reply: Any = None) -> P.OFPMeterConfigStatsRequest:
+    connect(app, dp, reply)
+    (request,) = dp.sent  # flows read: the app asks which meters exist before installing anything
+    assert isinstance(request, P.OFPMeterConfigStatsRequest) and request.meter_id == OFP.OFPM_ALL
+    dp.sent.clear()
+    return request
+
+
+def test_fresh_switch_gets_meter_add_before_the_rules(capped_env: Path) -> None:
+    app = ExtendedSwitch()
+    dp = FakeDatapath(7)
+    request = _ask_meters(app, dp)
+    app.meter_config_reply_handler(meter_config_reply(dp, request.xid + 1, []))  # not ours: ignored
+    assert dp.sent == []
+    app.meter_config_reply_handler(meter_config_reply(dp, request.xid, [9]))  # another app's meter
+    kinds = [type(m).__name__ for m in dp.sent]
+    base = slice_rules(SlicePolicy.from_dict(CAPPED), 7)
+    # the slice's meter, the subclass's own meter (prepare_datapath), the rules, the barrier
+    assert kinds == ["OFPMeterMod"] * 2 + ["OFPFlowMod"] * (len(base) + 1) + ["OFPBarrierRequest"]
+    meter = dp.sent[0]
+    assert (meter.command, meter.meter_id) == (OFP.OFPMC_ADD, 1)
+    assert meter.flags == OFP.OFPMF_KBPS | OFP.OFPMF_BURST | OFP.OFPMF_STATS
+    (band,) = meter.bands
+    assert isinstance(band, P.OFPMeterBandDrop) and (band.rate, band.burst_size) == (2000, 122)
+    # the uplink marking rule: meter, apply-actions (set DSCP), goto table 1 — in that order
+    mark = next(m for m in dp.sent[2:-1] if m.cookie == with_generation(COOKIE_SLICE_MARK, 1))
+    assert [type(i).__name__ for i in mark.instructions] == [
+        "OFPInstructionMeter", "OFPInstructionActions", "OFPInstructionGotoTable"]
+    assert mark.instructions[0].meter_id == 1 and mark.instructions[1].actions[0].value == 46
+    assert _status(capped_env)["resyncs"][-1]["meters"] == [1]
+    assert _status(capped_env)["resyncs"][-1]["meters_modified"] == []
+    app.barrier_reply_handler(barrier_reply(dp, dp.sent[-1].xid))
+    assert _status(capped_env)["ready_dpids"] == [7]
+
+
+def test_restart_modifies_an_existing_meter_in_place(capped_env: Path) -> None:
+    """A restarted controller finds the meter (reply in two parts): MODIFY, never ADD (OVS refuses
+    an existing id) nor DELETE (it would remove the flows using the meter)."""
+    app = SliceSwitch()
+    dp = FakeDatapath(7)
+    request = _ask_meters(app, dp, lambda d, xid: flow_stats_reply(d, xid, (1, 1)))
+    app.meter_config_reply_handler(meter_config_reply(dp, request.xid, [5], more=True))
+    assert dp.sent == []
+    app.meter_config_reply_handler(meter_config_reply(dp, request.xid, [1]))
+    meter_mods = [m for m in dp.sent if isinstance(m, P.OFPMeterMod)]
+    assert [(m.command, m.meter_id) for m in meter_mods] == [(OFP.OFPMC_MODIFY, 1)]
+    assert dp.sent[0] is meter_mods[0]  # before any flow mod
+    adds = [m for m in dp.sent if isinstance(m, P.OFPFlowMod) and m.command == OFP.OFPFC_ADD]
+    assert {generation_of(m.cookie) for m in adds} == {2}
+    assert _status(capped_env)["resyncs"][-1]["meters_modified"] == [1]
+
+
+def test_disconnect_while_awaiting_meters_forgets_them(capped_env: Path) -> None:
+    app = SliceSwitch()
+    dp = FakeDatapath(7)
+    request = _ask_meters(app, dp)
+    app.state_change_handler(ofp_event.EventOFPStateChange(dp))
+    assert app.pending_meters == {}
+    app.meter_config_reply_handler(meter_config_reply(dp, request.xid, []))
+    assert dp.sent == []

@@ -332,3 +332,74 @@ def test_generations_live_in_the_cookie_and_the_next_one_is_never_in_use() -> No
     assert next_generation([0xFFFF]) == 1 and next_generation([0xFFFF, 1, 2]) == 3  # wraps, skips used
     with pytest.raises(ValueError, match="generation 65536"):
         with_generation(COOKIE_SLICE_MARK, 0x10000)
+
+
+# --- meters (a slice's maximum rate) -------------------------------------------------------------
+def _capped(**caps: float) -> SlicePolicy:
+    raw = policy_dict()
+    for name, rate in caps.items():
+        raw["slices"][name]["max_rate_mbps"] = rate
+    return SlicePolicy.from_dict(raw)
+
+
+def test_max_rate_round_trips_and_old_files_load(tmp_path):
+    policy = _capped(embb=50, mmtc=0.5)
+    assert policy.slices["embb"] == SliceSpec("embb", 34, 50.0)
+    assert policy.slices["urllc"].max_rate_mbps is None
+    raw = policy.to_dict()
+    assert raw["slices"]["embb"] == {"dscp": 34, "max_rate_mbps": 50.0}
+    assert raw["slices"]["urllc"] == {"dscp": 46}  # uncapped: written as before
+    assert SlicePolicy.from_dict(raw) == policy
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps(policy_dict()))  # a file without the key
+    assert all(s.max_rate_mbps is None for s in SlicePolicy.from_json(path).slices.values())
+    built = SlicePolicy(slices=[SliceSpec("embb", 34, 50)], hosts=[], switches=[])
+    assert built.slices["embb"].max_rate_mbps == 50.0 and SlicePolicy.from_dict(built.to_dict()) == built
+
+
+@pytest.mark.parametrize("value", [0, 0.0009, 100_001, -1, "fast", True, float("nan")])
+def test_bad_max_rate_names_the_key(value):
+    raw = policy_dict()
+    raw["slices"]["embb"]["max_rate_mbps"] = value
+    with pytest.raises(ConfigError) as err:
+        SlicePolicy.from_dict(raw)
+    assert err.value.path == "slices.embb.max_rate_mbps"
+    with pytest.raises(ConfigError) as err:
+        SlicePolicy(**_replace_in_built(slices=lambda s: {**s, "embb": SliceSpec("embb", 34, value)}))
+    assert err.value.path == "slices.embb.max_rate_mbps"
+
+
+def test_range_matches_the_scenarios():
+    from controllers.policy import MAX_RATE_MBPS_RANGE
+    from topologies.scenario import SLICE_MAX_RATE_MBPS
+
+    assert MAX_RATE_MBPS_RANGE == SLICE_MAX_RATE_MBPS
+
+
+def test_meters_only_for_capped_slices_at_their_switches():
+    from controllers.policy import MeterSpec, meter_burst_kb, slice_meters
+
+    assert slice_meters(SlicePolicy.from_dict(policy_dict()), 1) == []
+    policy = _capped(embb=2, urllc=100)
+    # ids: 1 + index in the sorted slice names (embb 1, mmtc 2, urllc 3), whichever are capped
+    assert slice_meters(policy, 1) == [MeterSpec(1, 2000, 122), MeterSpec(3, 100_000, 2000)]
+    assert slice_meters(policy, 0x20) == [MeterSpec(3, 100_000, 2000)]  # only agv2 (urllc) there
+    assert slice_meters(_capped(mmtc=0.001), 1) == [MeterSpec(2, 1, 122)]
+    # burst: 10 full-size frames (122 kbit) or 20 ms of the rate, whichever is larger
+    assert meter_burst_kb(1) == 122 and meter_burst_kb(6100) == 122 and meter_burst_kb(6200) == 124
+    with pytest.raises(UnknownDatapathError):
+        slice_meters(policy, 99)
+    with pytest.raises(ValueError, match="meter_id"):
+        MeterSpec(0, 1, 1)
+
+
+def test_capped_slices_uplink_marking_goes_through_its_meter():
+    from controllers.policy import Meter
+
+    rules = slice_rules(_capped(embb=2), 1)
+    up = {r.match["ipv4_src"]: r.actions for r in rules if r.priority == 100}
+    assert up["10.0.0.2"] == (Meter(1), SetField("ip_dscp", 34), GotoTable(1))
+    assert up["10.0.0.1"] == (SetField("ip_dscp", 46), GotoTable(1))  # urllc: no cap
+    down = [r for r in rules if r.priority == PRIO_SLICE_MARK_DOWNLINK]
+    assert not any(isinstance(a, Meter) for r in down for a in r.actions)  # downlink not metered
+    assert [r for r in rules if r.priority != 100] == [r for r in _rules(1) if r.priority != 100]

@@ -174,3 +174,14 @@ def test_switch_names_must_leave_room_for_interface_names(raw) -> None:
         if group["cell"] == "assembly01":
             group["cell"] = "assy1"
     assert parse_scenario(bad).cells[0].name == "assy1"
+
+
+def test_slice_max_rate_is_optional_and_bounded(raw) -> None:
+    assert all(s.max_rate_mbps is None for s in parse_scenario(copy.deepcopy(raw)).slices)  # default: no cap
+    raw["slices"][1]["max_rate_mbps"] = 50
+    assert [s.max_rate_mbps for s in parse_scenario(copy.deepcopy(raw)).slices] == [None, 50.0, None]
+    for bad in (0, 100_001, "50", True):
+        raw["slices"][1]["max_rate_mbps"] = bad
+        with pytest.raises(ConfigError) as err:
+            parse_scenario(copy.deepcopy(raw))
+        assert err.value.path == "slices[1].max_rate_mbps" and "0.001" in str(err.value)
