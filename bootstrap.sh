@@ -61,6 +61,23 @@ ln -sfn "$mininet_pkg" .venv/debian-mininet/mininet
 echo "$PWD/.venv/debian-mininet" > "$site/debian-mininet.pth"
 .venv/bin/python -c 'import mininet.net' || { echo "bootstrap: mininet does not import in .venv" >&2; exit 1; }
 
+# --- Ryu 4.34 (the controller apps also load under Ryu: controllers/sdn.py) -----------------------
+# Its own venv (.venv-ryu): Ryu 4.34 and os-ken cannot share one. Pins and why: the requirements file.
+# --no-build-isolation: an isolated build would pull setuptools >= 68, which Ryu's setup.py breaks on.
+ryu_stamp=.venv-ryu/.factorysat-installed
+if [ ! -f "$ryu_stamp" ] || [ controllers/ryu-requirements.txt -nt "$ryu_stamp" ]; then
+  say "installing Ryu 4.34 into .venv-ryu (log: .venv-ryu/pip-install.txt)"
+  rm -rf .venv-ryu
+  "$py" -m venv .venv-ryu
+  if ! { .venv-ryu/bin/pip install -r controllers/ryu-requirements.txt \
+         && .venv-ryu/bin/pip install --no-build-isolation ryu==4.34; } > .venv-ryu/pip-install.txt 2>&1; then
+    tail -n 30 .venv-ryu/pip-install.txt >&2
+    echo "bootstrap: Ryu install failed; full log in .venv-ryu/pip-install.txt" >&2
+    exit 1
+  fi
+  touch "$ryu_stamp"
+fi
+
 # --- Open vSwitch daemons ---------------------------------------------------------------------
 # With systemd (a normal VM) the service runs already. Without (containers, CI) start both
 # daemons by hand with pidfiles under /var/run/openvswitch; they are system services, not run
@@ -99,7 +116,7 @@ ovs-vsctl --timeout=10 show >/dev/null
 # Run through sudo by a normal user: what we made in their checkout is theirs (README "Running as
 # a normal user"). -h: symlinks themselves, never their targets.
 if [ -n "${SUDO_UID:-}" ] && [ "${SUDO_UID}" != 0 ] && getent passwd "$SUDO_UID" >/dev/null; then
-  for made in .venv factorysat.egg-info topologies/links/relay/bin; do
+  for made in .venv .venv-ryu factorysat.egg-info topologies/links/relay/bin; do
     [ -e "$made" ] && chown -R -h "$SUDO_UID:${SUDO_GID:-$SUDO_UID}" "$made"
   done
 fi

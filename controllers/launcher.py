@@ -88,10 +88,12 @@ def run_controller(policy_path: Path, status_path: Path, port: int, host: str = 
     app's class subclasses another listed one (both would install the same flows).
     """
     # Import os-ken here so `import controllers.launcher` stays light for the runner.
-    from os_ken import cfg
-    from os_ken.base.app_manager import AppManager
-    from os_ken.controller import controller  # noqa: F401  (registers the ofp-* options)
-    from os_ken.lib import hub
+    from controllers.sdn import (  # os-ken, or Ryu 4.34 (FACTORYSAT_SDN)
+        AppManager,
+        cfg,
+        controller,  # noqa: F401  (registers the ofp-* options)
+        hub,
+    )
 
     log = logging.getLogger("controllers.launcher")
     app_modules = list(app_modules) if app_modules is not None else resolve_apps(DEFAULT_APPS)

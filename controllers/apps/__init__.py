@@ -17,9 +17,10 @@ Apps in the registry
 How to add a controller app
 ---------------------------
 1. Write one module in this package, ``controllers/apps/<name>.py``, defining exactly one
-   ``os_ken.base.app_manager.OSKenApp`` subclass (os-ken instantiates the first such class whose
-   ``__module__`` is the module). Import os-ken only there (see ``slice_switch`` for the imports
-   a Ryu import shim will replace). To build on the slice switch, subclass
+   app class (``controllers.sdn.BaseApp``: os-ken's ``OSKenApp``, or Ryu 4.34's ``RyuApp``; the
+   framework instantiates the first such class whose ``__module__`` is the module). Import the
+   framework only there and only through ``controllers.sdn`` (os-ken, or Ryu 4.34 with
+   ``FACTORYSAT_SDN=ryu``), as ``slice_switch`` does. To build on the slice switch, subclass
    ``controllers.apps.slice_switch.SliceSwitch`` and override its documented extension points
    (``rules_for``, ``prepare_datapath``, ``add_flow``, ``on_datapath_ready``,
    ``on_datapath_down``; see its class docstring) rather than adding event handlers that repeat

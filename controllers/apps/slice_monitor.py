@@ -33,12 +33,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from os_ken.controller import ofp_event
-from os_ken.controller.handler import MAIN_DISPATCHER, set_ev_cls
-from os_ken.lib import hub
-
 from controllers.apps import ENV_STATS_INTERVAL_S, STATS_FILE_NAME
 from controllers.apps.slice_switch import SliceSwitch
+from controllers.sdn import MAIN_DISPATCHER, hub, ofp_event, set_ev_cls
 from topologies.validate import ConfigError
 
 DEFAULT_INTERVAL_S = 1.0
