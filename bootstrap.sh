@@ -69,8 +69,10 @@ if [ ! -f "$ryu_stamp" ] || [ controllers/ryu-requirements.txt -nt "$ryu_stamp" 
   say "installing Ryu 4.34 into .venv-ryu (log: .venv-ryu/pip-install.txt)"
   rm -rf .venv-ryu
   "$py" -m venv .venv-ryu
-  if ! { .venv-ryu/bin/pip install -r controllers/ryu-requirements.txt \
-         && .venv-ryu/bin/pip install --no-build-isolation ryu==4.34; } > .venv-ryu/pip-install.txt 2>&1; then
+  # from PyPI even where the main venv comes from a wheelhouse (vm/build.sh sets PIP_NO_INDEX for it)
+  if ! { env -u PIP_NO_INDEX -u PIP_FIND_LINKS .venv-ryu/bin/pip install -r controllers/ryu-requirements.txt \
+         && env -u PIP_NO_INDEX -u PIP_FIND_LINKS .venv-ryu/bin/pip install --no-build-isolation ryu==4.34; } \
+       > .venv-ryu/pip-install.txt 2>&1; then
     tail -n 30 .venv-ryu/pip-install.txt >&2
     echo "bootstrap: Ryu install failed; full log in .venv-ryu/pip-install.txt" >&2
     exit 1
