@@ -77,6 +77,7 @@ def test_isolation_run_shows_urllc_protected_only_with_enforcement_on(tmp_path) 
     urllc = timeline[timeline["slice"] == "urllc"]
     assert (urllc[urllc["t_s"] < 8.0]["state"] == "violated").any()
     last = urllc[urllc["t_s"] < 15.0].iloc[-1]
-    assert last["state"] in ("ok", "at_risk") and last["t_s"] > 8.0, urllc
+    # the first ok interval may start up to one sampling interval (1 s) before the switch at 8 s
+    assert last["state"] in ("ok", "at_risk") and last["t_s"] > 7.0, urllc
     for name in ("isolation_cdf.png", "isolation_timeline.png", "owd_cdf.png", "sla_state.png"):
         assert (run_dir / name).stat().st_size > 10_000, name

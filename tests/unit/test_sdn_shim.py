@@ -262,12 +262,14 @@ def _launch_and_connect(tmp_path: Path, python: str, framework: str) -> str:
         assert tcp_listening(ctl.port, ctl.pid)
         switch = threading.Thread(target=_fake_switch, args=(ctl.port, 5, stop, seen), daemon=True)
         switch.start()
+        status = None
         try:
             ctl.wait_ready([5], timeout_s=20)
+            status = ctl.read_status()  # before the played switch hangs up (then it is not ready)
         finally:
             stop.set()
             switch.join(5)
-        assert ctl.read_status()["ready_dpids"] == [5]
+        assert status is not None and status["ready_dpids"] == [5]
     assert 14 in seen  # OFPT_FLOW_MOD
     return (tmp_path / "controller.log").read_text()
 
