@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -327,31 +328,32 @@ class SliceSwitch(app_manager.OSKenApp):
         self.request_resync(datapath)
         self._write_status()
 
+    def _awaited_reply(self, pending: dict[int, Any], msg: Any, values: Callable[[Any], int]) -> Any:
+        """One part of a multipart reply awaited in ``pending`` (dpid -> (xid, ..., set collected)):
+        adds ``values(entry)`` of each body entry to the set; returns the pending entry once its last
+        part came (removed from ``pending``), else None (another request's, a stale connection's, or
+        more parts follow)."""
+        datapath = msg.datapath
+        entry = pending.get(datapath.id)
+        if entry is None or entry[0] != msg.xid or self.connected.get(datapath.id) is not datapath:
+            return None
+        entry[-1].update(values(stat) for stat in msg.body)
+        if msg.flags & datapath.ofproto.OFPMPF_REPLY_MORE:
+            return None  # more parts of this reply follow
+        del pending[datapath.id]
+        return entry
+
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def resync_reply_handler(self, ev: Any) -> None:
-        msg = ev.msg
-        datapath = msg.datapath
-        pending = self.pending_resync.get(datapath.id)
-        if pending is None or pending[0] != msg.xid or self.connected.get(datapath.id) is not datapath:
-            return
-        pending[1].update(generation_of(stat.cookie) for stat in msg.body)
-        if msg.flags & datapath.ofproto.OFPMPF_REPLY_MORE:
-            return  # more parts of this reply follow
-        del self.pending_resync[datapath.id]
-        self.request_meters(datapath, pending[1])
+        entry = self._awaited_reply(self.pending_resync, ev.msg, lambda stat: generation_of(stat.cookie))
+        if entry is not None:
+            self.request_meters(ev.msg.datapath, entry[1])
 
     @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def meter_config_reply_handler(self, ev: Any) -> None:
-        msg = ev.msg
-        datapath = msg.datapath
-        pending = self.pending_meters.get(datapath.id)
-        if pending is None or pending[0] != msg.xid or self.connected.get(datapath.id) is not datapath:
-            return
-        pending[2].update(stat.meter_id for stat in msg.body)
-        if msg.flags & datapath.ofproto.OFPMPF_REPLY_MORE:
-            return  # more parts of this reply follow
-        del self.pending_meters[datapath.id]
-        self.install_policy(datapath, pending[1], pending[2])
+        entry = self._awaited_reply(self.pending_meters, ev.msg, lambda stat: stat.meter_id)
+        if entry is not None:
+            self.install_policy(ev.msg.datapath, entry[1], entry[2])
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def barrier_reply_handler(self, ev: Any) -> None:
