@@ -42,27 +42,57 @@ def windows(n_steps: int, step_s: float, settle_s: float) -> list[tuple[float, f
     return [(k * step_s + settle_s, (k + 1) * step_s) for k in range(n_steps)]
 
 
+class PacketSchedule:
+    """Each packet's *scheduled* send time (s from traffic start): ``start_offset + seq * interval``
+    of its flow (``flows``: the run's flows table)."""
+
+    def __init__(self, flows: pd.DataFrame) -> None:
+        sched = flows.set_index("flow_id")
+        self.flow_ids = sched.index
+        self.offset = sched["start_offset_s"].to_dict() if "start_offset_s" in sched else {}
+        self.interval = (sched["interval_ms"] / 1000).to_dict()
+
+    def times_s(self, chunk: pd.DataFrame) -> np.ndarray:
+        """The scheduled times of ``chunk``'s packets (its flow_id and seq columns)."""
+        return (chunk["flow_id"].map(self.offset).fillna(0.0)
+                + chunk["seq"] * chunk["flow_id"].map(self.interval)).to_numpy()
+
+
+def due_per_step(flows: pd.DataFrame, n_steps: int, step_s: float, settle_s: float, duration_s: float
+                 ) -> dict[tuple[int, str], int]:
+    """(step, slice) -> packets scheduled in the step's window."""
+    due: dict[tuple[int, str], int] = {}
+    for f in flows.itertuples():
+        steps = step_of(scheduled_s(f.start_offset_s, f.interval_ms / 1000, duration_s), n_steps, step_s,
+                        settle_s)
+        for k, n in enumerate(np.bincount(steps[steps >= 0], minlength=n_steps)):
+            due[(k, str(f.slice))] = due.get((k, str(f.slice)), 0) + int(n)
+    return due
+
+
 def step_delays(chunks: Iterable[pd.DataFrame], flows: pd.DataFrame, n_steps: int, step_s: float,
                 settle_s: float) -> dict[tuple[int, str], dict[str, Any]]:
     """(step, slice) -> {"owd": delays (ms) of every received packet, "received", "on_time",
-    "host_stall"} (packets a host stall touched are kept: see the module docstring)."""
-    sched = flows.set_index("flow_id")
-    offset = sched["start_offset_s"].to_dict() if "start_offset_s" in sched else {}
-    interval = (sched["interval_ms"] / 1000).to_dict()
+    "on_time_unstalled" (on time and touched by no host stall), "host_stall"} (packets a host stall
+    touched are kept: see the module docstring)."""
+    schedule = PacketSchedule(flows)
     out: dict[tuple[int, str], dict[str, Any]] = {}
     for chunk in chunks:
-        chunk = chunk[chunk["flow_id"].isin(sched.index)]
+        chunk = chunk[chunk["flow_id"].isin(schedule.flow_ids)]
         if chunk.empty:
             continue
-        t = (chunk["flow_id"].map(offset).fillna(0.0)
-             + chunk["seq"] * chunk["flow_id"].map(interval)).to_numpy()
-        step = step_of(t, n_steps, step_s, settle_s)
+        step = step_of(schedule.times_s(chunk), n_steps, step_s, settle_s)
         chunk = chunk.assign(step=step)[step >= 0]
         for (k, name), group in chunk.groupby(["step", "slice"], observed=True):
-            c = out.setdefault((int(k), str(name)), {"owd": [], "received": 0, "on_time": 0, "host_stall": 0})
+            c = out.setdefault((int(k), str(name)), {"owd": [], "received": 0, "on_time": 0,
+                                                     "on_time_unstalled": 0, "host_stall": 0})
+            on_time = group["on_time"].to_numpy(dtype=bool)
+            stalled = (group["host_stall"].to_numpy(dtype=bool) if "host_stall" in group
+                       else np.zeros(len(group), dtype=bool))
             c["received"] += len(group)
-            c["host_stall"] += int(group["host_stall"].sum()) if "host_stall" in group else 0
-            c["on_time"] += int(group["on_time"].sum())
+            c["host_stall"] += int(stalled.sum())
+            c["on_time"] += int(on_time.sum())
+            c["on_time_unstalled"] += int((on_time & ~stalled).sum())
             c["owd"].append(group["owd_ms"].to_numpy(dtype=np.float64))
     for c in out.values():
         c["owd"] = np.concatenate(c["owd"]) if c["owd"] else np.zeros(0)
@@ -74,12 +104,7 @@ def step_points(chunks: Iterable[pd.DataFrame], flows: pd.DataFrame, cameras: li
     """summary.json ``points``: per step, its cameras, offered load and per-slice figures."""
     n_steps = len(cameras) + 1
     delays = step_delays(chunks, flows, n_steps, step_s, settle_s)
-    due: dict[tuple[int, str], int] = {}
-    for f in flows.itertuples():
-        steps = step_of(scheduled_s(f.start_offset_s, f.interval_ms / 1000, duration_s), n_steps, step_s,
-                        settle_s)
-        for k, n in enumerate(np.bincount(steps[steps >= 0], minlength=n_steps)):
-            due[(k, str(f.slice))] = due.get((k, str(f.slice)), 0) + int(n)
+    due = due_per_step(flows, n_steps, step_s, settle_s, duration_s)
     points = []
     for k, (a, b) in enumerate(windows(n_steps, step_s, settle_s)):
         on = flows[flows["start_offset_s"] <= a]

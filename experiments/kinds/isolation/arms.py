@@ -22,7 +22,7 @@ import pandas as pd
 
 from experiments.framework.confidence import ci_pct, target_verdict
 from experiments.framework.stats import percentile, share_pct
-from experiments.kinds.cell_load.steps import scheduled_s, step_of, windows
+from experiments.kinds.cell_load.steps import due_per_step, step_delays, windows
 
 ARMS = ("off", "on")  # enforcement off, then on
 COLUMNS = ["slice", "flow_id", "seq", "owd_ms", "on_time", "host_stall"]
@@ -31,43 +31,15 @@ COLUMNS = ["slice", "flow_id", "seq", "owd_ms", "on_time", "host_stall"]
 def arm_delays(chunks: Iterable[pd.DataFrame], flows: pd.DataFrame, arm_s: float, settle_s: float
                ) -> dict[tuple[int, str], dict[str, Any]]:
     """(arm, slice) -> {"owd": delays (ms) of the received packets, "received", "on_time",
-    "on_time_unstalled" (on time and no host stall touched it), "host_stall"}."""
-    sched = flows.set_index("flow_id")
-    offset = sched["start_offset_s"].to_dict()
-    interval = (sched["interval_ms"] / 1000).to_dict()
-    out: dict[tuple[int, str], dict[str, Any]] = {}
-    for chunk in chunks:
-        chunk = chunk[chunk["flow_id"].isin(sched.index)]
-        if chunk.empty:
-            continue
-        t = (chunk["flow_id"].map(offset) + chunk["seq"] * chunk["flow_id"].map(interval)).to_numpy()
-        arm = step_of(t, len(ARMS), arm_s, settle_s)
-        chunk = chunk.assign(arm=arm)[arm >= 0]
-        for (k, name), group in chunk.groupby(["arm", "slice"], observed=True):
-            c = out.setdefault((int(k), str(name)), {"owd": [], "received": 0, "on_time": 0,
-                                                     "on_time_unstalled": 0, "host_stall": 0})
-            stalled = group["host_stall"].to_numpy(dtype=bool)
-            on_time = group["on_time"].to_numpy(dtype=bool)
-            c["received"] += len(group)
-            c["host_stall"] += int(stalled.sum())
-            c["on_time"] += int(on_time.sum())
-            c["on_time_unstalled"] += int((on_time & ~stalled).sum())
-            c["owd"].append(group["owd_ms"].to_numpy(dtype=np.float64))
-    for c in out.values():
-        c["owd"] = np.concatenate(c["owd"]) if c["owd"] else np.zeros(0)
-    return out
+    "on_time_unstalled" (on time and no host stall touched it), "host_stall"}: the cell_load kind's
+    per-step figures with the arms as its steps."""
+    return step_delays(chunks, flows, len(ARMS), arm_s, settle_s)
 
 
 def due_per_arm(flows: pd.DataFrame, arm_s: float, settle_s: float, duration_s: float
                 ) -> dict[tuple[int, str], int]:
     """(arm, slice) -> packets scheduled in the arm's window."""
-    due: dict[tuple[int, str], int] = {}
-    for f in flows.itertuples():
-        arms = step_of(scheduled_s(f.start_offset_s, f.interval_ms / 1000, duration_s), len(ARMS), arm_s,
-                       settle_s)
-        for k, n in enumerate(np.bincount(arms[arms >= 0], minlength=len(ARMS))):
-            due[(k, str(f.slice))] = due.get((k, str(f.slice)), 0) + int(n)
-    return due
+    return due_per_step(flows, len(ARMS), arm_s, settle_s, duration_s)
 
 
 def arm_summary(delays: dict[tuple[int, str], dict[str, Any]], due: dict[tuple[int, str], int],

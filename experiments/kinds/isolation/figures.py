@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.framework.plotting import plt, slice_style
+from experiments.kinds.cell_load.steps import PacketSchedule
 from experiments.kinds.isolation.arms import ARMS
 
 ARM_LINE = {"off": ":", "on": "-"}
@@ -47,12 +48,11 @@ def share_per_second(chunks: Iterable[pd.DataFrame], flows: pd.DataFrame, durati
                      ) -> dict[str, pd.DataFrame]:
     """slice -> per second of scheduled send time: packets received and on time (a lost packet is
     missing from ``received``; the figure divides by the packets due)."""
-    sched = flows.set_index("flow_id")
-    offset, interval = sched["start_offset_s"].to_dict(), (sched["interval_ms"] / 1000).to_dict()
+    schedule = PacketSchedule(flows)
     seconds = int(np.ceil(duration_s))
     out: dict[str, np.ndarray] = {}
     for chunk in chunks:
-        t = (chunk["flow_id"].map(offset) + chunk["seq"] * chunk["flow_id"].map(interval)).to_numpy()
+        t = schedule.times_s(chunk)
         sec = np.clip(np.floor(t).astype(int), 0, seconds - 1)
         for name, idx in chunk.groupby("slice", observed=True).indices.items():
             acc = out.setdefault(str(name), np.zeros(seconds))
