@@ -11,11 +11,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from shortrun import run_short  # same folder: on sys.path under pytest
 
-from experiments.framework.definition import Experiment
-from experiments.framework.results import is_complete
-from experiments.framework.session import RunOptions
-from experiments.framework.skeleton import run_experiment
 from topologies.scenario import parse_scenario
 
 pytestmark = pytest.mark.root
@@ -39,13 +36,7 @@ def test_cell_load_run_shows_shared_slices_rising_and_the_dedicated_one_holding(
     cameras = next(g for g in raw["ue_groups"] if g["kind"] == "camera")
     cameras["count"] = 3
     scenario = parse_scenario(raw, "test: cell_load, 3 cameras at 40 MHz")
-    path = tmp_path / "cell_load.toml"
-    path.write_text(EXPERIMENT)
-    result = run_experiment(Experiment.from_file(path), RunOptions(
-        scenario=scenario, results_root=tmp_path / "results", progress=False))
-    run_dir = Path(result.run_dir)
-    assert is_complete(run_dir)
-    summary = json.loads((run_dir / "summary.json").read_text())
+    run_dir, summary = run_short(tmp_path, "cell_load", EXPERIMENT, scenario=scenario)
     points = summary["points"]
     assert [p["cameras"] for p in points] == [0, 1, 2, 3]
     assert summary["cell_load"]["step_s"] == 4.0 and summary["cell_load"]["nr"]["prbs"] == 106

@@ -43,11 +43,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_controller_ovs import _bridges, _build_net, _check_environment, _stop_net  # same folder
+from test_controller_ovs import (  # same folder
+    _assert_all_removed,
+    _build_net,
+    _check_environment,
+    _stop_net,
+)
 
 from controllers.launcher import ControllerProcess, tcp_listening
 from controllers.policy import COOKIE_SLICE_MARK, SlicePolicy, slice_meters, with_generation
-from topologies.manifest import Manifest, proc_start_time
+from topologies.manifest import Manifest
 
 pytestmark = pytest.mark.root
 
@@ -241,12 +246,6 @@ def test_slice_max_rate_is_metered_on_userspace_ovs(tmp_path: Path) -> None:
         ctl.stop()
         ctl2.stop()
         failures = manifest.remove_all()
-    assert failures == []
-    for c in (ctl, ctl2):
-        assert not c.running()
-        assert proc_start_time(c.pid) is None
+    _assert_all_removed(failures, (ctl, ctl2), {sw_name}, hosts)
     assert not tcp_listening(ctl.port)
-    assert sw_name not in _bridges()
-    for name, *_ in hosts:
-        assert not Path(f"/sys/class/net/{name}-eth0").exists()
     assert os.geteuid() == 0

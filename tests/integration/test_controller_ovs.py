@@ -95,6 +95,19 @@ def _bridges() -> set[str]:
     return set(out.stdout.split())
 
 
+def _assert_all_removed(failures: list, controllers: tuple[ControllerProcess, ...], bridges: set[str],
+                        hosts: list[tuple[Any, ...]]) -> None:
+    """After a test's teardown: the manifest removed everything it recorded, every controller is gone
+    and reaped, no bridge and no host interface of the test is left."""
+    assert failures == []
+    for c in controllers:
+        assert not c.running()
+        assert proc_start_time(c.pid) is None  # reaped: the pid no longer exists
+    assert not bridges & _bridges()
+    for name, *_ in hosts:
+        assert not Path(f"/sys/class/net/{name}-eth0").exists()
+
+
 def _own_flows(bridge: str) -> list[str]:
     """This app's flows on ``bridge`` without counters, sorted."""
     out = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "--no-stats", "dump-flows", bridge],
@@ -247,14 +260,8 @@ def test_slice_switch_on_userspace_ovs(tmp_path: Path) -> None:
         ctl.stop()
         ctl2.stop()
         failures = manifest.remove_all()
-    assert failures == []
-    for c in (ctl, ctl2):
-        assert not c.running()
-        assert proc_start_time(c.pid) is None  # reaped: the pid no longer exists
+    _assert_all_removed(failures, (ctl, ctl2), {sw_name, stray_name}, hosts)
     assert not tcp_listening(ctl.port)
-    assert not {sw_name, stray_name} & _bridges()
-    for name, *_ in hosts:
-        assert not Path(f"/sys/class/net/{name}-eth0").exists()
     assert not any(Path(f"/sys/class/net/{sw_name}-eth{h[4]}").exists() for h in hosts)
 
 
@@ -333,8 +340,4 @@ def test_slice_monitor_writes_stats_on_userspace_ovs(tmp_path: Path) -> None:
         _stop_net(net)
         ctl.stop()
         failures = manifest.remove_all()
-    assert failures == []
-    assert not ctl.running() and proc_start_time(ctl.pid) is None
-    assert sw_name not in _bridges()
-    for name, *_ in hosts:
-        assert not Path(f"/sys/class/net/{name}-eth0").exists()
+    _assert_all_removed(failures, (ctl,), {sw_name}, hosts)

@@ -9,11 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from shortrun import run_short  # same folder: on sys.path under pytest
 
-from experiments.framework.definition import Experiment
-from experiments.framework.results import is_complete
-from experiments.framework.session import RunOptions
-from experiments.framework.skeleton import run_experiment
 from experiments.kinds.isolation import IsolationKind
 from topologies.scenario import load_scenario
 
@@ -36,13 +33,7 @@ sla_monitor = true
 
 def test_isolation_run_shows_urllc_protected_only_with_enforcement_on(tmp_path) -> None:
     scenario = load_scenario(REPO / "experiments" / "isolation" / "scenario.toml")
-    path = tmp_path / "isolation.toml"
-    path.write_text(EXPERIMENT)
-    result = run_experiment(Experiment.from_file(path), RunOptions(
-        scenario=scenario, results_root=tmp_path / "results", progress=False))
-    run_dir = Path(result.run_dir)
-    assert is_complete(run_dir)
-    summary = json.loads((run_dir / "summary.json").read_text())
+    run_dir, summary = run_short(tmp_path, "isolation", EXPERIMENT, scenario=scenario)
     arms = summary["arms"]
     assert arms["off"]["window_s"] == [2.0, 8.0] and arms["on"]["window_s"] == [10.0, 16.0]
     off, on = arms["off"]["slices"]["urllc"], arms["on"]["slices"]["urllc"]

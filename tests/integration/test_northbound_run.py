@@ -13,11 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from experiments.framework.definition import Experiment
-from experiments.framework.results import is_complete
-from experiments.framework.session import RunOptions
-from experiments.framework.skeleton import run_experiment
+from shortrun import run_short  # same folder: on sys.path under pytest
 
 pytestmark = pytest.mark.root
 EXPERIMENT = """
@@ -62,17 +58,12 @@ def client(results: Path, answers: dict[str, Any]) -> None:
 
 
 def test_northbound_api_changes_the_running_cells_and_refuses_bad_requests(tmp_path: Path) -> None:
-    path = tmp_path / "northbound.toml"
-    path.write_text(EXPERIMENT)
     answers: dict[str, Any] = {}
     thread = threading.Thread(target=client, args=(tmp_path / "results", answers), daemon=True)
     thread.start()
-    result = run_experiment(Experiment.from_file(path), RunOptions(
-        results_root=tmp_path / "results", progress=False, northbound=True))
+    run_dir, _summary = run_short(tmp_path, "northbound", EXPERIMENT, northbound=True)
     thread.join(30)
     assert "error" not in answers, answers
-    run_dir = Path(result.run_dir)
-    assert is_complete(run_dir)
     status, slices = answers["slices"]
     assert status == 200 and set(slices["slices"]) == {"urllc", "embb", "mmtc"}
     assert answers["patch"] == (200, {"slice": "embb", "cells": ["gnb1", "gnb2"], "ran": {
