@@ -4,6 +4,7 @@ The C relay's cells are checked on real interfaces in tests/integration/test_rel
 
 from __future__ import annotations
 
+import errno
 import heapq
 
 import pytest
@@ -194,3 +195,34 @@ def test_n3_marking_sets_the_ues_dscp_keeps_ecn_and_a_valid_checksum() -> None:
 ])
 def test_cell_requests_are_checked(request_line: str, reply: str) -> None:
     assert Site().relay.command(request_line) == reply
+
+
+class RefusingSocket(FakeSocket):
+    """Refuses the first ``refusals`` sends with ``error`` (an errno), then sends."""
+
+    def __init__(self, refusals: int, error: int) -> None:
+        super().__init__()
+        self.refusals, self.error = refusals, error
+
+    def send(self, data: bytes) -> int:
+        if self.refusals:
+            self.refusals -= 1
+            raise OSError(self.error, "refused")
+        return super().send(data)
+
+
+@pytest.mark.parametrize(("refusals", "error", "sent", "retries"), [
+    (2, errno.ENOBUFS, 1, 2),    # the backlog drains: sent after two retries
+    (25, errno.ENOBUFS, 0, 20),  # still full after every retry: dropped_error
+    (1, errno.ENXIO, 0, 0),      # gone: dropped at once, no retry
+])
+def test_a_send_refused_for_lack_of_room_is_retried(refusals: int, error: int, sent: int,
+                                                    retries: int) -> None:
+    site = Site()
+    site.upf_sock[11] = sock = RefusingSocket(refusals, error)
+    site.relay.links[11].dirs[0].out = sock
+    site.arrive(1, 0, frame("02:00:00:00:00:99", UE1), t=6.0)
+    site.relay.flush(6.0)
+    up = site.stats(11, "uplink")
+    assert (len(sock.sent), up["tx"], up["tx_retries"]) == (sent, sent, retries)
+    assert up["dropped_error"] == 1 - sent

@@ -8,6 +8,7 @@ with a larger delay error. Run inside the relay netns:
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import heapq
 import json
@@ -315,6 +316,25 @@ def n3_mark(data: bytes, dscp: int) -> bytes:
     return data[:ip] + bytes(header) + data[ip + ihl:]
 
 
+SEND_RETRIES = 20           # as relay.c: a send refused for lack of room is tried again this often,
+SEND_RETRY_SLEEP_S = 50e-6  # after this long a sleep (the receiving backlog drains meanwhile)
+
+
+def send_retrying(d: Direction, data: bytes) -> bool:
+    """Send ``data`` on ``d``'s interface; a refusal for lack of room (ENOBUFS, EAGAIN) is retried
+    (``tx_retries``), any other failure is not. True if it was sent (relay.c flush_dir alike)."""
+    for attempt in range(SEND_RETRIES + 1):
+        try:
+            d.out.send(data)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.ENOBUFS, errno.EAGAIN) or attempt == SEND_RETRIES:
+                return False
+            d.c["tx_retries"] += 1
+            time.sleep(SEND_RETRY_SLEEP_S)
+    return False
+
+
 class Link:
     """A link: its two directions and, for links inside the relay, the cell wiring (relay/cell.c)."""
 
@@ -505,12 +525,11 @@ class Relay(ControlChannel):
                 continue
             while d.fifo and d.fifo[0][0] <= now:
                 due, data = d.fifo.popleft()
-                try:
-                    d.out.send(data)
+                if send_retrying(d, data):
                     d.c["tx"] += 1
                     d.c["tx_bytes"] += len(data)
                     d.late_hist[late_bucket((now - due) * 1e9)] += 1  # as relay.c: the flush instant
-                except OSError:
+                else:
                     d.c["dropped_error"] += 1
             if d.fifo:
                 heapq.heappush(self.heap, (d.fifo[0][0], id(d), d))
