@@ -82,7 +82,7 @@ def ovs_extra_ms(idle: Mapping[str, Any], under_load: Mapping[str, Any] | None
     p50, LinkEngine.switch_hop_ms), and where it comes from: the probe under the run's load
     (SwitchHopMeter), else the idle calibration (p99 - mean for both)."""
     if under_load and under_load.get("switch_hop_ms_p99") is not None:
-        base = float(idle.get("switch_hop_ms_p50") or 0.0)
+        base = max(0.0, float(idle.get("switch_hop_ms_p50") or 0.0))  # what was compensated
         return ({q: round(max(0.0, float(under_load[f"switch_hop_ms_{q}"]) - base), 4)
                  for q in ("p99", "p999")}, "under the run's load")
     extra = max(0.0, (idle.get("switch_hop_ms_p99") or 0.0) - (idle.get("switch_hop_ms_mean") or 0.0))

@@ -35,7 +35,7 @@ from topologies.links import LinkEngine, select_backend
 from topologies.links.backend import check_settings, direction_params_in
 from topologies.links.backends import REGISTRY
 from topologies.links.cells import is_cell
-from topologies.links.ovs_calibrate import SwitchHopMeter
+from topologies.links.ovs_calibrate import SwitchHopMeter, hop_to_compensate_ms
 from topologies.manifest import STATE_ROOT, Manifest
 from topologies.scenario import LinkPair, Scenario
 from topologies.schedprio import (
@@ -133,7 +133,7 @@ class EmulatedNetwork:
         # enters a switch (topologies/links/ovs_calibrate.py), so path delays match the scenario.
         self.hop_meter = SwitchHopMeter(self.datapath, self.tag, self.manifest, logs)  # kept: load probe
         self.switch_hop = self.hop_meter.calibrate()
-        self.engine.switch_hop_ms = self.switch_hop["switch_hop_ms_p50"]
+        self.engine.switch_hop_ms = hop_to_compensate_ms(self.switch_hop)
 
         self.topo = FactoryTopo(scenario=self.scenario, switch_prefix=self.prefix,
                                 initial=self.initial_links)

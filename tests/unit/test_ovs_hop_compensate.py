@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from topologies.links.compensation import compensate
-from topologies.links.ovs_calibrate import MAX_IFNAME, object_names, summarize
+from topologies.links.ovs_calibrate import MAX_IFNAME, hop_to_compensate_ms, object_names, summarize
 
 
 @pytest.mark.parametrize(("delay_ms", "hops", "hop_ms", "expected"), [
@@ -89,3 +89,11 @@ def test_summarize_differences() -> None:
 def test_summarize_needs_both_paths() -> None:
     with pytest.raises(ValueError):
         summarize(np.array([0.1]), np.array([]))
+
+
+@pytest.mark.parametrize(("p50", "expected"), [(0.12, 0.12), (0.0, 0.0), (-0.0013, 0.0)])
+def test_hop_to_compensate_never_negative(p50: float, expected: float) -> None:
+    # A negative p50 (seen in a TCG guest: -0.0013 ms) is noise; compensate() refuses a negative hop.
+    hop = hop_to_compensate_ms({"switch_hop_ms_p50": p50})
+    assert hop == expected
+    assert compensate(1.0, 1, hop) == (pytest.approx(1.0 - expected), 0.0)

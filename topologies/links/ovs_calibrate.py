@@ -84,6 +84,15 @@ def summarize(bridge_ms: np.ndarray, direct_ms: np.ndarray) -> dict[str, float]:
     }
 
 
+def hop_to_compensate_ms(stats: dict[str, Any]) -> float:
+    """The per-switch latency the link engine takes off: the measured p50, but never below 0.
+
+    A switch cannot make a path faster; a negative p50 (bridge path below the direct path) is
+    measurement noise, seen in slow emulated guests. The raw figure stays in the run's metadata.
+    """
+    return max(0.0, float(stats["switch_hop_ms_p50"]))
+
+
 def measure_switch_hop_ms(datapath: str, tag: str, manifest: Manifest, log_dir: Path,
                           probes: int = 300) -> dict[str, Any]:
     """Measure the one-way latency one OVS bridge adds on this machine (see the module docstring).
