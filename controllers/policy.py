@@ -201,12 +201,15 @@ class HostSpec:
 @dataclass(frozen=True)
 class SwitchSpec:
     """A switch: unique name and dpid (1..2^64-1), the hosts attached to it (their packets are
-    marked here) and the output port towards each host MAC."""
+    marked here) and the output port towards each host MAC. ``flood`` False: broadcast and
+    multicast frames stop here (a switch off the forwarding tree, such as the backup backhaul's,
+    which would otherwise close a loop)."""
 
     name: str
     dpid: int
     access_hosts: tuple[str, ...]
     mac_to_port: Mapping[str, int]
+    flood: bool = True
 
 
 @dataclass(frozen=True)
@@ -305,6 +308,8 @@ def _specs_as_dict(slices: Any, hosts: Any, switches: Any) -> dict[str, Any]:
         access = list(sw.access_hosts) if isinstance(sw.access_hosts, list | tuple) else sw.access_hosts
         ports = dict(sw.mac_to_port) if isinstance(sw.mac_to_port, Mapping) else sw.mac_to_port
         raw_switches.append({"name": sw.name, "dpid": sw.dpid, "access_hosts": access, "mac_to_port": ports})
+        if sw.flood is not True:  # absent when true: older policy files look the same
+            raw_switches[-1]["flood"] = sw.flood
     return {"slices": raw_slices, "hosts": raw_hosts, "switches": raw_switches}
 
 
@@ -383,11 +388,12 @@ def _parse_switches(tables: list[Table], host_names: set[str]) -> tuple[SwitchSp
                 if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= OFPP_MAX:
                     raise ConfigError(key, port, f"a port number 1..{OFPP_MAX}")
                 ports[mac] = port
+            flood = t.bool("flood", True)
         for key, value in (("name", name), ("dpid", dpid)):
             if (key, value) in seen:
                 raise ConfigError(t.key(key), value, f"a value not already used by {seen[(key, value)]}")
             seen[(key, value)] = t.path
-        switches.append(SwitchSpec(name, dpid, tuple(access), ports))
+        switches.append(SwitchSpec(name, dpid, tuple(access), ports, flood))
     return tuple(switches)
 
 
@@ -503,8 +509,8 @@ def slice_rules(policy: SlicePolicy, dpid: int) -> list[FlowRule]:
                           COOKIE_CLASSIFY_DEFAULT))
     for mac, port in sorted(sw.mac_to_port.items()):
         rules.append(forward_rule(mac, port))
-    rules.append(FlowRule(TABLE_FORWARD, PRIO_FLOOD, {"eth_dst": BROADCAST_MAC}, (Flood(),), COOKIE_FLOOD))
-    rules.append(FlowRule(TABLE_FORWARD, PRIO_FLOOD, {"eth_dst": MULTICAST_MAC_MASKED}, (Flood(),),
-                          COOKIE_FLOOD))
+    if sw.flood:  # otherwise broadcasts and multicasts meet the table-miss drop
+        for dst in (BROADCAST_MAC, MULTICAST_MAC_MASKED):
+            rules.append(FlowRule(TABLE_FORWARD, PRIO_FLOOD, {"eth_dst": dst}, (Flood(),), COOKIE_FLOOD))
     rules.append(FlowRule(TABLE_FORWARD, PRIO_DEFAULT, {}, (), COOKIE_MISS))
     return rules

@@ -26,6 +26,13 @@ from topologies.links import DirectionParams  # noqa: E402
 from topologies.scenario import LinkPair, Scenario, load_scenario  # noqa: E402
 
 SUBNET = "10.77.0.0/16"  # private addresses inside the emulated hosts' own namespaces
+# The backup backhaul's links ([backup], topologies/backup.py). The network's forwarding tables follow
+# the tree without BACKUP_LINK (every switch reaches the cloud over the LEO link); the controller
+# steers a slice onto it with higher-priority rules (controllers/adaptation.py), so the loop it
+# closes never carries a frame both ways: broadcasts are flooded on the tree only.
+LEO_LINK = "leo"
+BACKUP_SITE_LINK = "site_backup"
+BACKUP_LINK = "backup"
 
 
 def host_ip(index: int) -> str:
@@ -40,7 +47,8 @@ def host_mac(index: int) -> str:
 
 
 class FactoryTopo(Topo):
-    """UEs on gNB switches, gNBs on the UPF, edge server, LEO terminal, ground station, cloud."""
+    """UEs on gNB switches, gNBs on the UPF, edge server, LEO terminal, ground station, cloud, and
+    optionally a backup switch between the UPF and the ground station ([backup])."""
 
     def build(self, scenario: Scenario | None = None, switch_prefix: str = "fs",
               link_params: str = "engine", initial: dict[str, LinkPair] | None = None) -> None:
@@ -76,9 +84,13 @@ class FactoryTopo(Topo):
         gs = self._switch(scenario.leo.ground_station, "gs")
         self._link(upf, ut, "site", LinkPair())
         orbit = scenario.leo.orbit is not None
-        self._link(ut, gs, "leo", initial.get("leo", scenario.leo.link), dynamic=orbit)
+        self._link(ut, gs, LEO_LINK, initial.get("leo", scenario.leo.link), dynamic=orbit)
         cloud = self._host(scenario.cloud.name, role="cloud")
         self._link(gs, cloud, "terrestrial", scenario.cloud.terrestrial)
+        if scenario.backup is not None:  # the backup backhaul: UPF -> backup switch -> ground station side
+            backup = self._switch(scenario.backup.switch, "backup", backup_kind=scenario.backup.kind)
+            self._link(upf, backup, BACKUP_SITE_LINK, LinkPair())
+            self._link(backup, gs, BACKUP_LINK, scenario.backup.link)
         if scenario.leo.compute_host:
             sat = self._host(scenario.leo.compute_host, role="orbit_compute")
             self._link(ut, sat, "orbit_compute", initial.get("orbit_compute", LinkPair()),

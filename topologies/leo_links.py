@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from topologies.backup import with_outages
 from topologies.leo import (
     compute_satellite_schedule,
     leo_schedule,
@@ -18,7 +19,8 @@ def scenario_link_schedules(scenario: Scenario, duration_s: float) -> dict[str, 
     """Schedules per link name covering ``duration_s`` from the orbit epoch ({} if fixed).
 
     ``leo``: terminal -> ground station -> PoP -> cloud. ``orbit_compute``: terminal -> the
-    in-orbit compute host, on the designated computing satellite or the serving one.
+    in-orbit compute host, on the designated computing satellite or the serving one. Both are
+    down in each of ``[[leo.outages]]`` (topologies/backup.py).
     """
     config = scenario.leo.orbit
     if config is None:
@@ -28,7 +30,8 @@ def scenario_link_schedules(scenario: Scenario, duration_s: float) -> dict[str, 
         schedule = (serving_satellite_schedule if scenario.leo.compute_attach == "serving_satellite"
                     else compute_satellite_schedule)
         frames["orbit_compute"] = schedule(config, duration_s)
-    return frames
+    # an outage cuts the terminal's satellite link: every orbit-driven link is down in it
+    return {name: with_outages(frame, scenario.leo.outages) for name, frame in frames.items()}
 
 
 def schedule_rows(frame: pd.DataFrame, direction: str) -> list[ScheduleRow]:

@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from topologies.backup import LEO_PROTECTION, Backup, Outage, parse_backup, parse_outages
 from topologies.config_schema import parse_table
 from topologies.links import BACKENDS, DirectionParams
 from topologies.mobility import CellSite, MobilityConfig, MobilitySchedule, Route, mobility_schedule
@@ -63,6 +64,9 @@ class Slice:
     # The most the slice's UEs may send together (Mbit/s), policed by an OF1.3 meter at the switch
     # they attach to (the UPF; controllers/policy.py slice_meters); None: no cap.
     max_rate_mbps: float | None = None
+    # "steer": the controller moves the slice's cloud traffic over [backup] around each LEO
+    # reconfiguration instant and on a LEO fault (topologies/backup.py); "none": it stays on LEO.
+    leo_protection: str = "none"
 
 
 # A slice's max_rate_mbps: 1 kbit/s (a meter's unit) .. 100 Gbit/s; controllers.policy checks the
@@ -124,6 +128,7 @@ class LeoUplink:
     orbit: Any = None
     compute_host: str | None = None
     compute_attach: str = "computing_satellite"  # or "serving_satellite"
+    outages: tuple[Outage, ...] = ()  # [[leo.outages]]: the satellite link down (orbit model only)
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,7 @@ class Scenario:
     # settings that work but oddly, one line each ("key.path: what happens"); see scenario_warnings
     warnings: tuple[str, ...] = field(default=(), compare=False)
     mobility: Mobility | None = None  # [mobility]: routes on the floor plan, handovers
+    backup: Backup | None = None  # [backup]: a second backhaul the controller can steer slices over
 
     def mobility_schedule(self, duration_s: float) -> MobilitySchedule | None:
         """The run's handovers and measurements (topologies/mobility.py), or None without [mobility]."""
@@ -237,6 +243,10 @@ def parse_scenario(raw: dict, source: str = "<dict>", base_dir: Path | None = No
                 raise ConfigError(t.key("terrestrial"), t.raw["terrestrial"],
                                   "no terrestrial table when [leo.orbit] is set: the orbit model "
                                   "already includes ground station -> PoP -> cloud")
+        backup = None
+        if root.has("backup"):
+            with root.table("backup") as t:
+                backup = parse_backup(t, _link_pair(t, "link"))
         mobility_raw = root.get("mobility", None)
         groups_tables = root.tables("ue_groups")
         servers = (core.edge, cloud.name)
@@ -254,17 +264,22 @@ def parse_scenario(raw: dict, source: str = "<dict>", base_dir: Path | None = No
         check_shares([(s.name, s.ran) for s in slices])
     if not groups:
         raise ConfigError("ue_groups", [], "at least one [[ue_groups]] table (a run needs a UE)")
+    for i, sl in enumerate(slices):
+        if sl.leo_protection != "none" and backup is None:
+            raise ConfigError(f"slices[{i}].leo_protection", sl.leo_protection,
+                              '"none" unless the scenario has a [backup] table (the backhaul to steer over)')
     total = sum(g.count for g in groups)
     if total > MAX_UES:
         raise ConfigError("ue_groups", total, f"at most {MAX_UES} UEs in all")
     scenario = Scenario(name, seed, link_backend, ovs_datapath, slices, cells, groups, core, leo,
-                        cloud, source, raw)
+                        cloud, source, raw, backup=backup)
     if mobility_raw is not None:
         scenario = replace(scenario, mobility=_mobility(Table(mobility_raw, "mobility"), scenario))
     _check_interface_names(scenario)
     names = ([c.name for c in cells] + [u.name for u in scenario.ues]
              + [core.upf, core.edge, leo.terminal, leo.ground_station, cloud.name]
-             + ([leo.compute_host] if leo.compute_host else []))
+             + ([leo.compute_host] if leo.compute_host else [])
+             + ([backup.switch] if backup else []))
     _check_unique("node names", names)
     from topologies.scenario_warnings import scenario_warnings
 
@@ -283,6 +298,7 @@ def _slice(t: Table) -> Slice:
             ran=parse_slice_ran(t.table("ran")) if t.has("ran") else _absent(t, "ran", DEFAULT_SLICE_RAN),
             max_rate_mbps=t.optional_number("max_rate_mbps", min=SLICE_MAX_RATE_MBPS[0],
                                             max=SLICE_MAX_RATE_MBPS[1]),
+            leo_protection=t.str("leo_protection", "none", choices=LEO_PROTECTION),
         )
 
 
@@ -390,6 +406,9 @@ def _leo(t: Table, base_dir: Path | None) -> LeoUplink:
         if t.has("compute_host"):
             raise ConfigError(t.key("compute_host"), t.raw["compute_host"],
                               "only with a [leo.orbit] table (the compute host's link comes from orbits)")
+        if t.has("outages"):
+            raise ConfigError(t.key("outages"), t.raw["outages"],
+                              "only with a [leo.orbit] table (outages are applied to its schedule)")
         link = LinkPair(_direction(t, "uplink"), _direction(t, "downlink"))
         return LeoUplink(terminal, ground_station, link)
     for key in ("uplink", "downlink"):
@@ -403,7 +422,8 @@ def _leo(t: Table, base_dir: Path | None) -> LeoUplink:
     compute_host = _node_name(t, "compute_host", "") if t.has("compute_host") else None
     t.get("compute_host", None)
     attach = t.str("compute_attach", "computing_satellite", choices=COMPUTE_ATTACH)
-    return LeoUplink(terminal, ground_station, LinkPair(), orbit, compute_host, attach)
+    outages = parse_outages(t.tables("outages", []))
+    return LeoUplink(terminal, ground_station, LinkPair(), orbit, compute_host, attach, outages)
 
 
 def _name(t: Table, key: str) -> str:
@@ -427,9 +447,12 @@ def _check_interface_names(scenario: Scenario) -> None:
         ues_per_cell[group.cell] += group.count
     switches = [(f"cells[{i}].name", c.name, ues_per_cell[c.name] + 1)
                 for i, c in enumerate(scenario.cells)]
-    switches += [("core.upf", scenario.core.upf, len(scenario.cells) + 2),
+    extra = int(scenario.backup is not None)  # a backup adds a port to the UPF and the ground station
+    switches += [("core.upf", scenario.core.upf, len(scenario.cells) + 2 + extra),
                  ("leo.terminal", scenario.leo.terminal, 3),
-                 ("leo.ground_station", scenario.leo.ground_station, 2)]
+                 ("leo.ground_station", scenario.leo.ground_station, 2 + extra)]
+    if scenario.backup is not None:
+        switches.append(("backup.switch", scenario.backup.switch, 2))
     for path, name, ports in switches:
         longest = RUN_PREFIX_LEN + len(name) + len("-eth") + len(str(ports))
         if longest > IFNAME_MAX:

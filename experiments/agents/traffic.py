@@ -212,13 +212,16 @@ def _recv_probe(sock: socket.socket) -> tuple[tuple[int, int, int], int, bytes, 
 
 
 def probe(args: argparse.Namespace) -> int:
-    """Send probes on an absolute schedule and log each echo: RTT and both one-way delays."""
+    """Send probes on an absolute schedule and log each echo: RTT and both one-way delays. Each echo's
+    record is written to ``--out`` as it arrives (unbuffered), so the run can follow the path live
+    (the leo_failover kind's fault detector reads it)."""
     sock = timestamping_udp_socket()
     padding = bytes(max(0, args.payload_bytes - PROBE.size))
     interval_ns = int(args.interval_ms * 1e6)
     end_ns = args.start_ns + int(args.duration_s * 1e9)
     stop_ns = end_ns + int(args.drain_s * 1e9)
-    records = bytearray()
+    out = open(args.out, "wb", buffering=0)  # noqa: SIM115 -- closed after the loop
+    echoes = 0
     seq = sent = 0
     next_ns = args.start_ns
     while True:
@@ -238,12 +241,11 @@ def probe(args: argparse.Namespace) -> int:
         sock.settimeout(max(0.0, (wake_ns - now) / 1e9))
         if (got := _recv_probe(sock)) is not None:
             (rseq, send_ns, echo_ns), recv_ns, _data, _addr = got
-            records += PROBE_RECORD.pack(rseq, send_ns, echo_ns, recv_ns)
-    with open(args.out, "wb") as out:
-        out.write(records)
+            out.write(PROBE_RECORD.pack(rseq, send_ns, echo_ns, recv_ns))
+            echoes += 1
+    out.close()
     with open(args.summary, "w") as summary:
-        json.dump({"probes_scheduled": seq, "probes_sent": sent,
-                   "echoes_received": len(records) // PROBE_RECORD.size}, summary)
+        json.dump({"probes_scheduled": seq, "probes_sent": sent, "echoes_received": echoes}, summary)
     return 0
 
 

@@ -23,13 +23,14 @@ from mininet.log import setLogLevel
 from mininet.net import Mininet
 from mininet.node import RemoteController
 
+from controllers.adaptation import SteerSwitch, steer_request
 from controllers.apps import DEFAULT_APPS, PATH_SWITCH_FILE_NAME
 from controllers.launcher import ControllerProcess, ready_timeout_s
-from controllers.policy import HostSpec, SlicePolicy, SliceSpec, SwitchSpec
+from controllers.policy import FlowRule, HostSpec, SlicePolicy, SliceSpec, SwitchSpec
 from experiments.framework.results import write_json
 from experiments.framework.watchdog import ovs_daemon_pid
 from topologies.errors import RunFailed
-from topologies.factory import FactoryTopo
+from topologies.factory import BACKUP_LINK, LEO_LINK, FactoryTopo
 from topologies.hosts import FactoryHost, static_arp
 from topologies.links import LinkEngine, select_backend
 from topologies.links.backend import check_settings, direction_params_in
@@ -164,7 +165,8 @@ class EmulatedNetwork:
         policy_path = self.run_dir / "controller_policy.json"
         write_json(policy_path, self.controller_policy().to_dict())
         status_path = self.run_dir / "controller_status.json"
-        if self.scenario.mobility is not None:  # handovers: slice_switch watches this file (path_switch)
+        if self.scenario.mobility is not None or self.scenario.backup is not None:
+            # handovers or steering: slice_switch watches this file (path_switch, steer)
             status_path.with_name(PATH_SWITCH_FILE_NAME).touch()
         self.controller = ControllerProcess()
         self.controller.start(policy_path, status_path, logs / "controller.log",
@@ -189,24 +191,40 @@ class EmulatedNetwork:
         ue_slice = {ue.name: ue.slice for ue in self.scenario.ues}
         servers = set(self.scenario.servers())
         switches = []
+        backup = self._backup_switch()
         for switch in self.ovs_switches():
             access = [name for peer in _peers(switch)  # a cell's UEs are at the switch it hangs on
                       for name in ([p.name for p in _peers(peer)] if is_cell(peer) else [peer.name])]
+            # the backup switch carries only steered traffic: it forwards on the backup tree and
+            # floods nothing (the loop it closes never sees a broadcast); the others use the LEO tree
+            ports = self._mac_to_port(switch, skip=(LEO_LINK if switch.name == backup else BACKUP_LINK,))
             switches.append(SwitchSpec(switch.name, int(switch.dpid, 16),
                                        tuple(n for n in access if n in ue_slice or n in servers),
-                                       self._mac_to_port(switch)))
+                                       ports, flood=switch.name != backup))
         return SlicePolicy(
             slices={s.name: SliceSpec(s.name, s.dscp, s.max_rate_mbps) for s in self.scenario.slices},
             hosts=tuple(HostSpec(h.name, h.IP(), h.MAC(), ue_slice.get(h.name)) for h in self.net.hosts),
             switches=tuple(switches))
 
-    def _mac_to_port(self, switch: Any) -> dict[str, int]:
-        """For each host MAC, the port of ``switch`` on the (tree) path towards it (BFS)."""
+    def _backup_switch(self) -> str | None:
+        assert self.topo is not None
+        return self.topo.switch_name(self.scenario.backup.switch) if self.scenario.backup else None
+
+    def _link_ends(self, names: tuple[str, ...]) -> set[tuple[str, int]]:
+        """(node, port) of both ends of the topology's links named ``names``."""
+        assert self.topo is not None
+        return {end for n1, n2, info in self.topo.links(withInfo=True) if info.get("link_name") in names
+                for end in ((n1, info["port1"]), (n2, info["port2"]))}
+
+    def _mac_to_port(self, switch: Any, skip: tuple[str, ...] = (BACKUP_LINK,)) -> dict[str, int]:
+        """For each host MAC, the port of ``switch`` on the path towards it (BFS) in the tree left
+        when the links named ``skip`` are taken out (the LEO tree by default: no backup link)."""
         table: dict[str, int] = {}
         seen = {switch.name}
+        skipped = self._link_ends(skip)
         queue: deque = deque()
         for intf in switch.intfList():
-            if intf.link:
+            if intf.link and (switch.name, switch.ports[intf]) not in skipped:
                 peer = intf.link.intf2 if intf.link.intf1 is intf else intf.link.intf1
                 queue.append((peer.node, switch.ports[intf]))
         while queue:
@@ -218,10 +236,37 @@ class EmulatedNetwork:
                 table[node.MAC()] = port
                 continue
             for intf in node.intfList():
-                if intf.link:
+                if intf.link and (node.name, node.ports.get(intf)) not in skipped:
                     peer = intf.link.intf2 if intf.link.intf1 is intf else intf.link.intf1
                     queue.append((peer.node, port))
         return table
+
+    def steer_switches(self) -> list[SteerSwitch]:
+        """Every OVS switch's port towards each host address over the LEO tree and the backup tree
+        (controllers/adaptation.py); [] without a [backup]."""
+        assert self.net is not None
+        if self.scenario.backup is None:
+            return []
+        ip_of = {h.MAC(): h.IP() for h in self.net.hosts}
+        out = []
+        for switch in self.ovs_switches():
+            leo, backup = self._mac_to_port(switch, (BACKUP_LINK,)), self._mac_to_port(switch, (LEO_LINK,))
+            out.append(SteerSwitch(int(switch.dpid, 16), {ip_of[m]: p for m, p in leo.items()},
+                                   {ip_of[m]: p for m, p in backup.items()}))
+        return out
+
+    def steer(self, rules: list[tuple[int, FlowRule]]) -> dict[str, Any]:
+        """Ask the controller to install ``rules`` (controllers/adaptation.py steer_rules); the record."""
+        self._path_switch_seq += 1
+        record = {"seq": self._path_switch_seq, "steer": steer_request(rules), "sent_ns": time.time_ns()}
+        self._controller_request(record)
+        return record
+
+    def _controller_request(self, record: dict[str, Any]) -> None:
+        """Append one complete line to the file slice_switch watches (beside its status file)."""
+        assert self.controller is not None and self.controller.status_path is not None
+        with self.controller.status_path.with_name(PATH_SWITCH_FILE_NAME).open("a") as f:
+            f.write(json.dumps(record) + "\n")
 
     def host(self, name: str) -> Any:
         assert self.net is not None
@@ -239,9 +284,7 @@ class EmulatedNetwork:
         self._path_switch_seq += 1
         record = {"seq": self._path_switch_seq, "ue": ue, "mac": self.host(ue).MAC(),
                   "dpid": int(upf.dpid, 16), "port": port, "cell": cell, "sent_ns": time.time_ns()}
-        # where slice_switch reads it: beside its status file; one complete line per write
-        with self.controller.status_path.with_name(PATH_SWITCH_FILE_NAME).open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        self._controller_request(record)
         return record
 
     def start_load_probe(self, duration_s: float) -> None:

@@ -17,6 +17,7 @@ REGISTRY: dict[str, str] = {
     "offload": "experiments.kinds.offload:OffloadKind",
     "cell_load": "experiments.kinds.cell_load:CellLoadKind",
     "isolation": "experiments.kinds.isolation:IsolationKind",
+    "leo_failover": "experiments.kinds.leo_failover:LeoFailoverKind",
 }
 
 

@@ -116,9 +116,9 @@ def probe_summary(rtt: pd.DataFrame) -> dict[str, dict[str, float | int | None]]
 
 
 # summary.json keys that are not slices (cell_load and points: the cell_load kind's; arms, isolation,
-# enforcement: the isolation kind's)
+# enforcement: the isolation kind's; leo_failover: its kind's)
 NOT_SLICES = ("probes", "loss_accounting", "reconciliation", "host_stalls", "fidelity", "handovers",
-              "cell_load", "points", "flows", "arms", "isolation", "enforcement", "sla")
+              "cell_load", "points", "flows", "arms", "isolation", "enforcement", "sla", "leo_failover")
 
 
 def format_table(summary: dict[str, dict]) -> str:
