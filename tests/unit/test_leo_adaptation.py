@@ -243,8 +243,8 @@ def test_periods_split_each_arm_and_the_verdict_sees_the_spike_only_when_off() -
 
     got, due = _tables()
     boundary, outages = [(4.95, 5.2), (14.95 - 10, 15.2 - 10), (15.95, 16.2)], [(14.0, 15.0)]
-    assert list(analysis.period_of([4.9, 5.0, 13.96, 14.5, 15.5], boundary, outages)) == [
-        "boundary", "boundary", "outage", "outage", "other"]  # windows open LEAD_S early
+    assert list(analysis.period_of([4.85, 4.9, 5.19, 13.96, 14.99, 15.5], boundary, outages)) == [
+        "other", "boundary", "boundary", "outage", "outage", "other"]  # windows open LEAD_S early
     arms = analysis.period_figures(got, due, 10.0, 1.0, boundary, outages)
     off, on = arms["off"]["slices"]["mmtc"], arms["on"]["slices"]["mmtc"]
     assert arms["off"]["window_s"] == [1.0, 10.0] and off["outage"]["packets"] == 0

@@ -5,8 +5,9 @@ Periods of a packet, by its *scheduled* send time ``t`` (a lost packet counts wh
 ``outage`` inside a scripted outage, ``boundary`` inside a reconfiguration's boundary window
 [I - before, I + after) of the LEO model (topologies/leo/config.py ``Handover``), ``other``
 elsewhere. A packet reaches and crosses the LEO link some time after ``t`` (radio, grants,
-backhaul, the link's own delay), so each window is taken to open ``LEAD_S`` earlier: a packet
-scheduled just before it meets it. Arms as in the isolation kind: [k * arm_s + settle_s,
+backhaul, the link's own delay), so each window is taken to open ``LEAD_S`` earlier (a packet
+scheduled just before it meets it) and to close when it closes (a packet scheduled just before
+the end still does). Arms as in the isolation kind: [k * arm_s + settle_s,
 (k + 1) * arm_s), off then on.
 """
 
@@ -33,13 +34,13 @@ COLUMNS = ["slice", "flow_id", "seq", "owd_ms", "on_time"]
 def period_of(t_s: np.ndarray, boundary: list[tuple[float, float]], outages: list[tuple[float, float]]
               ) -> np.ndarray:
     """``"outage"`` | ``"boundary"`` | ``"other"`` per scheduled time (an outage wins; each window
-    opens ``LEAD_S`` early)."""
-    t = np.asarray(t_s, dtype=float) + LEAD_S
+    [a, b) is taken as [a - LEAD_S, b))."""
+    t = np.asarray(t_s, dtype=float)
     out = np.full(t.shape, "other", dtype=object)
     for a, b in boundary:
-        out[(t >= a) & (t < b)] = "boundary"
+        out[(t >= a - LEAD_S) & (t < b)] = "boundary"
     for a, b in outages:
-        out[(t >= a) & (t < b)] = "outage"
+        out[(t >= a - LEAD_S) & (t < b)] = "outage"
     return out
 
 
