@@ -63,9 +63,10 @@ def _panels(axes: Any, block: dict[str, Any], got: pd.DataFrame, rtt: pd.DataFra
     path_ax.set_ylim(-0.3, 1.3)
     path_ax.set_ylabel("protected\nslices' path")
     names = sorted(set(states["slice"]))
+    starts = np.unique(states["t_s"].to_numpy(dtype=float))
+    width = float(np.diff(starts).min()) if len(starts) > 1 else 1.0  # the bins' width
     for row, name in enumerate(names):
-        part = states[(states["slice"] == name) & (states["t_s"] <= hi)]
-        width = float(states["t_s"].diff().dropna().min()) if len(states) > 1 else 1.0
+        part = states[(states["slice"] == name) & (states["t_s"] <= hi) & (states["t_s"] + width >= lo)]
         for state, colour in STATE_COLOUR.items():
             s = part[part["state"] == state]
             if len(s):
