@@ -268,8 +268,10 @@ def test_reactions_time_the_path_change_and_count_the_packets_lost_before_it() -
     assert r["reaction_ms"] == pytest.approx(120.0)
     assert r["back_on_leo_s"] == 17.01 and not r["already_on_backup"]
     assert r["lost_before_new_path_pkts"] == {"mmtc": 10} == r["lost_in_outage_pkts"]
-    (never,) = analysis.reactions([(14.0, 15.0)], [], {}, [], 10.0, got, due, ["mmtc"])
-    assert never["reaction_ms"] is None and never["lost_before_new_path_pkts"] == {"mmtc": 10}
+    later = [{"t_s": 30.0, "via": "backup", "seq": 7}, {"t_s": 30.3, "via": "leo", "seq": 8}]
+    (never,) = analysis.reactions([(14.0, 15.0)], later, {7: 30.01, 8: 30.31}, [], 10.0, got, due, ["mmtc"])
+    assert never["reaction_ms"] is None and never["back_on_leo_s"] is None  # a later window is not a return
+    assert never["lost_before_new_path_pkts"] == {"mmtc": 10}
 
 
 def test_sla_bins_mark_a_bin_violated_when_one_due_packet_missed() -> None:

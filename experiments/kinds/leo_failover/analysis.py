@@ -139,7 +139,8 @@ def reactions(outages: list[tuple[float, float]], changes: list[Mapping[str, Any
         moved = next((applied_s.get(c["seq"]) for c in changes
                       if c["via"] == "backup" and start <= c["t_s"] < end), None)
         steered = start if already else moved
-        back = next((applied_s.get(c["seq"]) for c in changes if c["via"] == "leo" and c["t_s"] >= end), None)
+        back = None if steered is None else next(  # the first move back once the outage is over
+            (applied_s.get(c["seq"]) for c in changes if c["via"] == "leo" and c["t_s"] >= end), None)
         out.append({
             "arm": arm, "start_s": start, "end_s": end,
             "detected_s": down, "detect_ms": None if down is None else round((down - start) * 1000, 3),
