@@ -74,8 +74,10 @@ def test_step_points_from_packets_due_in_each_window() -> None:
     first, second = points[0]["slices"], points[1]["slices"]
     assert first["urllc"] == {"packets": 150, "packets_received": 150, "packets_host_stall": 0,
                               "owd_ms_p50": 1.0, "owd_ms_p99": 1.0, "loss_pct": 0.0,
-                              "deadline_met_pct": 100.0}
+                              "deadline_met_pct": 100.0, "deadline_met_pct_without_stalls": 100.0}
     assert first["embb"]["packets"] == 0 and first["embb"]["loss_pct"] is None
     assert second["embb"]["packets"] == 1500 and second["embb"]["loss_pct"] == pytest.approx(50.0)
     assert second["embb"]["deadline_met_pct"] == pytest.approx(50.0) and second["embb"]["owd_ms_p99"] == 10.0
     assert second["embb"]["packets_host_stall"] == 10 and second["embb"]["packets_received"] == 750
+    # without the 10 stall-touched packets: 740 on time of the 1490 others due
+    assert second["embb"]["deadline_met_pct_without_stalls"] == pytest.approx(100 * 740 / 1490)

@@ -117,6 +117,8 @@ def step_points(chunks: Iterable[pd.DataFrame], flows: pd.DataFrame, cameras: li
                 "packets": n, "packets_received": c["received"], "packets_host_stall": c["host_stall"],
                 "owd_ms_p50": percentile(c["owd"], 50), "owd_ms_p99": percentile(c["owd"], 99),
                 "loss_pct": share_pct(n - c["received"], n), "deadline_met_pct": share_pct(c["on_time"], n),
+                "deadline_met_pct_without_stalls": share_pct(c.get("on_time_unstalled", 0),
+                                                             n - c["host_stall"]),
             }
         points.append({"step": k, "cameras": k, "camera_ues": cameras[:k], "offered_mbps": round(offered, 3),
                        "window_s": [round(a, 3), round(b, 3)], "slices": slices})
