@@ -1,5 +1,5 @@
-"""LEO-aware adaptation as pure functions: when protected slices leave the LEO link, and the flow
-rules that move them (no os-ken, no clock: the run's adaptation thread and the tests drive them).
+"""LEO-aware adaptation: when protected slices leave the LEO link, and the flow rules that move them
+(no os-ken: the leo_adaptation app drives it with its clock, the tests with theirs).
 
 * **Proactive**: the LEO link reconfigures on a known grid (every 15 s; the boundary window of each
   instant I is [I - before, I + after), topologies/leo/config.py ``Handover``). ``steer_windows``
@@ -10,6 +10,8 @@ rules that move them (no os-ken, no clock: the run's adaptation thread and the t
   path is down; echoes again for ``hold_s`` without such a gap -> up.
 * :func:`desired_via`: backup inside a window or while the path is down (when adaptation is on),
   LEO otherwise, with the reason.
+* :class:`SteeringLoop`: the above, step by step, on the heartbeat's echo records as they are
+  written; the ``leo_adaptation`` controller app runs it (controllers/apps/leo_adaptation.py).
 * :func:`steer_rules`: at each switch where the two paths between a protected UE and a remote
   host part (on both trees, between the two: the UPF and the ground station), one rule per
   direction of the pair, in the forwarding table above the MAC rules (``PRIO_STEER``). Switches
@@ -21,8 +23,11 @@ rules that move them (no os-ken, no clock: the run's adaptation thread and the t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import struct
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from controllers.policy import COOKIE_APP, ETH_TYPE_IPV4, TABLE_FORWARD, FlowRule, Output
 
@@ -138,12 +143,92 @@ def _between(ports: Mapping[str, int], a: str, b: str) -> bool:
     return a in ports and b in ports and ports[a] != ports[b]
 
 
-def steer_request(rules: list[tuple[int, FlowRule]]) -> list[dict[str, object]]:
-    """The JSON form of ``rules`` for the controller's request file (``rule_from_request`` reads it)."""
-    return [{"dpid": dpid, "ipv4_src": r.match["ipv4_src"], "ipv4_dst": r.match["ipv4_dst"],
-             "port": r.actions[0].port} for dpid, r in rules]
+# --- the loop the leo_adaptation app runs -------------------------------------------------------
+# One heartbeat echo as the probe agent stores it (experiments/agents/traffic.py PROBE_RECORD: seq,
+# send_ns, echo_ns, recv_ns); the loop reads recv_ns.
+ECHO_RECORD = struct.Struct("<I4xQQQ")
 
 
-def rule_from_request(item: Mapping[str, object]) -> tuple[int, FlowRule]:
-    """One element of ``steer_request`` back as (dpid, rule); ValueError/KeyError/TypeError if bad."""
-    return int(item["dpid"]), steer_rule(str(item["ipv4_src"]), str(item["ipv4_dst"]), int(item["port"]))
+@dataclass(frozen=True)
+class SteeringConfig:
+    """What the run tells the leo_adaptation app at traffic start (the JSON of ``to_dict``)."""
+
+    start_ns: int                           # traffic start, CLOCK_REALTIME
+    on_from_s: float                        # adaptation acts from here on (the "on" arm)
+    end_s: float                            # the heartbeat stops with the traffic: nothing judged after
+    windows_s: tuple[tuple[float, float], ...]
+    pairs: tuple[tuple[str, str], ...]      # (protected UE address, remote address)
+    switches: tuple[SteerSwitch, ...]
+    probe_path: str                         # the heartbeat's raw echo records, growing as they come
+    detect_ms: float
+    hold_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**{k: getattr(self, k) for k in ("start_ns", "on_from_s", "end_s", "probe_path", "detect_ms",
+                                                 "hold_s")},
+                "windows_s": [list(w) for w in self.windows_s], "pairs": [list(p) for p in self.pairs],
+                "switches": [{"dpid": s.dpid, "via_leo": dict(s.via_leo), "via_backup": dict(s.via_backup)}
+                             for s in self.switches]}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> SteeringConfig:
+        return cls(int(raw["start_ns"]), float(raw["on_from_s"]), float(raw["end_s"]),
+                   tuple((float(a), float(b)) for a, b in raw["windows_s"]),
+                   tuple((str(u), str(r)) for u, r in raw["pairs"]),
+                   tuple(SteerSwitch(int(s["dpid"]), {str(k): int(v) for k, v in s["via_leo"].items()},
+                                     {str(k): int(v) for k, v in s["via_backup"].items()})
+                         for s in raw["switches"]),
+                   str(raw["probe_path"]), float(raw["detect_ms"]), float(raw["hold_s"]))
+
+
+class SteeringLoop:
+    """Echoes and the clock in, path changes out: ``step(now_ns)`` reads the echoes added to the
+    probe's file, runs the detector and, when the protected pairs must move, calls ``install(rules)``
+    (returns an error string or None) and records the change."""
+
+    def __init__(self, config: SteeringConfig, install: Callable[[list[tuple[int, FlowRule]]], str | None]
+                 ) -> None:
+        self.config = config
+        self.install = install
+        self.detector = FaultDetector(config.detect_ms, config.hold_s)
+        self.via = "leo"
+        self.changes: list[dict[str, Any]] = []     # t_s, via, reason, rules, applied_ns, error
+        self.detections: list[dict[str, Any]] = []  # t_s, state ("down" | "up")
+        self._offset = 0
+
+    def step(self, now_ns: int) -> bool:
+        """One look; True if something was recorded (a detection or a path change)."""
+        c = self.config
+        for recv_ns in self._new_echoes():
+            self.detector.echo(recv_ns)
+        t_s = (now_ns - c.start_ns) / 1e9
+        if t_s >= c.end_s:
+            return False
+        state = self.detector.update(now_ns)
+        if state is not None:
+            self.detections.append({"t_s": round(t_s, 6), "state": state})
+        via, reason = desired_via(t_s, list(c.windows_s), self.detector.down, enabled=t_s >= c.on_from_s)
+        if via == self.via:
+            return state is not None
+        rules = steer_rules(c.switches, c.pairs, via)
+        error = self.install(rules)
+        self.changes.append({"t_s": round(t_s, 6), "via": via, "reason": reason, "rules": len(rules),
+                             "applied_ns": None if error else time.time_ns(), "error": error})
+        if error is None:
+            self.via = via
+        return True
+
+    def _new_echoes(self) -> list[int]:
+        """Receive times (ns) of the whole echo records added to the probe's file since the last call."""
+        try:
+            with open(self.config.probe_path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        whole = len(data) - len(data) % ECHO_RECORD.size
+        self._offset += whole
+        return [ECHO_RECORD.unpack_from(data, i)[3] for i in range(0, whole, ECHO_RECORD.size)]
+
+    def status(self) -> dict[str, Any]:
+        return {"via": self.via, "changes": self.changes, "detections": self.detections}

@@ -13,6 +13,11 @@ Apps in the registry
   ``controller_stats.jsonl`` next to the status file (``controllers/apps/slice_monitor.py``).
   It *extends* ``slice_switch`` (a subclass, like Ryu's ``SimpleMonitor13`` of
   ``SimpleSwitch13``) and so *replaces* it: list ``slice_monitor`` alone.
+- ``leo_adaptation``: LEO-aware steering of the slices with ``leo_protection = "steer"`` over the
+  scenario's ``[backup]`` around each reconfiguration instant and while the heartbeat over LEO is
+  silent (``controllers/apps/leo_adaptation.py``, decisions in ``controllers/adaptation.py``).
+  Listed *beside* a switch app, whose datapaths and ``add_flow`` it uses; it acts once the run
+  writes ``ADAPTATION_FILE_NAME`` (the ``leo_failover`` kind does).
 
 How to add a controller app
 ---------------------------
@@ -63,6 +68,8 @@ APPS: dict[str, AppInfo] = {
     "slice_switch": AppInfo("controllers.apps.slice_switch", "L2 forwarding plus per-slice DSCP marking"),
     "slice_monitor": AppInfo("controllers.apps.slice_monitor", "slice_switch plus port/flow statistics",
                              extends="slice_switch"),
+    "leo_adaptation": AppInfo("controllers.apps.leo_adaptation",
+                              "steers protected slices over the backup backhaul (beside a switch app)"),
 }
 
 DEFAULT_APPS: tuple[str, ...] = ("slice_switch",)
@@ -76,6 +83,10 @@ STATS_FILE_NAME = "controller_stats.jsonl"  # slice_monitor's output, in the sta
 # runner and applied by slice_switch, in the status file's folder; the runner creates it before the
 # controller starts when the run has handovers, and only then does slice_switch watch it.
 PATH_SWITCH_FILE_NAME = "controller_path_switch.jsonl"
+# leo_adaptation: its configuration (controllers.adaptation.SteeringConfig JSON, written once by the
+# runner at traffic start) and its status (path changes, detections), in the status file's folder.
+ADAPTATION_FILE_NAME = "controller_adaptation.json"
+ADAPTATION_STATUS_FILE_NAME = "controller_adaptation_status.json"
 
 _CONFIG_PATH = "controller.apps"
 

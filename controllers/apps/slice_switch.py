@@ -32,7 +32,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from controllers.adaptation import rule_from_request
 from controllers.apps import ENV_POLICY, ENV_STATUS, PATH_SWITCH_FILE_NAME
 from controllers.policy import (
     COOKIE_APP,
@@ -225,8 +224,7 @@ class SliceSwitch(app_manager.OSKenApp):
 
     def apply_path_switches(self) -> None:
         """Apply every complete line the runner appended to the path-switch file since the last
-        call: the UE's forwarding rule at that switch moves to the new port (``forward_rule``), or,
-        for a ``steer`` line, each listed rule (``controllers.adaptation.rule_from_request``)."""
+        call: the UE's forwarding rule at that switch moves to the new port (``forward_rule``)."""
         if not self.path_switch_path.exists():
             return
         with self.path_switch_path.open("rb") as f:
@@ -241,15 +239,11 @@ class SliceSwitch(app_manager.OSKenApp):
             try:
                 req = json.loads(line)
                 record["seq"] = req["seq"]
-                # a steering request (controllers/adaptation.py) or a UE's new cell (one rule)
-                rules = ([rule_from_request(item) for item in req["steer"]] if "steer" in req
-                         else [(int(req["dpid"]), forward_rule(str(req["mac"]), int(req["port"])))])
-                missing = sorted({dpid for dpid, _ in rules if dpid not in self.connected})
-                if missing:  # nothing applied: a request is all or nothing
-                    record["error"] = f"dpid {', '.join(f'{d:#x}' for d in missing)} is not connected"
+                datapath = self.connected.get(int(req["dpid"]))
+                if datapath is None:
+                    record["error"] = f"dpid {int(req['dpid']):#x} is not connected"
                 else:
-                    for dpid, rule in rules:
-                        self.add_flow(self.connected[dpid], rule)
+                    self.add_flow(datapath, forward_rule(str(req["mac"]), int(req["port"])))
                     record["applied_ns"] = time.time_ns()
             except (ValueError, KeyError, TypeError) as exc:
                 record["error"] = f"bad request {line[:80]!r}: {exc}"

@@ -23,10 +23,10 @@ from mininet.log import setLogLevel
 from mininet.net import Mininet
 from mininet.node import RemoteController
 
-from controllers.adaptation import SteerSwitch, steer_request
+from controllers.adaptation import SteerSwitch
 from controllers.apps import DEFAULT_APPS, PATH_SWITCH_FILE_NAME
 from controllers.launcher import ControllerProcess, ready_timeout_s
-from controllers.policy import FlowRule, HostSpec, SlicePolicy, SliceSpec, SwitchSpec
+from controllers.policy import HostSpec, SlicePolicy, SliceSpec, SwitchSpec
 from experiments.framework.results import write_json
 from experiments.framework.watchdog import ovs_daemon_pid
 from topologies.errors import RunFailed
@@ -165,8 +165,7 @@ class EmulatedNetwork:
         policy_path = self.run_dir / "controller_policy.json"
         write_json(policy_path, self.controller_policy().to_dict())
         status_path = self.run_dir / "controller_status.json"
-        if self.scenario.mobility is not None or self.scenario.backup is not None:
-            # handovers or steering: slice_switch watches this file (path_switch, steer)
+        if self.scenario.mobility is not None:  # handovers: slice_switch watches this file (path_switch)
             status_path.with_name(PATH_SWITCH_FILE_NAME).touch()
         self.controller = ControllerProcess()
         self.controller.start(policy_path, status_path, logs / "controller.log",
@@ -255,18 +254,10 @@ class EmulatedNetwork:
                                    {ip_of[m]: p for m, p in backup.items()}))
         return out
 
-    def steer(self, rules: list[tuple[int, FlowRule]]) -> dict[str, Any]:
-        """Ask the controller to install ``rules`` (controllers/adaptation.py steer_rules); the record."""
-        self._path_switch_seq += 1
-        record = {"seq": self._path_switch_seq, "steer": steer_request(rules), "sent_ns": time.time_ns()}
-        self._controller_request(record)
-        return record
-
-    def _controller_request(self, record: dict[str, Any]) -> None:
-        """Append one complete line to the file slice_switch watches (beside its status file)."""
+    def controller_file(self, name: str) -> Path:
+        """A file beside the controller's status file (where its apps read and write theirs)."""
         assert self.controller is not None and self.controller.status_path is not None
-        with self.controller.status_path.with_name(PATH_SWITCH_FILE_NAME).open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        return self.controller.status_path.with_name(name)
 
     def host(self, name: str) -> Any:
         assert self.net is not None
@@ -284,7 +275,9 @@ class EmulatedNetwork:
         self._path_switch_seq += 1
         record = {"seq": self._path_switch_seq, "ue": ue, "mac": self.host(ue).MAC(),
                   "dpid": int(upf.dpid, 16), "port": port, "cell": cell, "sent_ns": time.time_ns()}
-        self._controller_request(record)
+        # where slice_switch reads it: beside its status file; one complete line per write
+        with self.controller_file(PATH_SWITCH_FILE_NAME).open("a") as f:
+            f.write(json.dumps(record) + "\n")
         return record
 
     def start_load_probe(self, duration_s: float) -> None:

@@ -28,6 +28,9 @@ drain_s = 1.0
 [params]
 settle_s = 2.0
 
+[controller]
+apps = ["slice_switch", "leo_adaptation"]
+
 [[probes]]
 source = "edge1"
 target = "cloud1"
@@ -66,8 +69,10 @@ def test_leo_failover_steers_the_protected_slice_around_reconfigurations_and_an_
     assert ("backup", "reconfiguration") in reasons and ("backup", "LEO path down") in reasons
     assert all(c["t_s"] >= block["arm_s"] for c in block["path_changes"])  # off arm: nothing moved
     assert all(c["applied_s"] is not None for c in block["path_changes"])
-    status = json.loads((run_dir / "controller_status.json").read_text())
-    assert not [p for p in status["path_switches"] if p["error"]]
+    status = json.loads((run_dir / "controller_adaptation_status.json").read_text())
+    assert status["configured"] and status["error"] is None and status["via"] == "leo"
+    assert len(status["changes"]) == len(block["path_changes"])
+    assert not [c for c in status["changes"] if c["error"]]
     text = LeoFailoverKind().print_summary(summary)
     assert "LEO adaptation" in text and "outage 19-21 s (on)" in text, text
     for name in ("leo_failover_timeline.png", "leo_failover_zoom.png", "rtt_timeline.png"):

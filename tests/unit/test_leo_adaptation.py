@@ -5,6 +5,7 @@ off the tree, and the run's steering loop against a fake network."""
 from __future__ import annotations
 
 import copy
+import json
 import tomllib
 from pathlib import Path
 
@@ -13,18 +14,18 @@ import pytest
 
 from controllers.adaptation import (
     COOKIE_STEER,
+    ECHO_RECORD,
     PRIO_STEER,
     FaultDetector,
+    SteeringConfig,
+    SteeringLoop,
     SteerSwitch,
     desired_via,
-    rule_from_request,
-    steer_request,
     steer_rules,
     steer_windows,
 )
 from controllers.policy import COOKIE_FLOOD, HostSpec, SlicePolicy, SliceSpec, SwitchSpec, slice_rules
 from experiments.agents.traffic import PROBE_RECORD
-from experiments.kinds.leo_failover.steering import RunSteering
 from topologies.backup import Outage, with_outages
 from topologies.factory import BACKUP_LINK, BACKUP_SITE_LINK, FactoryTopo
 from topologies.leo_links import scenario_link_schedules, schedule_rows
@@ -164,7 +165,6 @@ def test_steer_rules_move_both_directions_where_the_trees_differ_and_back() -> N
     assert [(d, r.actions[0].port) for d, r in back] == [(1, 2), (2, 1)]
     for (_, a), (_, b) in zip(to_backup, back, strict=True):  # same match and priority: ADD replaces
         assert a.match == b.match and a.priority == b.priority == PRIO_STEER and a.cookie == COOKIE_STEER
-    assert [rule_from_request(item) for item in steer_request(to_backup)] == to_backup
     with pytest.raises(ValueError, match="via"):
         steer_rules(SWITCHES, [], "geo")
 
@@ -178,25 +178,24 @@ def test_a_switch_that_floods_nothing_has_no_flood_rules() -> None:
         assert SlicePolicy.from_dict(policy.to_dict()) == policy
 
 
-# --- the run's steering loop ------------------------------------------------------------------------
-class FakeNetwork:
-    def __init__(self) -> None:
-        self.requests: list[list] = []
+# --- the steering loop (what the leo_adaptation app runs) ------------------------------------------
+def _config(probe: Path) -> SteeringConfig:
+    return SteeringConfig(start_ns=0, on_from_s=10.0, end_s=20.0, windows_s=((2.0, 2.5), (12.0, 12.5)),
+                          pairs=(("10.0.0.1", "10.0.0.9"),), switches=tuple(SWITCHES), probe_path=str(probe),
+                          detect_ms=100, hold_s=1.0)
 
-    def steer_switches(self) -> list[SteerSwitch]:
-        return SWITCHES
 
-    def steer(self, rules: list) -> dict:
-        self.requests.append(rules)
-        return {"seq": len(self.requests)}
+def test_the_steering_config_survives_json(tmp_path: Path) -> None:
+    config = _config(tmp_path / "probe.bin")
+    assert SteeringConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert ECHO_RECORD.format == PROBE_RECORD.format  # the loop reads what the probe agent writes
 
 
 def test_the_steering_loop_follows_windows_and_heartbeats_only_once_adaptation_is_on(tmp_path: Path) -> None:
     probe = tmp_path / "probe.bin"
     s = 1_000_000_000
-    net = FakeNetwork()
-    loop = RunSteering(net, [("10.0.0.1", "10.0.0.9")], [(2.0, 2.5), (12.0, 12.5)], probe, start_ns=0,
-                       on_from_s=10.0, detect_ms=100, hold_s=1.0)
+    installed: list[list] = []
+    loop = SteeringLoop(_config(probe), lambda rules: installed.append(rules))
 
     def echoes(t0_s: float, t1_s: float) -> None:
         with probe.open("ab") as f:
@@ -207,8 +206,8 @@ def test_the_steering_loop_follows_windows_and_heartbeats_only_once_adaptation_i
 
     echoes(0.0, 3.0)
     for t in (1.0, 2.2, 2.9):           # off arm: the window passes, nothing moves
-        loop.step(round(t * s))
-    assert net.requests == []
+        assert loop.step(round(t * s)) is False
+    assert installed == []
     echoes(3.0, 12.7)
     loop.step(round(12.2 * s))           # on arm, inside a window: to the backup
     loop.step(round(12.6 * s))           # window over, echoes still coming: back on LEO
@@ -220,7 +219,21 @@ def test_the_steering_loop_follows_windows_and_heartbeats_only_once_adaptation_i
     echoes(14.0, 15.2)
     loop.step(round(15.1 * s))           # 1.1 s of echoes: up, back on LEO
     assert loop.detections[-1]["state"] == "up" and loop.changes[-1]["via"] == "leo"
-    assert len(net.requests) == 4 and all(len(r) == 2 for r in net.requests)
+    assert len(installed) == 4 and all(len(r) == 2 for r in installed)
+    assert all(c["applied_ns"] and c["error"] is None for c in loop.changes)
+    echoes(15.2, 25.0)
+    assert loop.step(round(20.5 * s)) is False  # after the traffic's end nothing is judged
+    assert loop.status()["via"] == "leo" and len(loop.status()["changes"]) == 4
+
+
+def test_a_change_the_switches_refuse_is_recorded_and_retried(tmp_path: Path) -> None:
+    loop = SteeringLoop(_config(tmp_path / "probe.bin"), lambda rules: "dpid 0x1 is not connected")
+    assert loop.step(12_100_000_000) is True
+    assert loop.changes[-1]["error"] == "dpid 0x1 is not connected" and loop.changes[-1]["applied_ns"] is None
+    assert loop.via == "leo"  # not moved: the next step tries again
+    loop.install = lambda rules: None
+    loop.step(12_200_000_000)
+    assert loop.via == "backup" and loop.changes[-1]["error"] is None
 
 
 # --- the kind's analysis ----------------------------------------------------------------------------
@@ -260,16 +273,18 @@ def test_reactions_time_the_path_change_and_count_the_packets_lost_before_it() -
     from experiments.kinds.leo_failover import analysis
 
     got, due = _tables()
-    changes = [{"t_s": 14.11, "via": "backup", "seq": 5}, {"t_s": 17.0, "via": "leo", "seq": 6}]
-    (r,) = analysis.reactions([(14.0, 15.0)], changes, {5: 14.12, 6: 17.01},
+    changes = [{"t_s": 14.11, "via": "backup", "applied_s": 14.12},
+               {"t_s": 17.0, "via": "leo", "applied_s": 17.01}]
+    (r,) = analysis.reactions([(14.0, 15.0)], changes,
                               [{"t_s": 14.11, "state": "down"}, {"t_s": 17.0, "state": "up"}], 10.0,
                               got, due, ["mmtc"])
     assert r["arm"] == "on" and r["detect_ms"] == pytest.approx(110.0)
     assert r["reaction_ms"] == pytest.approx(120.0)
     assert r["back_on_leo_s"] == 17.01 and not r["already_on_backup"]
     assert r["lost_before_new_path_pkts"] == {"mmtc": 10} == r["lost_in_outage_pkts"]
-    later = [{"t_s": 30.0, "via": "backup", "seq": 7}, {"t_s": 30.3, "via": "leo", "seq": 8}]
-    (never,) = analysis.reactions([(14.0, 15.0)], later, {7: 30.01, 8: 30.31}, [], 10.0, got, due, ["mmtc"])
+    later = [{"t_s": 30.0, "via": "backup", "applied_s": 30.01},
+             {"t_s": 30.3, "via": "leo", "applied_s": 30.31}]
+    (never,) = analysis.reactions([(14.0, 15.0)], later, [], 10.0, got, due, ["mmtc"])
     assert never["reaction_ms"] is None and never["back_on_leo_s"] is None  # a later window is not a return
     assert never["lost_before_new_path_pkts"] == {"mmtc": 10}
 

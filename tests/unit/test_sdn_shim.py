@@ -134,10 +134,12 @@ def test_under_os_ken_the_shim_hands_out_os_kens_own_objects() -> None:
 RYU_APP_CHECK = """
     import json, os, struct
     import controllers.sdn as sdn
+    from controllers.apps.leo_adaptation import LeoAdaptation
     from controllers.apps.slice_monitor import SliceMonitor
     from controllers.apps.slice_switch import SliceSwitch, build_flow_mod
     from controllers.policy import FlowRule, forward_rule
     import ryu
+    from ryu.base import app_manager
     from ryu.base.app_manager import RyuApp
     from ryu.controller import ofp_event
     from ryu.ofproto import ofproto_parser, ofproto_protocol
@@ -177,12 +179,17 @@ RYU_APP_CHECK = """
     status = json.loads(open(os.environ["FACTORYSAT_CTL_STATUS"]).read())
     mod = build_flow_mod(dp, forward_rule("00:00:00:00:00:01", 3))
     mod.serialize()
+    adaptation = LeoAdaptation()
+    adaptation.tick(0)  # no configuration yet: nothing to do
+    app_manager.SERVICE_BRICKS["SliceSwitch"] = app
     print(json.dumps({
         "framework": sdn.FRAMEWORK, "ryu_version": ryu.__version__ if hasattr(ryu, "__version__") else None,
         "ryu_file": ryu.__file__,
         "os_ken_loaded": any(m.split(".")[0] == "os_ken" for m in __import__("sys").modules),
         "base_is_ryuapp": sdn.BaseApp is RyuApp, "switch_is_ryuapp": issubclass(SliceSwitch, RyuApp),
         "monitor_is_switch": issubclass(SliceMonitor, SliceSwitch),
+        "adaptation_is_ryuapp": issubclass(LeoAdaptation, RyuApp),
+        "adaptation_finds_switch": adaptation.switch_app() is app,
         "mod_type": type(mod).__module__ + "." + type(mod).__name__, "mod_len": len(mod.buf),
         "flow_mods": len(mods), "ready": status["ready_dpids"],
     }))
@@ -199,6 +206,7 @@ def test_under_ryu_the_apps_load_and_install_the_policy(tmp_path: Path) -> None:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["framework"] == "ryu" and "/ryu/" in result["ryu_file"] and not result["os_ken_loaded"]
     assert result["base_is_ryuapp"] and result["switch_is_ryuapp"] and result["monitor_is_switch"]
+    assert result["adaptation_is_ryuapp"] and result["adaptation_finds_switch"]
     assert result["mod_type"] == "ryu.ofproto.ofproto_v1_3_parser.OFPFlowMod" and result["mod_len"] > 48
     assert result["flow_mods"] > 0 and result["ready"] == [5]
 

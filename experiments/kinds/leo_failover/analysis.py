@@ -124,11 +124,12 @@ def lost_between(got: pd.DataFrame, due: pd.DataFrame, slices: Iterable[str], a:
 
 
 def reactions(outages: list[tuple[float, float]], changes: list[Mapping[str, Any]],
-              applied_s: Mapping[int, float], detections: list[Mapping[str, Any]], arm_s: float,
-              got: pd.DataFrame, due: pd.DataFrame, protected: list[str]) -> list[dict[str, Any]]:
+              detections: list[Mapping[str, Any]], arm_s: float, got: pd.DataFrame, due: pd.DataFrame,
+              protected: list[str]) -> list[dict[str, Any]]:
     """Per scripted outage: when it was detected, when the protected slices were on the backup
-    (the controller's applied time) and back on LEO, the reaction time (fault -> new path) and the
-    protected slices' packets lost before the new path and in the whole outage."""
+    (``changes[].applied_s``: the controller had sent the rules) and back on LEO, the reaction time
+    (fault -> new path) and the protected slices' packets lost before the new path and in the whole
+    outage."""
     out = []
     for start, end in outages:
         arm = ARMS[min(len(ARMS) - 1, int(start // arm_s))]
@@ -136,11 +137,11 @@ def reactions(outages: list[tuple[float, float]], changes: list[Mapping[str, Any
         up = next((d["t_s"] for d in detections if d["state"] == "up" and d["t_s"] >= end), None)
         before = [c for c in changes if c["t_s"] < start]
         already = bool(before) and before[-1]["via"] == "backup"
-        moved = next((applied_s.get(c["seq"]) for c in changes
-                      if c["via"] == "backup" and start <= c["t_s"] < end), None)
+        moved = next((c["applied_s"] for c in changes if c["via"] == "backup" and start <= c["t_s"] < end),
+                     None)
         steered = start if already else moved
         back = None if steered is None else next(  # the first move back once the outage is over
-            (applied_s.get(c["seq"]) for c in changes if c["via"] == "leo" and c["t_s"] >= end), None)
+            (c["applied_s"] for c in changes if c["via"] == "leo" and c["t_s"] >= end), None)
         out.append({
             "arm": arm, "start_s": start, "end_s": end,
             "detected_s": down, "detect_ms": None if down is None else round((down - start) * 1000, 3),

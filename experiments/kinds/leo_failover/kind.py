@@ -4,7 +4,9 @@ LEO link's reconfiguration spikes and outages?
 One run, two arms of equal length: adaptation **off** (every slice stays on the LEO link), then
 **on** (slices with ``leo_protection = "steer"`` move to the scenario's ``[backup]`` backhaul around
 each reconfiguration instant, known from the orbit schedule, and when the heartbeat over the LEO
-path stops answering, and back: controllers/adaptation.py; the run's thread: steering.py). The
+path stops answering, and back). The controller's ``leo_adaptation`` app decides and acts
+(controllers/apps/leo_adaptation.py, controllers/adaptation.py); at traffic start this kind hands
+it the run's configuration and afterwards reads what it did. The
 scenario's ``[[leo.outages]]`` script faults; the experiment's ``[[probes]]`` from the edge server
 to the cloud are the heartbeat (its interval sets the detector's resolution). Everything else is
 the ``slices`` kind's (flows, records, loss accounting, fidelity).
@@ -26,17 +28,19 @@ from typing import Any
 
 import pandas as pd
 
-from controllers.adaptation import steer_windows
+from controllers.adaptation import SteeringConfig, steer_windows
+from controllers.apps import ADAPTATION_FILE_NAME, ADAPTATION_STATUS_FILE_NAME
 from experiments.framework.plotting import save
+from experiments.framework.results import write_json
 from experiments.framework.session import RunSession
 from experiments.kinds.leo_failover import analysis, figures
-from experiments.kinds.leo_failover.steering import RunSteering
 from experiments.kinds.slices import packetstream
 from experiments.kinds.slices.kind import SlicesKind
 from topologies.leo.selection import instants_in_window_s
 from topologies.validate import ConfigError, Table
 
 FIGURE_NAMES = ("leo_failover_timeline", "leo_failover_zoom")
+APP = "leo_adaptation"
 
 
 @dataclass(frozen=True)
@@ -51,10 +55,6 @@ class LeoFailoverKind(SlicesKind):
     """Cloud-bound slices across LEO reconfigurations and outages, adaptation off then on."""
 
     name = "leo_failover"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._steering: RunSteering | None = None
 
     def parse_params(self, raw: Any) -> FailoverParams:
         d = FailoverParams()
@@ -80,6 +80,9 @@ class LeoFailoverKind(SlicesKind):
         if scenario.backup.detect_ms <= beats[0].interval_ms:
             raise ConfigError("backup.detect_ms", scenario.backup.detect_ms,
                               f"more than the heartbeat's interval_ms ({beats[0].interval_ms:g})")
+        if APP not in experiment.controller_apps:
+            raise ConfigError("controller.apps", list(experiment.controller_apps),
+                              f'a list with "{APP}" (the app that steers), e.g. ["slice_switch", "{APP}"]')
         if experiment.duration_s / len(analysis.ARMS) <= 2 * params.settle_s:
             raise ConfigError("experiment.duration_s", experiment.duration_s,
                               f"more than {4 * params.settle_s:g} s: two arms, each longer than twice "
@@ -114,21 +117,25 @@ class LeoFailoverKind(SlicesKind):
         windows = steer_windows(instants, h.before_s, h.after_s, backup.guard_before_ms / 1000,
                                 backup.guard_after_ms / 1000)
         probe = session.raw_dir / f"probe-{scenario.core.edge}-{scenario.cloud.name}.bin"
-        self._steering = RunSteering(session.network, self.steer_pairs(session), windows, probe, start_ns,
-                                     self.arm_s(session), backup.detect_ms, backup.failback_hold_s,
-                                     end_s=session.duration_s)
+        config = SteeringConfig(start_ns, self.arm_s(session), session.duration_s, tuple(windows),
+                                tuple(self.steer_pairs(session)), tuple(session.network.steer_switches()),
+                                str(probe), backup.detect_ms, backup.failback_hold_s)
+        write_json(session.network.controller_file(ADAPTATION_FILE_NAME), config.to_dict())
         session.metadata["leo_failover"] = {
             "steer_windows_s": [[round(a, 6), round(b, 6)] for a, b in windows],
-            "pairs": self._steering.pairs}
-        self._steering.start()
+            "pairs": [list(p) for p in config.pairs]}
 
     def traffic_ended(self, session: RunSession, params: FailoverParams) -> None:
-        if self._steering is None:
-            return
-        self._steering.stop()
+        """What the app did (its status file), into metadata.json ``leo_failover``."""
         block = session.metadata.setdefault("leo_failover", {})
-        block.update({"changes": self._steering.changes, "detections": self._steering.detections,
-                      "error": self._steering.error})
+        try:
+            status = json.loads(session.network.controller_file(ADAPTATION_STATUS_FILE_NAME).read_text())
+        except (OSError, ValueError, AssertionError) as exc:
+            block["error"] = f"the {APP} app's status is unreadable: {exc}"
+            return
+        block.update({"changes": status.get("changes", []), "detections": status.get("detections", []),
+                      "error": status.get("error") or (None if status.get("configured") else
+                                                       f"the {APP} app never read its configuration")})
 
     def _moved(self, session: RunSession) -> dict[str, frozenset[str]]:  # type: ignore[override]
         """Handovers as in the slices kind, plus: a protected UE's packets crossed the LEO link or
@@ -144,19 +151,13 @@ class LeoFailoverKind(SlicesKind):
         problems = super().reconcile(tables, session, params)
         block = session.metadata.get("leo_failover", {})
         if block.get("error"):
-            problems.append(f"leo_failover: the steering thread failed: {block['error']}")
-        failed = [p for p in self._path_switches(session.run_dir) if p.get("error")]
+            problems.append(f"leo_failover: {block['error']}")
+        failed = [c for c in block.get("changes", []) if c.get("error")]
         if failed:
-            problems.append(f"leo_failover: {len(failed)} steering requests failed, first: "
-                            f"{failed[0]['error']}")
+            problems.append(f"leo_failover: {len(failed)} path changes failed, first: {failed[0]['error']}")
         return problems
 
     # --- results -------------------------------------------------------------------------------------
-    @staticmethod
-    def _path_switches(run_dir: Path) -> list[dict[str, Any]]:
-        path = run_dir / "controller_status.json"
-        return json.loads(path.read_text()).get("path_switches", []) if path.exists() else []
-
     def summarise(self, tables: dict[str, pd.DataFrame], session: RunSession, params: FailoverParams
                   ) -> dict[str, Any]:
         summary = super().summarise(tables, session, params)
@@ -172,12 +173,11 @@ class LeoFailoverKind(SlicesKind):
         outages = [(o.start_s, min(o.end_s, session.duration_s)) for o in scenario.leo.outages
                    if o.start_s < session.duration_s]
         block = session.metadata.get("leo_failover", {})
-        applied = {p["seq"]: round((p["applied_ns"] - session.start_ns) / 1e9, 6)
-                   for p in self._path_switches(session.run_dir) if p.get("applied_ns")}
-        changes = [{**c, "applied_s": applied.get(c["seq"]),
-                    "install_ms": None if applied.get(c["seq"]) is None or c.get("sent_s") is None
-                    else round((applied[c["seq"]] - c["sent_s"]) * 1000, 3)}
+        changes = [{**c, "applied_s": None if c.get("applied_ns") is None
+                    else round((c["applied_ns"] - session.start_ns) / 1e9, 6)}
                    for c in block.get("changes", [])]
+        for c in changes:  # decided (the loop's clock) -> every flow mod sent
+            c["install_ms"] = None if c["applied_s"] is None else round((c["applied_s"] - c["t_s"]) * 1000, 3)
         arms = analysis.period_figures(got, due, arm_s, params.settle_s, boundary, outages)
         b = scenario.backup
         summary["leo_failover"] = {
@@ -193,8 +193,8 @@ class LeoFailoverKind(SlicesKind):
             "steer_windows_s": block.get("steer_windows_s", []),
             "outages_s": [list(o) for o in outages],
             "arms": arms,
-            "outages": analysis.reactions(outages, changes, applied, block.get("detections", []), arm_s,
-                                          got, due, protected),
+            "outages": analysis.reactions(outages, changes, block.get("detections", []), arm_s, got, due,
+                                          protected),
             "path_changes": changes, "detections": block.get("detections", []),
             "install_ms_max": max((c["install_ms"] for c in changes if c["install_ms"] is not None),
                                   default=None),
