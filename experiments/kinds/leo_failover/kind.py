@@ -36,6 +36,7 @@ from experiments.framework.session import RunSession
 from experiments.kinds.leo_failover import analysis, figures
 from experiments.kinds.slices import packetstream
 from experiments.kinds.slices.kind import SlicesKind
+from topologies.factory import BACKUP_LINK, LEO_LINK
 from topologies.leo.selection import instants_in_window_s
 from topologies.validate import ConfigError, Table
 
@@ -94,12 +95,16 @@ class LeoFailoverKind(SlicesKind):
 
     # --- the run ---------------------------------------------------------------------------------
     @staticmethod
-    def boundary_windows(scenario: Any, duration_s: float) -> list[tuple[float, float]]:
-        """The LEO model's boundary windows [I - before, I + after) of every instant in the run."""
+    def instants(scenario: Any, duration_s: float) -> list[float]:
+        """The reconfiguration instants whose boundary window touches the run (schedule time = run time)."""
         config = scenario.leo.orbit
-        h = config.handover
-        return [(float(i) - h.before_s, float(i) + h.after_s)
-                for i in instants_in_window_s(config, 0.0, duration_s + h.before_s)]
+        return [float(i) for i in instants_in_window_s(config, 0.0, duration_s + config.handover.before_s)]
+
+    @classmethod
+    def boundary_windows(cls, scenario: Any, duration_s: float) -> list[tuple[float, float]]:
+        """The LEO model's boundary windows [I - before, I + after) of every instant in the run."""
+        h = scenario.leo.orbit.handover
+        return [(i - h.before_s, i + h.after_s) for i in cls.instants(scenario, duration_s)]
 
     @staticmethod
     def steer_pairs(session: RunSession) -> list[tuple[str, str]]:
@@ -113,9 +118,8 @@ class LeoFailoverKind(SlicesKind):
     def traffic_started(self, session: RunSession, params: FailoverParams, start_ns: int) -> None:
         scenario, backup = session.scenario, session.scenario.backup
         h = scenario.leo.orbit.handover
-        instants = [float(i) for i in instants_in_window_s(scenario.leo.orbit, 0.0, session.duration_s + 1.0)]
-        windows = steer_windows(instants, h.before_s, h.after_s, backup.guard_before_ms / 1000,
-                                backup.guard_after_ms / 1000)
+        windows = steer_windows(self.instants(scenario, session.duration_s), h.before_s, h.after_s,
+                                backup.guard_before_ms / 1000, backup.guard_after_ms / 1000)
         probe = session.raw_dir / f"probe-{scenario.core.edge}-{scenario.cloud.name}.bin"
         config = SteeringConfig(start_ns, self.arm_s(session), session.duration_s, tuple(windows),
                                 tuple(self.steer_pairs(session)), tuple(session.network.steer_switches()),
@@ -144,7 +148,7 @@ class LeoFailoverKind(SlicesKind):
         protected = {s.name for s in session.scenario.slices if s.leo_protection == "steer"}
         for ue in session.scenario.ues:
             if ue.slice in protected:
-                out.setdefault(ue.name, set()).update({"leo", "backup"})
+                out.setdefault(ue.name, set()).update({LEO_LINK, BACKUP_LINK})
         return {ue: frozenset(links) for ue, links in out.items()}
 
     def reconcile(self, tables: dict[str, pd.DataFrame], session: RunSession, params: Any) -> list[str]:
