@@ -32,6 +32,7 @@ from typing import Any
 from controllers.policy import COOKIE_APP, ETH_TYPE_IPV4, TABLE_FORWARD, FlowRule, Output
 
 VIA = ("leo", "backup")
+RETRY_S = 0.1                # a path change the switches refused is tried again this much later
 PRIO_STEER = 20              # above the MAC rules (PRIO_UNICAST 10) of the forwarding table
 COOKIE_STEER = COOKIE_APP | 0x7
 
@@ -184,7 +185,8 @@ class SteeringConfig:
 class SteeringLoop:
     """Echoes and the clock in, path changes out: ``step(now_ns)`` reads the echoes added to the
     probe's file, runs the detector and, when the protected pairs must move, calls ``install(rules)``
-    (returns an error string or None) and records the change."""
+    (returns an error string or None) and records the change; a refused change is recorded and
+    tried again ``RETRY_S`` later."""
 
     def __init__(self, config: SteeringConfig, install: Callable[[list[tuple[int, FlowRule]]], str | None]
                  ) -> None:
@@ -195,6 +197,7 @@ class SteeringLoop:
         self.changes: list[dict[str, Any]] = []     # t_s, via, reason, rules, applied_ns, error
         self.detections: list[dict[str, Any]] = []  # t_s, state ("down" | "up")
         self._offset = 0
+        self._retry_ns = 0  # after a refused change: not before this instant
 
     def step(self, now_ns: int) -> bool:
         """One look; True if something was recorded (a detection or a path change)."""
@@ -208,7 +211,7 @@ class SteeringLoop:
         if state is not None:
             self.detections.append({"t_s": round(t_s, 6), "state": state})
         via, reason = desired_via(t_s, list(c.windows_s), self.detector.down, enabled=t_s >= c.on_from_s)
-        if via == self.via:
+        if via == self.via or now_ns < self._retry_ns:
             return state is not None
         rules = steer_rules(c.switches, c.pairs, via)
         error = self.install(rules)
@@ -216,6 +219,8 @@ class SteeringLoop:
                              "applied_ns": None if error else time.time_ns(), "error": error})
         if error is None:
             self.via = via
+        else:
+            self._retry_ns = now_ns + round(RETRY_S * 1e9)
         return True
 
     def _new_echoes(self) -> list[int]:

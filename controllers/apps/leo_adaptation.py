@@ -56,10 +56,11 @@ class LeoAdaptation(app_manager.OSKenApp):
             hub.sleep(TICK_S)
             try:
                 self.tick(time.time_ns())
-            except Exception as exc:  # os-ken's hub swallows a thread's exceptions: record, keep going
-                self.logger.exception("leo adaptation step failed")
+            except Exception as exc:  # os-ken's hub swallows a thread's exceptions: record it and stop
+                self.logger.exception("leo adaptation stopped")  # (the run reports the error)
                 self.error = f"{type(exc).__name__}: {exc}"
                 self._write_status()
+                return
 
     def tick(self, now_ns: int) -> None:
         """Start the loop once the run's configuration is there, then take one step."""

@@ -230,8 +230,9 @@ def test_a_change_the_switches_refuse_is_recorded_and_retried(tmp_path: Path) ->
     loop = SteeringLoop(_config(tmp_path / "probe.bin"), lambda rules: "dpid 0x1 is not connected")
     assert loop.step(12_100_000_000) is True
     assert loop.changes[-1]["error"] == "dpid 0x1 is not connected" and loop.changes[-1]["applied_ns"] is None
-    assert loop.via == "leo"  # not moved: the next step tries again
+    assert loop.via == "leo"  # not moved: tried again RETRY_S (0.1 s) later, not at every step
     loop.install = lambda rules: None
+    assert loop.step(12_150_000_000) is False and len(loop.changes) == 1
     loop.step(12_200_000_000)
     assert loop.via == "backup" and loop.changes[-1]["error"] is None
 
