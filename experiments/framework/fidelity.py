@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from topologies.links.ovs_calibrate import hop_to_compensate_ms
 from topologies.links.relayctl import late_quantile_ms
 
 HELD_ERROR_MS = 0.5        # issue 9: error p99.9 <= min(0.5 ms, 5 % of the tightest latency bound)
@@ -82,7 +83,7 @@ def ovs_extra_ms(idle: Mapping[str, Any], under_load: Mapping[str, Any] | None
     p50, LinkEngine.switch_hop_ms), and where it comes from: the probe under the run's load
     (SwitchHopMeter), else the idle calibration (p99 - mean for both)."""
     if under_load and under_load.get("switch_hop_ms_p99") is not None:
-        base = max(0.0, float(idle.get("switch_hop_ms_p50") or 0.0))  # what was compensated
+        base = hop_to_compensate_ms(idle)  # what the link engine took off
         return ({q: round(max(0.0, float(under_load[f"switch_hop_ms_{q}"]) - base), 4)
                  for q in ("p99", "p999")}, "under the run's load")
     extra = max(0.0, (idle.get("switch_hop_ms_p99") or 0.0) - (idle.get("switch_hop_ms_mean") or 0.0))

@@ -20,3 +20,8 @@ def percentile(values: Iterable[float] | np.ndarray, q: float, digits: int = 4) 
 def share_pct(count: int, total: int, digits: int = 4) -> float | None:
     """``100 * count / total`` rounded; None when there is nothing to divide by."""
     return round(100.0 * count / total, digits) if total else None
+
+
+def number_text(value: float | None, digits: int = 2) -> str:
+    """A summary figure for the terminal: ``digits`` decimals, ``-`` where there is none."""
+    return "-" if value is None else f"{value:.{digits}f}"

@@ -27,6 +27,7 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,13 +85,14 @@ def summarize(bridge_ms: np.ndarray, direct_ms: np.ndarray) -> dict[str, float]:
     }
 
 
-def hop_to_compensate_ms(stats: dict[str, Any]) -> float:
-    """The per-switch latency the link engine takes off: the measured p50, but never below 0.
+def hop_to_compensate_ms(stats: Mapping[str, Any]) -> float:
+    """The per-switch latency the link engine takes off: the measured p50, but never below 0 (0
+    without a calibration).
 
     A switch cannot make a path faster; a negative p50 (bridge path below the direct path) is
     measurement noise, seen in slow emulated guests. The raw figure stays in the run's metadata.
     """
-    return max(0.0, float(stats["switch_hop_ms_p50"]))
+    return max(0.0, float(stats.get("switch_hop_ms_p50") or 0.0))
 
 
 def measure_switch_hop_ms(datapath: str, tag: str, manifest: Manifest, log_dir: Path,

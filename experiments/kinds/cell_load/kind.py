@@ -20,6 +20,7 @@ import pandas as pd
 
 from experiments.framework.plotting import save
 from experiments.framework.session import RunSession
+from experiments.framework.stats import number_text as _f
 from experiments.kinds.cell_load import figures, steps
 from experiments.kinds.slices import packetstream
 from experiments.kinds.slices.kind import SlicesKind
@@ -124,7 +125,3 @@ class CellLoadKind(SlicesKind):
             row = " ".join(f"{c:>30}" for c in cells)
             lines.append(f"{p['cameras']:>4} {p['offered_mbps']:>7.1f} {row}")
         return "\n".join(lines)
-
-
-def _f(v: float | None) -> str:
-    return "-" if v is None else f"{v:.2f}"

@@ -27,6 +27,7 @@ import pandas as pd
 from controllers.enforcement import apply_plan, enforcement_plan
 from experiments.framework.plotting import save
 from experiments.framework.session import RunSession
+from experiments.framework.stats import number_text as _f
 from experiments.kinds.isolation import arms, figures
 from experiments.kinds.slices import packetstream
 from experiments.kinds.slices.kind import SlicesKind
@@ -178,10 +179,6 @@ class IsolationKind(SlicesKind):
                      f"{_yes(v['confident']['off'])}, on {_yes(v['confident']['on'])} -> "
                      f"{'shown' if v['isolation_shown_confident'] else 'not shown'}")
         return "\n".join(lines)
-
-
-def _f(v: float | None, digits: int = 2) -> str:
-    return "-" if v is None else f"{v:.{digits}f}"
 
 
 def _yes(v: bool | str | None) -> str:

@@ -33,6 +33,7 @@ from controllers.apps import ADAPTATION_FILE_NAME, ADAPTATION_STATUS_FILE_NAME
 from experiments.framework.plotting import save
 from experiments.framework.results import write_json
 from experiments.framework.session import RunSession
+from experiments.framework.stats import number_text as _f
 from experiments.kinds.leo_failover import analysis, figures
 from experiments.kinds.slices import packetstream
 from experiments.kinds.slices.kind import SlicesKind
@@ -250,7 +251,3 @@ class LeoFailoverKind(SlicesKind):
         lines.append(f"  reconfiguration spikes removed (within {v['tolerance_ms']:g} ms, no loss, only with "
                      f"adaptation on): {'yes' if v['spikes_removed'] else 'NO'}")
         return "\n".join(lines)
-
-
-def _f(v: float | None, digits: int = 2) -> str:
-    return "-" if v is None else f"{v:.{digits}f}"
