@@ -60,11 +60,15 @@ class StallRecord:
 
     def flag(self, t_send_ns: np.ndarray, t_recv_ns: np.ndarray, t_due_ns: np.ndarray | None = None
              ) -> np.ndarray:
-        """Per packet: did a host stall touch it? (:func:`flag_packets`; each window is widened
-        back by one sentinel period: the stall began at some moment after the previous wake-up)."""
+        """Per packet: did a host stall touch it? (:func:`flag_packets` on :meth:`widened_windows`)."""
+        return flag_packets(self.widened_windows(), t_send_ns, t_recv_ns, t_due_ns)
+
+    def widened_windows(self) -> np.ndarray:
+        """The stall windows, each widened back by one sentinel period (the stall began at some
+        moment after the previous wake-up), merged: sorted, disjoint (start, end) ns pairs."""
         windows = self.windows_ns.copy()
         windows[:, 0] -= int(max(self.period_us, self.slowest_period_us) * 1000)
-        return flag_packets(merge_windows([(a, b, 0) for a, b in windows])[0], t_send_ns, t_recv_ns, t_due_ns)
+        return merge_windows([(a, b, 0) for a, b in windows])[0]
 
     def late_quantile_ms(self, q: float) -> float | None:
         """Quantile ``q`` of all wake-ups' lateness (ms, bucket resolution); None without data."""

@@ -14,8 +14,9 @@ an offload target) and in total:
                             of its cell, an address no UE of any cell has, a cell whose backhaul is
                             not wired yet at bring-up)
 ``emulator_loss_pkts``      drops the model did not ask for: sender errors (``sendto`` failed), relay
-                            ``dropped_error`` and ``dropped_queue`` where no rate is set (its memory
-                            limit), receive-socket drops (buffer overflow), packets sent that never
+                            ``dropped_error``, ``dropped_full`` (the host's receive backlog stayed
+                            full through every retry) and ``dropped_queue`` where no rate is set (its
+                            memory limit), receive-socket drops (buffer overflow), packets sent that never
                             reached the first emulated link (lost in the sender's host) and, in the
                             total only, drops counted on switch ports (``ovs-ofctl dump-ports``)
                             and at the userspace switch's receive sockets (``ss -0 -m``: the
@@ -122,6 +123,7 @@ def split_drops(counters: Mapping[str, Any]) -> tuple[int, int]:
                 + int(counters.get("dropped", 0)) + int(counters.get("dropped_unwired", 0))
                 + (queue if queue_modelled else 0))
     emulator = (int(counters.get("dropped_error", 0)) + int(counters.get("dropped_mem", 0))
+                + int(counters.get("dropped_full", 0))
                 + (0 if queue_modelled else queue))
     return modelled, emulator
 

@@ -211,13 +211,13 @@ class RefusingSocket(FakeSocket):
         return super().send(data)
 
 
-@pytest.mark.parametrize(("refusals", "error", "sent", "retries"), [
-    (2, errno.ENOBUFS, 1, 2),    # the backlog drains: sent after two retries
-    (25, errno.ENOBUFS, 0, 20),  # still full after every retry: dropped_error
-    (1, errno.ENXIO, 0, 0),      # gone: dropped at once, no retry
+@pytest.mark.parametrize(("refusals", "error", "sent", "retries", "dropped"), [
+    (2, errno.ENOBUFS, 1, 2, None),             # the backlog drains: sent after two retries
+    (25, errno.ENOBUFS, 0, 20, "dropped_full"),  # still full after every retry: the host's, counted apart
+    (1, errno.ENXIO, 0, 0, "dropped_error"),     # gone: dropped at once, no retry
 ])
 def test_a_send_refused_for_lack_of_room_is_retried(refusals: int, error: int, sent: int,
-                                                    retries: int) -> None:
+                                                    retries: int, dropped: str | None) -> None:
     site = Site()
     site.upf_sock[11] = sock = RefusingSocket(refusals, error)
     site.relay.links[11].dirs[0].out = sock
@@ -225,4 +225,5 @@ def test_a_send_refused_for_lack_of_room_is_retried(refusals: int, error: int, s
     site.relay.flush(6.0)
     up = site.stats(11, "uplink")
     assert (len(sock.sent), up["tx"], up["tx_retries"]) == (sent, sent, retries)
-    assert up["dropped_error"] == 1 - sent
+    for counter in ("dropped_full", "dropped_error"):
+        assert up[counter] == (1 if counter == dropped else 0), counter

@@ -8,6 +8,7 @@ import pytest
 
 from experiments.kinds.slices import messages
 from experiments.kinds.slices.traffic import FlowPlan
+from topologies.hoststall import StallRecord
 
 T0 = 1_000_000_000_000  # traffic start (ns)
 MS = 1_000_000
@@ -130,3 +131,43 @@ def test_outage_table_rows() -> None:
     table = out.outage_table(metrics)  # seq 3-4 lost: down from 3's due time (40 ms) to 5's arrival (51 ms)
     assert table[["ue", "slice"]].values.tolist() == [["agv1", "urllc"]]
     assert table["start_s"].round(6).tolist() == [0.04] and table["end_s"].round(6).tolist() == [0.051]
+
+
+def _record(*windows_ms: tuple[float, float]) -> StallRecord:
+    """A sentinel record with these stall windows (ms after T0); period 1 ms (widened back by it)."""
+    windows = np.array([[T0 + round(a * MS), T0 + round(b * MS)] for a, b in windows_ms], dtype=np.int64)
+    return StallRecord(windows, np.full(len(windows), MS, dtype=np.int64), 1000, 1.0, 300.0, 1000.0,
+                       True, True)
+
+
+def test_a_stall_anywhere_in_a_loop_cycle_or_before_a_late_send_leaves_the_message_out() -> None:
+    command = FlowPlan(1, "agv1", "agv", "urllc", "agv1", 120, 10.0, 10.0, 46, source="edge1",
+                       direction="downlink", model="command", survival_time_ms=10.0, target_pct=99.9)
+    status = FlowPlan(2, "agv1", "agv", "urllc", "edge1", 80, 10.0, 10.0, 46, model="status", reply_to=1,
+                      message_bound_ms=6.0, survival_time_ms=10.0, target_pct=99.9)
+    flows = _table((command, 10), (status, 10))
+    seq = np.arange(10)
+    sched = T0 + seq * 10 * MS
+    cmd_send = sched.copy()
+    cmd_send[3] += 5 * MS                    # the command left 5 ms late: a stall held its sender
+    cmd_recv = cmd_send + 2 * MS
+    status_send = cmd_recv.copy()
+    status_recv = status_send + 2 * MS       # cycle 3: 9 ms > 6 ms bound; cycle 6 below
+    status_send[6], status_recv[6] = cmd_recv[6] + 4 * MS, cmd_recv[6] + 5 * MS  # the UE stalled
+    # stalls: 30.5-34.5 ms (before command 3 left), 63.5-65.5 ms (between command 6's arrival at 62
+    # and its status' send at 66); no packet's own flight overlaps either, widened back by 1 ms
+    record = _record((30.5, 34.5), (63.5, 65.5))
+    assert not record.flag(np.concatenate([cmd_send, status_send]),
+                           np.concatenate([cmd_recv, status_recv])).any()
+    for stalls, excluded in ((None, 0), (record, 2)):
+        out = messages.MessageOutcomes(flows, T0, 0.1, include_stalls=False, stalls=stalls)
+        out.add(_packets(1, seq, cmd_send, cmd_recv))
+        out.add(_packets(2, seq, status_send, status_recv))
+        metrics, loop = out.flow_metrics()[2]
+        assert metrics.messages_considered == 10 - excluded
+        assert loop["deadline_misses"] == 2 - excluded, stalls
+    # the same record with the run including host stalls: nothing left out
+    out = messages.MessageOutcomes(flows, T0, 0.1, include_stalls=True, stalls=record)
+    out.add(_packets(1, seq, cmd_send, cmd_recv))
+    out.add(_packets(2, seq, status_send, status_recv))
+    assert out.flow_metrics()[2][1]["deadline_misses"] == 2

@@ -154,7 +154,8 @@ class Direction:
         # dropped_mem: the C relay's 512 MiB cap on held packets; here memory errors are dropped_error
         self.c = dict.fromkeys(("rx", "tx", "dropped_loss", "dropped_queue", "dropped_down",
                                 "dropped_error", "dropped_mem", "rx_bytes", "tx_bytes", "dropped_unwired",
-                                "xn_forwarded", "serialised", "wait_sum_ns", "wait_max_ns", "tx_retries"), 0)
+                                "xn_forwarded", "serialised", "wait_sum_ns", "wait_max_ns", "tx_retries",
+                                "dropped_full"), 0)
         self.late_hist = [0] * (len(LATE_EDGES_NS) + 1)  # as the C relay's ``late_hist``
 
     def params(self, t: float) -> Params:
@@ -320,19 +321,22 @@ SEND_RETRIES = 20           # as relay.c: a send refused for lack of room is tri
 SEND_RETRY_SLEEP_S = 50e-6  # after this long a sleep (the receiving backlog drains meanwhile)
 
 
-def send_retrying(d: Direction, data: bytes) -> bool:
+def send_retrying(d: Direction, data: bytes) -> str | None:
     """Send ``data`` on ``d``'s interface; a refusal for lack of room (ENOBUFS, EAGAIN) is retried
-    (``tx_retries``), any other failure is not. True if it was sent (relay.c flush_dir alike)."""
+    (``tx_retries``), any other failure is not. None if it was sent, else the drop counter to charge:
+    ``dropped_full`` (still no room after the retries) or ``dropped_error`` (relay.c flush_dir alike)."""
     for attempt in range(SEND_RETRIES + 1):
         try:
             d.out.send(data)
-            return True
+            return None
         except OSError as exc:
-            if exc.errno not in (errno.ENOBUFS, errno.EAGAIN) or attempt == SEND_RETRIES:
-                return False
+            if exc.errno not in (errno.ENOBUFS, errno.EAGAIN):
+                return "dropped_error"
+            if attempt == SEND_RETRIES:
+                return "dropped_full"
             d.c["tx_retries"] += 1
             time.sleep(SEND_RETRY_SLEEP_S)
-    return False
+    return "dropped_full"
 
 
 class Link:
@@ -525,12 +529,13 @@ class Relay(ControlChannel):
                 continue
             while d.fifo and d.fifo[0][0] <= now:
                 due, data = d.fifo.popleft()
-                if send_retrying(d, data):
+                failure = send_retrying(d, data)
+                if failure is None:
                     d.c["tx"] += 1
                     d.c["tx_bytes"] += len(data)
                     d.late_hist[late_bucket((now - due) * 1e9)] += 1  # as relay.c: the flush instant
                 else:
-                    d.c["dropped_error"] += 1
+                    d.c[failure] += 1
             if d.fifo:
                 heapq.heappush(self.heap, (d.fifo[0][0], id(d), d))
 

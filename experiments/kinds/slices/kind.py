@@ -100,7 +100,7 @@ class SlicesKind(Kind):
         flows = flows_table(self.flow_plan(session, params), raw)
         receivers = counts.read_receivers(raw)  # a truncated file is a problem, not a crash
         self._outcomes = messages.MessageOutcomes(flows, session.start_ns, session.duration_s,
-                                                  session.options.include_host_stalls)
+                                                  session.options.include_host_stalls, session.host_stalls)
         packets, packet_counts, self._figures = packetstream.store_packets(
             raw, flows, session.host_stalls, session.run_dir / "packets.parquet",
             session.options.include_host_stalls, session.start_ns, self._outcomes)
@@ -165,6 +165,10 @@ class SlicesKind(Kind):
         summary["host_stalls"] = stalls.block_counts(
             session.host_stalls, figures.flagged(), figures.received(), include,
             session.metadata.get("host_stalls", {}).get("unavailable"))
+        if summary["host_stalls"].get("detected"):
+            summary["host_stalls"]["message_rule"] = (
+                "a TS 22.104 message (flows' deadline_met_pct, availability) is left out when its packet "
+                "was or a stall window overlaps [its scheduled start, its arrival]: a loop's whole cycle")
         summary["fidelity"] = self._fidelity(tables, session, summary)
         if "sla_monitor" in session.metadata:  # the live SLA monitor's per-slice time in each state
             monitor = session.metadata["sla_monitor"]

@@ -10,8 +10,11 @@ predecessor was not on time), per-frame counters, cycle times and the RFC 3550 j
 experiments/framework/reliability.py turns each flow's messages into availability, survival-time
 violations and MTBF, and experiments/framework/confidence.py says what the run can claim.
 
-Packets a host stall of the emulator touched are neither successes nor failures (excluded), unless
-the run includes host stalls in its timing figures.
+Messages a host stall touched are neither successes nor failures (excluded), unless the run
+includes host stalls in its timing figures. A message is touched when its packet was
+(stalls.flag: a stall during its flight) or a stall window overlaps [its scheduled start, its
+arrival]: a message's deadline counts from its schedule, so a sender the host did not run on time,
+and for a loop the whole cycle (command, the UE's answer, status), are inside what it measures.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from experiments.framework import confidence, reliability
 from experiments.framework.stats import percentile
 from experiments.kinds.slices.models import Pattern
 from experiments.kinds.slices.traffic import flow_pattern
+from topologies.hoststall import StallRecord, flag_packets
 
 LOST, LATE, ON_TIME, EXCLUDED = 0, 1, 2, 3
 CYCLE_QS = (50, 99, 99.9)
@@ -52,10 +56,13 @@ class _Flow:
 
 class MessageOutcomes:
     """Per-flow TS 22.104 messages of a run, chunk by chunk (flows: flows_table rows with
-    ``seq_space``; ``start_ns`` and ``duration_s``: the traffic's start and length)."""
+    ``seq_space``; ``start_ns`` and ``duration_s``: the traffic's start and length; ``stalls``: the
+    run's host-stall record, for the messages' own rule, see the module docstring)."""
 
-    def __init__(self, flows: pd.DataFrame, start_ns: int, duration_s: float, include_stalls: bool) -> None:
+    def __init__(self, flows: pd.DataFrame, start_ns: int, duration_s: float, include_stalls: bool,
+                 stalls: StallRecord | None = None) -> None:
         self.start_ns, self.duration_s, self.include = int(start_ns), float(duration_s), include_stalls
+        self.stall_windows = stalls.widened_windows() if stalls is not None and len(stalls) else None
         rows = {int(r.flow_id): r for r in flows.itertuples()}
         self.flows: dict[int, _Flow] = {}
         self.jitter = reliability.JitterAccumulator()
@@ -98,6 +105,8 @@ class MessageOutcomes:
             stall = stall_all[idx] & (not self.include)
             msg = f.pattern.message_of(seq)
             sched = f.base_ns + f.pattern.message_start_ns(msg)
+            if self.stall_windows is not None and not self.include:
+                stall = stall | flag_packets(self.stall_windows, sched, recv)
             on_time = recv <= sched + f.bound_ns
             if f.frame_ok is not None:
                 self._frames(f, msg, recv, on_time, stall)

@@ -53,10 +53,10 @@ void print_dir(const char *name, const struct dir *d) {
            "\"dropped_down\":%llu,\"dropped_error\":%llu,\"dropped_mem\":%llu,\"rx_bytes\":%llu,"
            "\"tx_bytes\":%llu,\"queued\":%d,\"late_sum_ns\":%llu,\"late_max_ns\":%llu,"
            "\"late_over_50us\":%llu,\"dropped_unwired\":%llu,\"xn_forwarded\":%llu,\"serialised\":%llu,"
-           "\"wait_sum_ns\":%llu,\"wait_max_ns\":%llu,\"tx_retries\":%llu,\"late_hist\":[",
+           "\"wait_sum_ns\":%llu,\"wait_max_ns\":%llu,\"tx_retries\":%llu,\"dropped_full\":%llu,\"late_hist\":[",
            name, d->rx, d->tx, d->drop_loss, d->drop_queue, d->drop_down, d->drop_err, d->drop_mem, d->rx_bytes,
            d->tx_bytes, d->qn + (d->qos ? d->qos->waiting : 0), d->late_sum_ns, d->late_max_ns, d->late_over_50us, d->drop_unwired, d->xn_forwarded,
-           d->serialised, d->wait_sum_ns, d->wait_max_ns, d->tx_retries);
+           d->serialised, d->wait_sum_ns, d->wait_max_ns, d->tx_retries, d->drop_full);
     for (int i = 0; i < LATE_BUCKETS; i++) printf(i ? ",%llu" : "%llu", d->late_hist[i]);
     printf("]");
     if (d->qos) { /* is or was on: the classes of its last configuration */

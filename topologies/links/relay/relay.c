@@ -378,7 +378,8 @@ double rng_uniform(void) { return urand(); }
 /* A send the kernel refused for lack of room (ENOBUFS: the receiving CPU's backlog is full, e.g.
  * while this real-time process keeps ksoftirqd from draining it) is tried again after a short sleep
  * that lets it drain, up to SEND_RETRIES times per batch; the wait shows as lateness (late_hist) and
- * in tx_retries. Any other failure drops that one packet (dropped_error), not the rest of its batch. */
+ * in tx_retries. Still refused after the retries, that one packet is dropped_full (the host could not
+ * take it); any other failure drops it as dropped_error; never the rest of its batch. */
 #define SEND_RETRIES 20
 #define SEND_RETRY_SLEEP_NS 50000
 
@@ -391,9 +392,10 @@ static void flush_dir(struct dir *d, ns_t now) {
             ks[n] = k; iov[n].iov_base = k->data; iov[n].iov_len = k->len;
             memset(&mm[n], 0, sizeof mm[n]); mm[n].msg_hdr.msg_iov = &iov[n]; mm[n].msg_hdr.msg_iovlen = 1;
         }
-        int sent = sendmmsg(d->out_fd, mm, n, MSG_DONTWAIT), dropped = 0;
+        int sent = sendmmsg(d->out_fd, mm, n, MSG_DONTWAIT), dropped = 0, full = 0;
         if (sent < 0) {
-            if ((errno == ENOBUFS || errno == EAGAIN) && retries < SEND_RETRIES) {
+            full = errno == ENOBUFS || errno == EAGAIN;
+            if (full && retries < SEND_RETRIES) {
                 struct timespec ts = {0, SEND_RETRY_SLEEP_NS};
                 retries++; d->tx_retries++;
                 nanosleep(&ts, NULL);
@@ -412,7 +414,8 @@ static void flush_dir(struct dir *d, ns_t now) {
                 while (b < LATE_BUCKETS - 1 && late > LATE_EDGE_NS[b]) b++;
                 d->late_hist[b]++;
             }
-            else d->drop_err++; /* interface gone, or still full after the retries: count, never block */
+            else if (full) d->drop_full++; /* still full after the retries: count, never block */
+            else d->drop_err++;            /* interface gone, or another failure */
             d->head = ks[i]->next; mem_bytes -= ks[i]->len; free(ks[i]);
         }
         if (!d->head) d->tail = NULL;

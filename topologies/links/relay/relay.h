@@ -72,6 +72,8 @@ struct dir {
     unsigned long long drop_unwired; /* left towards the inside, and nothing was wired there (cell.c) */
     unsigned long long xn_forwarded; /* a cell's downlink: frames for a UE now in another cell (cell.c) */
     unsigned long long tx_retries; /* sends refused for lack of room (ENOBUFS) and tried again (relay.c) */
+    unsigned long long drop_full;  /* still refused for lack of room after every retry: the host's receive
+                                    * backlog stayed full (e.g. a host stall), not a relay fault (relay.c) */
     unsigned long long serialised, wait_sum_ns, wait_max_ns; /* the FIFO serialiser (rate set, no qos):
                                 * packets accepted, their waits from arrival to serialisation start */
     struct link *owner;        /* the link of this direction */
