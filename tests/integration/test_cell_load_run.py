@@ -48,7 +48,8 @@ def test_cell_load_run_shows_shared_slices_rising_and_the_dedicated_one_holding(
     assert embb[0]["packets"] == 0 and embb[1]["packets"] > 0
     # one camera (8.3 Mbit/s) fits; three (25 Mbit/s) do not until nothing is on time (the
     # last step's packets may not even arrive before the run ends)
-    assert embb[1]["deadline_met_pct"] >= 90.0, embb
+    # judged as URLLC's: on the packets no host stall touched
+    assert embb[1]["deadline_met_pct_without_stalls"] >= 90.0, embb
     assert embb[3]["deadline_met_pct"] <= 50.0, embb
     assert embb[3]["owd_ms_p99"] is None or embb[3]["owd_ms_p99"] > 5 * embb[1]["owd_ms_p99"], embb
     assert summary["reconciliation"]["ok"], summary["reconciliation"]

@@ -52,9 +52,9 @@ def test_jitter_distributions(dist: str) -> None:
     # tails are the benchmark's. They move a quartile or a decile only if they hit >10 % of packets.
     q10, q25, q50, q75, q90 = np.percentile(d, [10, 25, 50, 75, 90])
     if dist == "uniform":  # on [delay - jitter, delay + jitter]: IQR = jitter, deciles at +-0.8 jitter
-        assert abs((q75 - q25) - jitter) < 0.15, (q25, q75)
-        # the host only ever adds delay: 0.15 ms below, 0.3 ms above (a make test run under heavy CPU
-        # steal had the upper decile 0.159 ms high)
+        # the host only ever adds delay, which widens the spread: 0.15 ms below, 0.3 ms above (a make
+        # test run under heavy CPU steal had the upper decile 0.159 ms high)
+        assert -0.15 < (q75 - q25) - jitter < 0.3, (q25, q75)
         for q, target in ((q10, delay - 0.8 * jitter), (q90, delay + 0.8 * jitter)):
             assert -0.15 < q - target < 0.3, (q10, q90)
         assert d.min() > delay - jitter - 0.2  # a stall only ever adds delay
