@@ -46,7 +46,10 @@ def test_the_experiments_scenario_declares_a_backup_outages_and_a_protected_slic
     s = parse_scenario(raw)
     assert s.backup is not None and s.backup.switch == "bk1" and s.backup.kind == "terrestrial"
     assert s.backup.link.uplink.delay_ms == 20.0 and s.backup.link.downlink.rate_mbps == 5.0
-    assert [(o.start_s, o.duration_s) for o in s.leo.outages] == [(33.0, 3.0), (93.0, 3.0)]
+    assert [(o.start_s, o.duration_s, o.kind) for o in s.leo.outages] == [
+        (33.0, 3.0, "outage"), (45.0, 3.0, "fade"), (93.0, 3.0, "outage"), (105.0, 3.0, "fade")]
+    assert s.leo.outages[1].loss_pct == 30.0 and s.leo.outages[0].loss_pct == 100.0
+    assert (s.backup.fade_loss_pct, s.backup.fade_window_ms) == (10.0, 1000.0)
     assert {sl.name: sl.leo_protection for sl in s.slices}["mmtc"] == "steer"
     assert {sl.name: sl.leo_protection for sl in s.slices}["telemetry"] == "none"
 
@@ -60,6 +63,10 @@ def test_the_experiments_scenario_declares_a_backup_outages_and_a_protected_slic
     (lambda r: r["backup"].update(colour="red"), "backup.colour", ""),
     (lambda r: r["leo"]["outages"][1].update(start_s=34.0), "leo.outages[1].start_s", "36"),
     (lambda r: r["leo"]["outages"][0].update(duration_s=0), "leo.outages[0].duration_s", ">"),
+    (lambda r: r["leo"]["outages"][1].update(loss_pct=0), "leo.outages[1].loss_pct", ">"),
+    (lambda r: r["leo"]["outages"][1].update(loss_pct=120), "leo.outages[1].loss_pct", "100"),
+    (lambda r: r["backup"].update(fade_loss_pct=0), "backup.fade_loss_pct", ">"),
+    (lambda r: r["backup"].update(fade_window_ms=10), "backup.fade_window_ms", "50"),
 ])
 def test_bad_backup_or_outage_input_names_the_key(raw: dict, edit, key: str, allowed: str) -> None:
     raw = copy.deepcopy(raw)
@@ -98,6 +105,19 @@ def test_with_outages_keeps_every_other_value() -> None:
     assert up["up"].tolist() == [True, False, False, True, True]
     assert up["delay_ms"].tolist() == [10.0, 10.0, 11.0, 11.0, 12.0]
     assert with_outages(frame, ()) is frame
+
+
+def test_a_fade_raises_the_loss_in_its_window_and_keeps_the_link_up() -> None:
+    frame = pd.DataFrame({"t_s": [0.0, 1.0, 2.0] * 2, "direction": ["uplink"] * 3 + ["downlink"] * 3,
+                          "up": [True] * 6, "loss_pct": [0.0, 50.0, 0.0] * 2,
+                          "delay_ms": [10.0, 11.0, 12.0] * 2})
+    out = with_outages(frame, (Outage(0.5, 1.0, loss_pct=30.0),))
+    for direction in ("uplink", "downlink"):
+        part = out[out["direction"] == direction]
+        assert part["t_s"].tolist() == [0.0, 0.5, 1.0, 1.5, 2.0]
+        assert part["up"].all()
+        assert part["loss_pct"].tolist() == [0.0, 30.0, 50.0, 50.0, 0.0]  # never lowered by the fade
+        assert part["delay_ms"].tolist() == [10.0, 10.0, 11.0, 11.0, 12.0]
 
 
 def test_the_topology_adds_the_backup_switch_between_upf_and_ground_station(raw: dict) -> None:
@@ -141,11 +161,35 @@ def test_fault_detector_goes_down_after_a_silence_and_up_after_a_clean_hold() ->
     assert d.update(1950 * ms) == "up" and not d.down
 
 
+def test_fault_detector_goes_down_when_the_heartbeats_lose_more_than_the_limit() -> None:
+    ms = 1_000_000
+    d = FaultDetector(detect_ms=100, hold_s=0.5, interval_ms=10, loss_pct=10, window_ms=1000)
+
+    def beat(t_ms: int, lost: bool = False) -> str | None:
+        if not lost:
+            d.echo((t_ms + 30) * ms, t_ms * ms)  # a 30 ms round trip
+        return d.update((t_ms + 30) * ms)
+
+    assert all(beat(t) is None for t in range(0, 3000, 10))
+    assert d.last_loss_pct == 0.0
+    # from 3 s on every second heartbeat lost: no silence, but the window's share passes 10 % about
+    # 200 ms into the fade, judged 100 ms (detect_ms) after the heartbeats' sending
+    states = {t: beat(t, lost=(t // 10) % 2 == 1) for t in range(3000, 5000, 10)}
+    (down_at,) = [t for t, s in states.items() if s == "down"]
+    assert 3250 <= down_at + 30 <= 3450 and d.cause == "lossy", down_at
+    # clean again from 5 s: the share falls to 10 % once at most 200 ms of the fade is left in the
+    # window (~5.9 s), then 0.5 s of clean before up
+    states = {t: beat(t) for t in range(5000, 8000, 10)}
+    (up_at,) = [t for t, s in states.items() if s == "up"]
+    assert 6300 <= up_at + 30 <= 6500 and not d.down and d.cause is None, up_at
+
+
 def test_desired_via_puts_faults_before_windows_and_nothing_moves_when_off() -> None:
     w = [(10.0, 10.5)]
     assert desired_via(10.2, w, False, enabled=False) == ("leo", "adaptation off")
     assert desired_via(10.2, w, False, enabled=True) == ("backup", "reconfiguration")
     assert desired_via(20.0, w, True, enabled=True) == ("backup", "LEO path down")
+    assert desired_via(20.0, w, True, True, "lossy") == ("backup", "LEO path lossy")
     assert desired_via(20.0, w, False, enabled=True) == ("leo", "LEO path up")
 
 
@@ -224,6 +268,28 @@ def test_the_steering_loop_follows_windows_and_heartbeats_only_once_adaptation_i
     echoes(15.2, 25.0)
     assert loop.step(round(20.5 * s)) is False  # after the traffic's end nothing is judged
     assert loop.status()["via"] == "leo" and len(loop.status()["changes"]) == 4
+
+
+def test_the_steering_loop_moves_a_protected_slice_off_a_lossy_path_and_back(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    probe = tmp_path / "probe.bin"
+    config = replace(_config(probe), windows_s=(), interval_ms=10.0, fade_loss_pct=10.0,
+                     fade_window_ms=1000.0)
+    assert SteeringConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    loop = SteeringLoop(config, lambda rules: None)
+    with probe.open("ab") as f:  # 10 ms heartbeats, 20 ms round trip; a third lost from 13 s to 15 s
+        for k in range(2000):
+            if not (1300 <= k < 1500 and k % 3 == 0):
+                f.write(PROBE_RECORD.pack(k, k * 10_000_000, 0, k * 10_000_000 + 20_000_000))
+    for t in range(1000, 2000):  # every 10 ms from 10 s (the on arm) to 20 s
+        loop.step(t * 10_000_000)
+    assert [(d["state"], d["cause"]) for d in loop.detections] == [("down", "lossy"), ("up", "lossy")]
+    assert [(c["via"], c["reason"]) for c in loop.changes] == [("backup", "LEO path lossy"),
+                                                              ("leo", "LEO path up")]
+    assert 13.1 < loop.changes[0]["t_s"] < 13.6 and loop.detections[0]["loss_pct"] > 10.0
+    # the fade ended at 15 s: the share falls to 10 % at ~15.8 s, then the 1 s hold
+    assert 16.5 < loop.changes[1]["t_s"] < 17.2
 
 
 def test_a_change_the_switches_refuse_is_recorded_and_retried(tmp_path: Path) -> None:

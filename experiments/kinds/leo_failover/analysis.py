@@ -2,18 +2,18 @@
 traffic, and how fast adaptation reacted (pure: the kind's summary and figures call it).
 
 Periods of a packet, by its *scheduled* send time ``t`` (a lost packet counts where it was due):
-``outage`` inside a scripted outage, ``boundary`` inside a reconfiguration's boundary window
-[I - before, I + after) of the LEO model (topologies/leo/config.py ``Handover``), ``other``
-elsewhere. A packet reaches and crosses the LEO link some time after ``t`` (radio, grants,
-backhaul, the link's own delay), so each window is taken to open ``LEAD_S`` earlier (a packet
-scheduled just before it meets it) and to close when it closes (a packet scheduled just before
-the end still does). Arms as in the isolation kind: [k * arm_s + settle_s,
-(k + 1) * arm_s), off then on.
+``outage`` inside a scripted outage (``[[leo.outages]]``: the link down), ``fade`` inside a scripted
+fade (``loss_pct`` below 100), ``boundary`` inside a reconfiguration's boundary window [I - before,
+I + after) of the LEO model (topologies/leo/config.py ``Handover``), ``other`` elsewhere. A packet
+reaches and crosses the LEO link some time after ``t`` (radio, grants, backhaul, the link's own
+delay), so each window is taken to open ``LEAD_S`` earlier (a packet scheduled just before it meets
+it) and to close when it closes (a packet scheduled just before the end still does). Arms as in the
+isolation kind: [k * arm_s + settle_s, (k + 1) * arm_s), off then on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,7 @@ from experiments.framework.stats import percentile, share_pct
 from experiments.kinds.cell_load.steps import PacketSchedule, scheduled_s, step_of, windows
 
 ARMS = ("off", "on")  # adaptation off, then on
-PERIODS = ("boundary", "outage", "other")
+PERIODS = ("boundary", "outage", "fade", "other")
 # Upper bound of the time from a packet's scheduled send to the end of its LEO crossing: the
 # scenario's uplink radio and backhaul (a few ms, p99 of the cell model below ~30 ms) plus the LEO
 # link's one-way delay (~16 ms).
@@ -31,16 +31,15 @@ LEAD_S = 0.05
 COLUMNS = ["slice", "flow_id", "seq", "owd_ms", "on_time"]
 
 
-def period_of(t_s: np.ndarray, boundary: list[tuple[float, float]], outages: list[tuple[float, float]]
-              ) -> np.ndarray:
-    """``"outage"`` | ``"boundary"`` | ``"other"`` per scheduled time (an outage wins; each window
-    [a, b) is taken as [a - LEAD_S, b))."""
+def period_of(t_s: np.ndarray, boundary: list[tuple[float, float]], outages: list[tuple[float, float]],
+              fades: Sequence[tuple[float, float]] = ()) -> np.ndarray:
+    """``"outage"`` | ``"fade"`` | ``"boundary"`` | ``"other"`` per scheduled time (in that order of
+    precedence; each window [a, b) is taken as [a - LEAD_S, b))."""
     t = np.asarray(t_s, dtype=float)
     out = np.full(t.shape, "other", dtype=object)
-    for a, b in boundary:
-        out[(t >= a - LEAD_S) & (t < b)] = "boundary"
-    for a, b in outages:
-        out[(t >= a - LEAD_S) & (t < b)] = "outage"
+    for period, spans in (("boundary", boundary), ("fade", fades), ("outage", outages)):
+        for a, b in spans:
+            out[(t >= a - LEAD_S) & (t < b)] = period
     return out
 
 
@@ -70,13 +69,14 @@ def received(chunks: Iterable[pd.DataFrame], flows: pd.DataFrame) -> pd.DataFram
 
 
 def period_figures(got: pd.DataFrame, due: pd.DataFrame, arm_s: float, settle_s: float,
-                   boundary: list[tuple[float, float]], outages: list[tuple[float, float]]) -> dict[str, Any]:
+                   boundary: list[tuple[float, float]], outages: list[tuple[float, float]],
+                   fades: Sequence[tuple[float, float]] = ()) -> dict[str, Any]:
     """{off|on: {window_s, slices: {name: {period: figures}}}}: packets due and received, loss, one-way
     delay p50 / p99 / max (received packets), share on time (of those due)."""
     arm_got = step_of(got["t_s"].to_numpy(dtype=float), len(ARMS), arm_s, settle_s)
     arm_due = step_of(due["t_s"].to_numpy(dtype=float), len(ARMS), arm_s, settle_s)
-    per_got = period_of(got["t_s"].to_numpy(dtype=float), boundary, outages)
-    per_due = period_of(due["t_s"].to_numpy(dtype=float), boundary, outages)
+    per_got = period_of(got["t_s"].to_numpy(dtype=float), boundary, outages, fades)
+    per_due = period_of(due["t_s"].to_numpy(dtype=float), boundary, outages, fades)
     got_slice, due_slice = got["slice"].astype(str).to_numpy(), due["slice"].astype(str).to_numpy()
     out: dict[str, Any] = {}
     for k, (a, b) in enumerate(windows(len(ARMS), arm_s, settle_s)):

@@ -98,16 +98,21 @@ def timeline(block: dict[str, Any], got: pd.DataFrame, rtt: pd.DataFrame | None,
 
 
 def zoom_spans(block: dict[str, Any]) -> list[tuple[str, float, float]]:
-    """Per arm: its first boundary window after settling (+-1 s) and its first outage (-1 s .. end + 3 s)."""
+    """Per arm: its first boundary window after settling (+-1 s), its first outage and its first fade
+    (-1 s .. end + 3 s)."""
     spans = []
     for arm, a in block["arms"].items():
         lo, hi = a["window_s"]
         w = next(((x, y) for x, y in block["boundary_windows_s"] if lo <= x and y <= hi), None)
         if w is not None:
             spans.append((f"{arm}: reconfiguration at {w[0]:.2f} s", w[0] - 1.0, w[1] + 1.0))
-        o = next(((x, y) for x, y in block["outages_s"] if lo <= x < hi), None)
-        if o is not None:
-            spans.append((f"{arm}: outage {o[0]:g}-{o[1]:g} s", o[0] - 1.0, o[1] + 3.0))
+        faults = block.get("outages") or [{"start_s": x, "end_s": y} for x, y in block["outages_s"]]
+        for kind in ("outage", "fade"):
+            o = next((f for f in faults if f.get("kind", "outage") == kind and lo <= f["start_s"] < hi), None)
+            if o is not None:
+                what = "outage" if kind == "outage" else f"fade {o['loss_pct']:g} %"
+                spans.append((f"{arm}: {what} {o['start_s']:g}-{o['end_s']:g} s", o["start_s"] - 1.0,
+                              o["end_s"] + 3.0))
     return spans
 
 

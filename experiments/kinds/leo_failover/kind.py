@@ -4,19 +4,20 @@ LEO link's reconfiguration spikes and outages?
 One run, two arms of equal length: adaptation **off** (every slice stays on the LEO link), then
 **on** (slices with ``leo_protection = "steer"`` move to the scenario's ``[backup]`` backhaul around
 each reconfiguration instant, known from the orbit schedule, and when the heartbeat over the LEO
-path stops answering, and back). The controller's ``leo_adaptation`` app decides and acts
-(controllers/apps/leo_adaptation.py, controllers/adaptation.py); at traffic start this kind hands
-it the run's configuration and afterwards reads what it did. The
-scenario's ``[[leo.outages]]`` script faults; the experiment's ``[[probes]]`` from the edge server
-to the cloud are the heartbeat (its interval sets the detector's resolution). Everything else is
-the ``slices`` kind's (flows, records, loss accounting, fidelity).
+path stops answering or loses more than the scenario's loss limit, and back). The controller's
+``leo_adaptation`` app decides and acts (controllers/apps/leo_adaptation.py,
+controllers/adaptation.py); at traffic start this kind hands it the run's configuration and
+afterwards reads what it did. The scenario's ``[[leo.outages]]`` script faults (the link down, or a
+fade: ``loss_pct``); the experiment's ``[[probes]]`` from the edge server to the cloud are the
+heartbeat (its interval sets the detector's resolution). Everything else is the ``slices`` kind's
+(flows, records, loss accounting, fidelity).
 
 summary.json adds ``leo_failover``: per arm, slice and period (``boundary`` / ``outage`` /
-``other``, analysis.py) delay percentiles and loss; per scripted outage the detection and reaction
-time (fault -> the controller has the new path installed) and the packets lost; every path change;
-and the verdict (``spikes_removed``). Figures ``leo_failover_timeline.png`` (heartbeat RTT, the
-protected and other cloud-bound slices' one-way delay, the active path) and
-``leo_failover_zoom.png`` (one reconfiguration and one outage per arm, up close).
+``other``, analysis.py) delay percentiles and loss; per scripted fault (``kind`` outage | fade) the
+detection and reaction time (fault -> the controller has the new path installed) and the packets
+lost; every path change; and the verdict (``spikes_removed``). Figures ``leo_failover_timeline.png``
+(heartbeat RTT, the protected and other cloud-bound slices' one-way delay, the active path) and
+``leo_failover_zoom.png`` (one reconfiguration, one outage and one fade per arm, up close).
 """
 
 from __future__ import annotations
@@ -82,6 +83,10 @@ class LeoFailoverKind(SlicesKind):
         if scenario.backup.detect_ms <= beats[0].interval_ms:
             raise ConfigError("backup.detect_ms", scenario.backup.detect_ms,
                               f"more than the heartbeat's interval_ms ({beats[0].interval_ms:g})")
+        if scenario.backup.fade_window_ms < 10 * beats[0].interval_ms:
+            raise ConfigError("backup.fade_window_ms", scenario.backup.fade_window_ms,
+                              f"at least 10 heartbeats' interval_ms ({10 * beats[0].interval_ms:g}): a loss "
+                              "share needs that many")
         if APP not in experiment.controller_apps:
             raise ConfigError("controller.apps", list(experiment.controller_apps),
                               f'a list with "{APP}" (the app that steers), e.g. ["slice_switch", "{APP}"]')
@@ -122,9 +127,12 @@ class LeoFailoverKind(SlicesKind):
         windows = steer_windows(self.instants(scenario, session.duration_s), h.before_s, h.after_s,
                                 backup.guard_before_ms / 1000, backup.guard_after_ms / 1000)
         probe = session.raw_dir / f"probe-{scenario.core.edge}-{scenario.cloud.name}.bin"
+        beat = next(p for p in session.experiment.probes if (p.source, p.target) == (scenario.core.edge,
+                                                                                     scenario.cloud.name))
         config = SteeringConfig(start_ns, self.arm_s(session), session.duration_s, tuple(windows),
                                 tuple(self.steer_pairs(session)), tuple(session.network.steer_switches()),
-                                str(probe), backup.detect_ms, backup.failback_hold_s)
+                                str(probe), backup.detect_ms, backup.failback_hold_s, beat.interval_ms,
+                                backup.fade_loss_pct, backup.fade_window_ms)
         write_json(session.network.controller_file(ADAPTATION_FILE_NAME), config.to_dict())
         session.metadata["leo_failover"] = {
             "steer_windows_s": [[round(a, 6), round(b, 6)] for a, b in windows],
@@ -175,15 +183,17 @@ class LeoFailoverKind(SlicesKind):
                                                             analysis.COLUMNS), cloud)
         due = analysis.due_times(cloud, session.duration_s)
         boundary = self.boundary_windows(scenario, session.duration_s)
-        outages = [(o.start_s, min(o.end_s, session.duration_s)) for o in scenario.leo.outages
-                   if o.start_s < session.duration_s]
+        faults = [o for o in scenario.leo.outages if o.start_s < session.duration_s]
+        spans = [(o.start_s, min(o.end_s, session.duration_s)) for o in faults]
         block = session.metadata.get("leo_failover", {})
         changes = [{**c, "applied_s": None if c.get("applied_ns") is None
                     else round((c["applied_ns"] - session.start_ns) / 1e9, 6)}
                    for c in block.get("changes", [])]
         for c in changes:  # decided (the loop's clock) -> every flow mod sent
             c["install_ms"] = None if c["applied_s"] is None else round((c["applied_s"] - c["t_s"]) * 1000, 3)
-        arms = analysis.period_figures(got, due, arm_s, params.settle_s, boundary, outages)
+        arms = analysis.period_figures(got, due, arm_s, params.settle_s, boundary,
+                                       [s for s, o in zip(spans, faults, strict=True) if o.kind == "outage"],
+                                       [s for s, o in zip(spans, faults, strict=True) if o.kind == "fade"])
         b = scenario.backup
         summary["leo_failover"] = {
             "arm_s": round(arm_s, 6), "settle_s": params.settle_s, "duration_s": session.duration_s,
@@ -191,15 +201,17 @@ class LeoFailoverKind(SlicesKind):
             "cloud_slices": sorted(set(cloud["slice"].astype(str))),
             "backup": {"kind": b.kind, "switch": b.switch, "guard_before_ms": b.guard_before_ms,
                        "guard_after_ms": b.guard_after_ms, "detect_ms": b.detect_ms,
-                       "failback_hold_s": b.failback_hold_s,
+                       "failback_hold_s": b.failback_hold_s, "fade_loss_pct": b.fade_loss_pct,
+                       "fade_window_ms": b.fade_window_ms,
                        "uplink_delay_ms": b.link.uplink.delay_ms,
                        "downlink_delay_ms": b.link.downlink.delay_ms},
             "boundary_windows_s": [[round(x, 6), round(y, 6)] for x, y in boundary],
             "steer_windows_s": block.get("steer_windows_s", []),
-            "outages_s": [list(o) for o in outages],
+            "outages_s": [list(o) for o in spans],
             "arms": arms,
-            "outages": analysis.reactions(outages, changes, block.get("detections", []), arm_s, got, due,
-                                          protected),
+            "outages": [{"kind": o.kind, "loss_pct": o.loss_pct, **r} for o, r in zip(
+                faults, analysis.reactions(spans, changes, block.get("detections", []), arm_s, got, due,
+                                           protected), strict=True)],
             "path_changes": changes, "detections": block.get("detections", []),
             "install_ms_max": max((c["install_ms"] for c in changes if c["install_ms"] is not None),
                                   default=None),
@@ -238,7 +250,8 @@ class LeoFailoverKind(SlicesKind):
                          for p, v in periods.items() if v["packets"]]
                 lines.append(f"      {name}{mark}: " + ";  ".join(cells))
         for o in block["outages"]:
-            lines.append(f"  outage {o['start_s']:g}-{o['end_s']:g} s ({o['arm']}): detected after "
+            what = "outage" if o.get("kind", "outage") == "outage" else f"fade ({o['loss_pct']:g} % loss)"
+            lines.append(f"  {what} {o['start_s']:g}-{o['end_s']:g} s ({o['arm']}): detected after "
                          f"{_f(o['detect_ms'], 0)} ms, on the backup after {_f(o['reaction_ms'], 0)} ms, "
                          f"lost before the new path {o['lost_before_new_path_pkts']}, in the outage "
                          f"{o['lost_in_outage_pkts']}")
