@@ -253,7 +253,7 @@ class LeoFailoverKind(SlicesKind):
             what = "outage" if o.get("kind", "outage") == "outage" else f"fade ({o['loss_pct']:g} % loss)"
             lines.append(f"  {what} {o['start_s']:g}-{o['end_s']:g} s ({o['arm']}): detected after "
                          f"{_f(o['detect_ms'], 0)} ms, on the backup after {_f(o['reaction_ms'], 0)} ms, "
-                         f"lost before the new path {o['lost_before_new_path_pkts']}, in the outage "
+                         f"lost before the new path {o['lost_before_new_path_pkts']}, in the fault "
                          f"{o['lost_in_outage_pkts']}")
         v = block["verdict"]
         for name, arms in v["slices"].items():
