@@ -57,6 +57,9 @@ class StallRecord:
     max_late_ns: int = 0
     steal_ticks: tuple[int, int] | None = None  # (first, last) /proc/stat steal, USER_HZ ticks
     slowest_period_us: float = 0.0  # the longest period a thread slowed to (over its CPU budget)
+    # each window widened back by the period its thread had when it went to sleep, merged (read_record);
+    # None: every window widened by the slowest period
+    flag_windows_ns: np.ndarray | None = None
 
     def flag(self, t_send_ns: np.ndarray, t_recv_ns: np.ndarray, t_due_ns: np.ndarray | None = None
              ) -> np.ndarray:
@@ -65,7 +68,10 @@ class StallRecord:
 
     def widened_windows(self) -> np.ndarray:
         """The stall windows, each widened back by one sentinel period (the stall began at some
-        moment after the previous wake-up), merged: sorted, disjoint (start, end) ns pairs."""
+        moment after the previous wake-up: the period of that window's thread then, where the record
+        says it, else the slowest), merged: sorted, disjoint (start, end) ns pairs."""
+        if self.flag_windows_ns is not None:
+            return self.flag_windows_ns
         windows = self.windows_ns.copy()
         windows[:, 0] -= int(max(self.period_us, self.slowest_period_us) * 1000)
         return merge_windows([(a, b, 0) for a, b in windows])[0]
@@ -179,6 +185,8 @@ def read_record(path: Path) -> StallRecord:
     hist = np.zeros(0, dtype=np.int64)
     bucket = 5000
     slowest_ns = 0
+    period_of: dict[str, int] = {}           # a thread's (CPU's) current period, from its period lines
+    widened: list[tuple[int, int, int]] = []  # each window from its thread's previous wake-up
     for line in path.read_text(errors="replace").splitlines():
         words = line.split()
         if not words:
@@ -188,6 +196,7 @@ def read_record(path: Path) -> StallRecord:
                 start_real, period_ns, threshold_ns = int(words[2]), int(words[3]), int(words[4])
             elif words[0] == "stall":
                 windows.append((int(words[2]), int(words[3]), int(words[4])))
+                widened.append((int(words[2]) - period_of.get(words[1], period_ns), int(words[3]), 0))
                 if int(words[5]) >= 0:
                     steal.append(int(words[5]))
             elif words[0] == "steal":
@@ -196,6 +205,7 @@ def read_record(path: Path) -> StallRecord:
                     steal.append(int(words[2]))
             elif words[0] == "period":
                 slowest_ns = max(slowest_ns, int(words[2]))
+                period_of[words[1]] = int(words[2])
             elif words[0] == "rt":
                 rt = words[1] == "1"
             elif words[0] == "end":
@@ -215,7 +225,8 @@ def read_record(path: Path) -> StallRecord:
         windows_ns=windows_ns, late_ns=late_ns, wakeups=wakeups, duration_s=duration_s,
         threshold_us=threshold_ns / 1000, period_us=period_ns / 1000, realtime=rt, complete=complete,
         late_hist=hist, hist_bucket_ns=bucket, max_late_ns=max_late, slowest_period_us=slowest_ns / 1000,
-        steal_ticks=(min(steal), max(steal)) if len(steal) >= 2 else None)
+        steal_ticks=(min(steal), max(steal)) if len(steal) >= 2 else None,
+        flag_windows_ns=merge_windows(widened[:len(windows)])[0])
 
 
 class HostStallSentinel:

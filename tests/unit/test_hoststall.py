@@ -90,6 +90,14 @@ def test_flag_packets_by_the_moments_the_emulator_acts() -> None:
 
 
 def test_record_flags_with_windows_widened_by_one_period(tmp_path: Path) -> None:
-    rec = read_record(write(tmp_path, GOLDEN))  # period 1 ms, slowed to 2 ms on one CPU
-    send = np.array([T0 + 98 * MS + MS // 2, T0 + 97 * MS])
+    rec = read_record(write(tmp_path, GOLDEN))  # period 1 ms, slowed to 2 ms on CPU 1 after its stalls
+    send = np.array([T0 + 99 * MS + MS // 4, T0 + 98 * MS + MS // 2, T0 + 399 * MS + MS // 4])
+    assert rec.flag(send, send + MS // 4).tolist() == [True, False, True]
+    # a stall of CPU 1 after it slowed: its thread had slept 2 ms, so the window opens 2 ms early;
+    # CPU 0's windows keep their 1 ms
+    later = GOLDEN.replace("rt 1\n", f"stall 1 {T0 + 800 * MS} {T0 + 801 * MS} {MS} 1004\n"
+                           f"stall 0 {T0 + 900 * MS} {T0 + 901 * MS} {MS} 1005\nrt 1\n")
+    rec = read_record(write(tmp_path, later))
+    send = np.array([T0 + 798 * MS + MS // 4, T0 + 898 * MS + MS // 4])
     assert rec.flag(send, send + MS // 4).tolist() == [True, False]
+    assert rec.flag(send + MS, send + MS + MS // 4).tolist() == [True, True]
