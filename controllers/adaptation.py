@@ -253,7 +253,7 @@ class SteeringLoop:
         self.install = install
         self.detector = FaultDetector(config.detect_ms, config.hold_s, config.interval_ms,
                                       config.fade_loss_pct, config.fade_window_ms)
-        self.via = "leo"
+        self.via: str | None = "leo"  # None: unknown (the switches lost the rules): install again
         self.changes: list[dict[str, Any]] = []     # t_s, via, reason, rules, applied_ns, error
         self.detections: list[dict[str, Any]] = []  # t_s, state ("down" | "up"), cause, loss_pct
         self._offset = 0
@@ -301,6 +301,17 @@ class SteeringLoop:
         self._offset += whole
         return [(rec[1], rec[3]) for rec in (ECHO_RECORD.unpack_from(data, i)
                                              for i in range(0, whole, ECHO_RECORD.size))]
+
+    def rules_lost(self) -> None:
+        """The switches replaced their rules (a resync): the steering ones are gone, so the path in
+        force is LEO's; if the slices were on the backup, the next step installs it again."""
+        if self.via == "backup":
+            self.via = None
+
+    def resume(self, previous: Mapping[str, Any]) -> None:
+        """Carry on the records of an earlier run of the loop (a restarted controller's app)."""
+        self.changes = [*previous.get("changes", []), *self.changes]
+        self.detections = [*previous.get("detections", []), *self.detections]
 
     def status(self) -> dict[str, Any]:
         return {"via": self.via, "changes": self.changes, "detections": self.detections}

@@ -10,8 +10,13 @@ detector, the windows; when the protected slices must move it installs every rul
 at once and writes ``ADAPTATION_STATUS_FILE_NAME`` (each change with the instant its flow mods were
 sent, each detection).
 
-Steering rules carry the switch app's generation: a controller restart's resync removes them (the
-slices are back on the LEO tree until the next change; the app does not re-install them).
+Steering rules carry the switch app's generation, so a switch's resync (on every (re)connect,
+a controller restart included) removes them: the app installs only on switches the switch app
+reports ready (resync done; else the change is refused and tried again 100 ms later), and when a
+switch becomes ready again while the slices are on the backup it installs that path again. A
+restarted controller's app starts its loop afresh (the whole heartbeat record, the windows) and
+keeps the earlier app's changes and detections from the status file, adding the restart's instant
+to ``restarts_s``.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ class LeoAdaptation(app_manager.OSKenApp):
         self.status_path = Path(status).with_name(ADAPTATION_STATUS_FILE_NAME)
         self.loop: SteeringLoop | None = None
         self.error: str | None = None
+        self.restarts_s: list[float] = []
+        self.ready: set[tuple[int, int]] = set()  # (dpid, rule generation) of the ready switches
 
     def start(self) -> None:
         """os-ken's start hook: the event loop, plus the steering thread."""
@@ -69,11 +76,32 @@ class LeoAdaptation(app_manager.OSKenApp):
                 return
             config = SteeringConfig.from_dict(json.loads(self.config_path.read_text()))
             self.loop = SteeringLoop(config, self.install)
+            self.ready = self._ready_switches()
+            previous = self._previous_status()
+            if previous is not None:  # a restarted controller: the earlier app's records stay
+                self.loop.resume(previous)
+                at_s = round((now_ns - config.start_ns) / 1e9, 6)
+                self.restarts_s = [*previous.get("restarts_s", []), at_s]
             self.logger.info("leo adaptation: %d pairs, %d windows, acting from %.1f s", len(config.pairs),
                              len(config.windows_s), config.on_from_s)
             self._write_status()
+        ready = self._ready_switches()
+        if ready - self.ready:  # a switch resynced: its steering rules are gone
+            self.loop.rules_lost()
+        self.ready = ready
         if self.loop.step(now_ns):
             self._write_status()
+
+    def _ready_switches(self) -> set[tuple[int, int]]:
+        switch = self.switch_app()
+        return {(dpid, switch.generation.get(dpid, 0)) for dpid in switch.ready_dpids}
+
+    def _previous_status(self) -> dict[str, Any] | None:
+        try:
+            previous = json.loads(self.status_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return previous if isinstance(previous, dict) and previous.get("configured") else None
 
     def switch_app(self) -> SliceSwitch:
         """The running switch app (slice_switch or an app extending it)."""
@@ -88,6 +116,9 @@ class LeoAdaptation(app_manager.OSKenApp):
         missing = sorted({dpid for dpid, _ in rules if dpid not in switch.connected})
         if missing:
             return f"dpid {', '.join(f'{d:#x}' for d in missing)} is not connected"
+        resyncing = sorted({dpid for dpid, _ in rules if dpid not in switch.ready_dpids})
+        if resyncing:  # its resync would delete what is sent now
+            return f"dpid {', '.join(f'{d:#x}' for d in resyncing)} is not ready (resync under way)"
         for dpid, rule in rules:
             switch.add_flow(switch.connected[dpid], rule)
         return None
@@ -95,4 +126,4 @@ class LeoAdaptation(app_manager.OSKenApp):
     def _write_status(self) -> None:
         status = self.loop.status() if self.loop else {"via": None, "changes": [], "detections": []}
         write_status_atomic(self.status_path, {**status, "configured": self.loop is not None,
-                                               "error": self.error})
+                                               "error": self.error, "restarts_s": self.restarts_s})

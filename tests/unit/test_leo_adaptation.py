@@ -292,6 +292,16 @@ def test_the_steering_loop_moves_a_protected_slice_off_a_lossy_path_and_back(tmp
     assert 16.5 < loop.changes[1]["t_s"] < 17.2
 
 
+def test_a_refused_change_counts_as_failed_only_when_no_retry_made_it_good() -> None:
+    from experiments.kinds.leo_failover.analysis import unresolved_failures
+
+    ok = {"via": "backup", "error": None}
+    refused = {"via": "backup", "error": "dpid 0x7 is not ready (resync under way)"}
+    assert unresolved_failures([refused, refused, ok]) == []          # retried until accepted
+    assert unresolved_failures([refused, {"via": "leo", "error": None}]) == [refused]  # never steered
+    assert unresolved_failures([ok, refused]) == [refused]           # the run ended refused
+
+
 def test_a_change_the_switches_refuse_is_recorded_and_retried(tmp_path: Path) -> None:
     loop = SteeringLoop(_config(tmp_path / "probe.bin"), lambda rules: "dpid 0x1 is not connected")
     assert loop.step(12_100_000_000) is True

@@ -48,8 +48,15 @@ def apps(env: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[SliceSwitch, LeoAd
     monkeypatch.setattr(app_manager, "SERVICE_BRICKS", {"SliceSwitch": switch})
     dp = FakeDatapath(7)
     switch.switch_features_handler(features(dp))
+    _ready(switch, 7, generation=1)
     dp.sent.clear()
     return switch, LeoAdaptation(), dp
+
+
+def _ready(switch: SliceSwitch, dpid: int, generation: int) -> None:
+    """The switch app's resync of ``dpid`` done (its barrier answered) under ``generation``."""
+    switch.generation[dpid] = generation
+    switch.ready_dpids.add(dpid)
 
 
 def _status(tmp: Path) -> dict:
@@ -81,6 +88,42 @@ def test_a_switch_that_is_not_connected_is_reported_not_half_steered(env: Path, 
     assert dp.sent == []
     (change,) = _status(env)["changes"]
     assert change["error"] == "dpid 0x9 is not connected" and change["applied_ns"] is None
+
+
+def test_rules_go_only_to_a_ready_switch_and_again_after_its_resync(env: Path, apps) -> None:
+    switch, app, dp = apps
+    (env / ADAPTATION_FILE_NAME).write_text(json.dumps(_config(env)))
+    app.tick(5 * S)
+    switch.ready_dpids.discard(7)  # reconnected, resync under way: what is sent now it would delete
+    app.tick(12 * S + 100_000_000)
+    assert dp.sent == [] and "not ready" in _status(env)["changes"][-1]["error"]
+    _ready(switch, 7, generation=2)
+    app.tick(12 * S + 200_000_000)  # 100 ms later: tried again
+    assert dp.sent[-1].instructions[0].actions[0].port == 3 and _status(env)["via"] == "backup"
+    sent = len(dp.sent)
+    app.tick(12 * S + 210_000_000)
+    assert len(dp.sent) == sent  # nothing new while nothing changes
+    switch.ready_dpids.discard(7)
+    app.tick(12 * S + 220_000_000)
+    _ready(switch, 7, generation=3)  # a resync replaced the switch's rules: the backup path again
+    app.tick(12 * S + 230_000_000)
+    assert len(dp.sent) == sent + 1 and dp.sent[-1].instructions[0].actions[0].port == 3
+    assert [c["via"] for c in _status(env)["changes"] if c["error"] is None] == ["backup", "backup"]
+
+
+def test_a_restarted_app_keeps_the_earlier_records_and_steers_as_it_should(env: Path, apps) -> None:
+    _, app, dp = apps
+    (env / ADAPTATION_FILE_NAME).write_text(json.dumps(_config(env)))
+    app.tick(12 * S + 100_000_000)  # on the backup in the window
+    before = _status(env)
+    assert before["via"] == "backup" and before["restarts_s"] == []
+    restarted = LeoAdaptation()  # the controller came back (its switch app resynced: rules gone)
+    restarted.tick(12 * S + 200_000_000)  # still in the window: the backup path again
+    after = _status(env)
+    assert after["restarts_s"] == [12.2] and after["via"] == "backup"
+    assert after["changes"][: len(before["changes"])] == before["changes"]
+    assert len(after["changes"]) == len(before["changes"]) + 1
+    assert dp.sent[-1].instructions[0].actions[0].port == 3
 
 
 def test_without_a_switch_app_the_error_is_recorded(env: Path, apps, monkeypatch: pytest.MonkeyPatch) -> None:

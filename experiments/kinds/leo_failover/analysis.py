@@ -154,6 +154,19 @@ def reactions(outages: list[tuple[float, float]], changes: list[Mapping[str, Any
     return out
 
 
+def unresolved_failures(changes: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The path changes the switches refused that no retry made good: refused ones whose next
+    accepted change is not to the same path (a refusal while a switch resyncs, retried 100 ms later
+    and accepted, is resolved)."""
+    out = []
+    for i, c in enumerate(changes):
+        if c.get("error"):
+            accepted = next((d for d in changes[i + 1:] if d.get("error") is None), None)
+            if accepted is None or accepted.get("via") != c.get("via"):
+                out.append(c)
+    return out
+
+
 def verdict(arms: Mapping[str, Any], protected: list[str], tolerance_ms: float) -> dict[str, Any]:
     """Per protected slice and arm: the reconfiguration spike (boundary p99 - other p99) and the
     boundary loss; ``spikes_removed``: within ``tolerance_ms`` and no boundary loss with adaptation

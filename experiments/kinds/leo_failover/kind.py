@@ -147,6 +147,7 @@ class LeoFailoverKind(SlicesKind):
             block["error"] = f"the {APP} app's status is unreadable: {exc}"
             return
         block.update({"changes": status.get("changes", []), "detections": status.get("detections", []),
+                      "controller_restarts_s": status.get("restarts_s", []),
                       "error": status.get("error") or (None if status.get("configured") else
                                                        f"the {APP} app never read its configuration")})
 
@@ -165,9 +166,10 @@ class LeoFailoverKind(SlicesKind):
         block = session.metadata.get("leo_failover", {})
         if block.get("error"):
             problems.append(f"leo_failover: {block['error']}")
-        failed = [c for c in block.get("changes", []) if c.get("error")]
+        failed = analysis.unresolved_failures(block.get("changes", []))
         if failed:
-            problems.append(f"leo_failover: {len(failed)} path changes failed, first: {failed[0]['error']}")
+            problems.append(f"leo_failover: {len(failed)} path changes refused and not made good by a retry, "
+                            f"first: {failed[0]['error']}")
         return problems
 
     # --- results -------------------------------------------------------------------------------------
@@ -213,6 +215,7 @@ class LeoFailoverKind(SlicesKind):
                 faults, analysis.reactions(spans, changes, block.get("detections", []), arm_s, got, due,
                                            protected), strict=True)],
             "path_changes": changes, "detections": block.get("detections", []),
+            "controller_restarts_s": block.get("controller_restarts_s", []),
             "install_ms_max": max((c["install_ms"] for c in changes if c["install_ms"] is not None),
                                   default=None),
             "verdict": analysis.verdict(arms, protected, params.spike_tolerance_ms),
