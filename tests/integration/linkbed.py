@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from topologies.hosts import IPV6_OFF
 from topologies.links import DirectionParams, LinkEngine
 from topologies.links.udpprobe import run_probe
 from topologies.manifest import Manifest
@@ -82,6 +83,8 @@ def cell_bed(relay_impl: str, nr: Any = None, ues: tuple[str, ...] = ("ue1",)) -
                  for i, u in enumerate(ues, 1)}
         srv = net.addHost("srv", ip="10.0.0.99/24", mac="02:00:00:00:00:99")
         upf = net.addHost("upf")
+        for host in (*hosts.values(), srv, upf):  # as the project's hosts: no IPv6 chatter (a UE's
+            host.cmd(IPV6_OFF)                     # router solicitation would teach the UPF its cell)
         shared = (DirectionParams(rate_mbps=50), DirectionParams(rate_mbps=50))
         cells = [net.addSwitch(f"{tag}g{i}", cls=engine.cell_class, dpid=f"{i:016x}", scenario_name=f"gnb{i}",
                                cell_capacity=None if nr else shared, nr_plan=nr[0] if nr else None)
